@@ -1,0 +1,1 @@
+"""trustwatch's test suite (a package so helpers under tests/support are importable)."""
