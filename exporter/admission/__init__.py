@@ -1,0 +1,1 @@
+"""The admission webhook: AdmissionReview in, decision (allow, deny message, JSONPatch, warnings) out."""
