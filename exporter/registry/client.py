@@ -1,0 +1,411 @@
+"""Distribution API v2 client on aiohttp: manifests and blobs by digest, with auth, retries and a deadline.
+
+Everything fetched is checked against its digest and capped in size before anyone parses it, because the
+registry is not trusted: only the signatures are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from urllib.parse import urlencode, urlsplit
+
+import aiohttp
+
+from exporter.registry.auth import (
+    Challenge,
+    CredentialStore,
+    TokenCache,
+    load_docker_config,
+    parse_challenge,
+    token_from_response,
+)
+from exporter.registry.errors import NotFoundError, RegistryError
+from exporter.registry.manifest import (
+    MANIFEST_MEDIA_TYPES,
+    MAX_MANIFEST_BYTES,
+    Manifest,
+    ManifestFormatError,
+    parse_manifest,
+)
+from exporter.registry.reference import ImageReference, is_sha256_digest
+
+__all__ = [
+    "NotFoundError",
+    "RegistryClient",
+    "RegistryError",
+    "RegistryOptions",
+    "load_docker_config",
+]
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_ATTEMPTS = 4
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 1.0
+MAX_TOKEN_BYTES = 64 * 1024
+MAX_ERROR_BODY_BYTES = 4 * 1024
+_ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
+
+# Absolute loop time by which the current verification's requests must be done; see RegistryClient.budget().
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("registry_deadline", default=None)
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    """How to reach registries: which may use plain HTTP, credentials, timeouts and a metrics hook."""
+
+    insecure_registries: frozenset[str] = frozenset()
+    credentials: CredentialStore | None = None
+    request_timeout: float = 5.0
+    deadline: float = 10.0
+    on_request: Callable[[str, str], None] | None = None
+    max_connections: int = 100
+
+
+@dataclass(frozen=True)
+class _Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class RegistryClient:
+    """One aiohttp session shared by every request; aiohttp pools connections per host.
+
+    Use as ``async with RegistryClient(options) as client``. Each public call runs inside a deadline
+    (``options.deadline`` seconds); wrap several calls in ``with client.budget():`` to give them one shared
+    deadline, as a verification does.
+    """
+
+    def __init__(self, options: RegistryOptions | None = None) -> None:
+        self.options = options if options is not None else RegistryOptions()
+        self._session: aiohttp.ClientSession | None = None
+        self._tokens = TokenCache()
+        # Hosts that asked for Basic auth: later requests send credentials up front.
+        self._basic_hosts: set[str] = set()
+
+    async def __aenter__(self) -> RegistryClient:
+        connector = aiohttp.TCPConnector(limit=self.options.max_connections, ttl_dns_cache=300)
+        self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @contextmanager
+    def budget(self) -> Iterator[None]:
+        """Share one deadline among all requests made inside; nested budgets keep the outer deadline."""
+        if _DEADLINE.get() is not None:
+            yield
+            return
+        token = _DEADLINE.set(asyncio.get_running_loop().time() + self.options.deadline)
+        try:
+            yield
+        finally:
+            _DEADLINE.reset(token)
+
+    # --- public API -------------------------------------------------------------------------------------
+
+    async def resolve_digest(self, ref: ImageReference) -> str:
+        """The manifest digest ``ref`` points at; no request when the reference already pins a digest."""
+        if ref.digest is not None:
+            return ref.digest
+        reference = ref.tag or "latest"
+        with self.budget():
+            response = await self._call(ref, "HEAD", f"manifests/{reference}", _ACCEPT_MANIFESTS, 0)
+            digest = response.headers.get("Docker-Content-Digest", "")
+            if is_sha256_digest(digest):
+                return digest
+            # Some registries omit the header on HEAD: fetch the manifest and hash it ourselves.
+            manifest = await self.get_manifest(ref, reference)
+            return manifest.digest
+
+    async def get_manifest(self, ref: ImageReference, reference: str) -> Manifest:
+        """The manifest for a tag or digest in ``ref``'s repository, verified against its digest."""
+        with self.budget():
+            response = await self._call(
+                ref, "GET", f"manifests/{reference}", _ACCEPT_MANIFESTS, MAX_MANIFEST_BYTES
+            )
+        url = self._url(ref, f"manifests/{reference}")
+        actual = "sha256:" + hashlib.sha256(response.body).hexdigest()
+        expected = reference if is_sha256_digest(reference) else response.headers.get("Docker-Content-Digest")
+        if expected and expected.startswith("sha256:") and expected != actual:
+            raise RegistryError(
+                f"{url}: manifest content has digest {actual}, not the expected {expected}; the registry "
+                "served corrupted or substituted content",
+                registry=ref.api_host,
+                url=url,
+            )
+        try:
+            return parse_manifest(response.body, actual, response.headers.get("Content-Type"))
+        except ManifestFormatError as exc:
+            raise RegistryError(f"{url}: {exc}", registry=ref.api_host, url=url) from None
+
+    async def get_blob(self, ref: ImageReference, digest: str, max_bytes: int) -> bytes:
+        """A blob of ``ref``'s repository, at most ``max_bytes`` long, verified against ``digest``."""
+        url = self._url(ref, f"blobs/{digest}")
+        if not is_sha256_digest(digest):
+            raise RegistryError(
+                f"{url}: blob digest {digest!r} is not a sha256 digest", registry=ref.api_host
+            )
+        with self.budget():
+            response = await self._call(ref, "GET", f"blobs/{digest}", "*/*", max_bytes)
+        actual = "sha256:" + hashlib.sha256(response.body).hexdigest()
+        if actual != digest:
+            raise RegistryError(
+                f"{url}: blob content has digest {actual}, not {digest}; the registry served corrupted or "
+                "substituted content",
+                registry=ref.api_host,
+                url=url,
+            )
+        return response.body
+
+    # --- request plumbing -------------------------------------------------------------------------------
+
+    def _base_url(self, host: str) -> str:
+        scheme = "http" if host in self.options.insecure_registries else "https"
+        return f"{scheme}://{host}"
+
+    def _url(self, ref: ImageReference, path: str) -> str:
+        return f"{self._base_url(ref.api_host)}/v2/{ref.repository}/{path}"
+
+    def _remaining(self, host: str, url: str) -> float:
+        deadline = _DEADLINE.get()
+        if deadline is None:  # pragma: no cover - every caller runs inside budget()
+            return self.options.request_timeout
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise RegistryError(
+                f"{url}: gave up, the {self.options.deadline:g}s deadline for this verification passed; "
+                "the registry is too slow or unreachable (raise the timeout or check the registry)",
+                registry=host,
+                url=url,
+            )
+        return remaining
+
+    async def _call(
+        self, ref: ImageReference, method: str, path: str, accept: str, max_bytes: int
+    ) -> _Response:
+        """One API request with auth: retries once with credentials after a 401 challenge."""
+        host = ref.api_host
+        url = self._url(ref, path)
+        scope = f"repository:{ref.repository}:pull"
+        headers = {"Accept": accept}
+        authorization = self._known_authorization(ref.registry, host, scope)
+        if authorization:
+            headers["Authorization"] = authorization
+        response = await self._send(method, url, host, headers, max_bytes)
+        if response.status == 401:
+            challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
+            headers["Authorization"] = await self._authorize(ref, url, scope, challenge)
+            response = await self._send(method, url, host, headers, max_bytes)
+            if response.status == 401:
+                raise RegistryError(
+                    f"{url}: registry rejected our credentials (401); check the entry for {ref.registry} in "
+                    "the registry config / imagePullSecret",
+                    registry=host,
+                    url=url,
+                    status=401,
+                )
+        if response.status == 404:
+            raise NotFoundError(f"{url}: not found (404)", registry=host, url=url, status=404)
+        if response.status == 403:
+            raise RegistryError(
+                f"{url}: access denied (403); the credentials for {ref.registry} lack pull access to "
+                f"{ref.repository}",
+                registry=host,
+                url=url,
+                status=403,
+            )
+        if not 200 <= response.status < 300:
+            detail = response.body[:200].decode("utf-8", errors="replace").strip()
+            raise RegistryError(
+                f"{url}: unexpected HTTP {response.status}" + (f" ({detail})" if detail else ""),
+                registry=host,
+                url=url,
+                status=response.status,
+            )
+        return response
+
+    def _known_authorization(self, registry: str, host: str, scope: str) -> str | None:
+        token = self._tokens.get(host, scope)
+        if token is not None:
+            return f"Bearer {token}"
+        credential = self.options.credentials.lookup(registry) if self.options.credentials else None
+        if credential is not None and host in self._basic_hosts:
+            return credential.basic_header()
+        return None
+
+    async def _authorize(self, ref: ImageReference, url: str, scope: str, challenge: Challenge | None) -> str:
+        host = ref.api_host
+        credential = self.options.credentials.lookup(ref.registry) if self.options.credentials else None
+        if challenge is None:
+            raise RegistryError(
+                f"{url}: registry answered 401 without a WWW-Authenticate challenge",
+                registry=host,
+                url=url,
+                status=401,
+            )
+        if challenge.scheme == "basic":
+            if credential is None:
+                raise RegistryError(
+                    f"{url}: registry requires a login (basic auth) and no credentials for {ref.registry} "
+                    "were given; pass a docker config.json (--registry-config) or an imagePullSecret",
+                    registry=host,
+                    url=url,
+                    status=401,
+                )
+            self._basic_hosts.add(host)
+            return credential.basic_header()
+        if challenge.scheme != "bearer" or "realm" not in challenge.params:
+            raise RegistryError(
+                f"{url}: unsupported auth challenge {challenge.scheme!r}", registry=host, url=url, status=401
+            )
+        scope = challenge.params.get("scope") or scope
+        token, lifetime = await self._fetch_token(ref, url, challenge, scope)
+        self._tokens.put(host, f"repository:{ref.repository}:pull", token, lifetime)
+        return f"Bearer {token}"
+
+    async def _fetch_token(
+        self, ref: ImageReference, url: str, challenge: Challenge, scope: str
+    ) -> tuple[str, float | None]:
+        host = ref.api_host
+        realm = challenge.params["realm"]
+        realm_parts = urlsplit(realm)
+        if realm_parts.scheme not in ("https", "http") or not realm_parts.netloc:
+            raise RegistryError(f"{url}: token realm {realm!r} is not an http(s) URL", registry=host, url=url)
+        if realm_parts.scheme == "http" and host not in self.options.insecure_registries:
+            raise RegistryError(
+                f"{url}: token realm {realm} is plain HTTP; allowed only for registries marked insecure",
+                registry=host,
+                url=url,
+            )
+        credential = self.options.credentials.lookup(ref.registry) if self.options.credentials else None
+        query = {"scope": scope}
+        if "service" in challenge.params:
+            query["service"] = challenge.params["service"]
+        headers = {"Accept": "application/json"}
+        if credential is not None and credential.identity_token:
+            form = {**query, "grant_type": "refresh_token", "refresh_token": credential.identity_token}
+            form["client_id"] = "trustwatch"
+            response = await self._send(
+                "POST", realm, realm_parts.netloc, headers, MAX_TOKEN_BYTES, form=form
+            )
+        else:
+            if credential is not None:
+                headers["Authorization"] = credential.basic_header()
+            sep = "&" if realm_parts.query else "?"
+            token_url = f"{realm}{sep}{urlencode(query)}"
+            response = await self._send("GET", token_url, realm_parts.netloc, headers, MAX_TOKEN_BYTES)
+        if response.status != 200:
+            hint = (
+                f"check the credentials for {ref.registry}"
+                if credential is not None
+                else f"the repository may be private: give credentials for {ref.registry}"
+            )
+            raise RegistryError(
+                f"{url}: token endpoint {realm} answered HTTP {response.status}; {hint}",
+                registry=host,
+                url=realm,
+                status=response.status,
+            )
+        try:
+            return token_from_response(response.body)
+        except ValueError as exc:
+            raise RegistryError(f"{url}: {exc} ({realm})", registry=host, url=realm) from None
+
+    def _record(self, host: str, status: str) -> None:
+        if self.options.on_request is not None:
+            self.options.on_request(host, status)
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        host: str,
+        headers: Mapping[str, str],
+        max_bytes: int,
+        *,
+        form: Mapping[str, str] | None = None,
+    ) -> _Response:
+        """One HTTP exchange with bounded retries (429, 5xx, resets, timeouts) inside the deadline."""
+        if self._session is None:
+            raise RuntimeError("RegistryClient used outside 'async with'")
+        last_problem = ""
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            remaining = self._remaining(host, url)
+            timeout = aiohttp.ClientTimeout(total=min(self.options.request_timeout, remaining))
+            try:
+                async with self._session.request(
+                    method, url, headers=headers, data=form, timeout=timeout, allow_redirects=True
+                ) as response:
+                    self._record(host, str(response.status))
+                    if response.status in RETRY_STATUSES:
+                        last_problem = f"HTTP {response.status}"
+                        retry_after = response.headers.get("Retry-After", "")
+                    else:
+                        limit = max_bytes if response.status < 300 else MAX_ERROR_BODY_BYTES
+                        body = await _read_capped(response, limit, url, host) if method != "HEAD" else b""
+                        return _Response(response.status, response.headers, body)
+            except TimeoutError:
+                self._record(host, "error")
+                last_problem = f"no answer within {timeout.total:.3g}s"
+                retry_after = ""
+            except aiohttp.ClientError as exc:
+                self._record(host, "error")
+                last_problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                retry_after = ""
+            if attempt == MAX_ATTEMPTS:
+                break
+            delay = _backoff(attempt, retry_after)
+            if delay >= self._remaining(host, url):
+                break
+            log.debug(
+                "retrying registry request",
+                extra={"url": url, "attempt": attempt, "problem": last_problem, "delay": delay},
+            )
+            await asyncio.sleep(delay)
+        raise RegistryError(
+            f"{url}: {last_problem} (gave up after {attempt} attempt(s)); check that the registry is up and "
+            "reachable",
+            registry=host,
+            url=url,
+        )
+
+
+def _backoff(attempt: int, retry_after: str) -> float:
+    """Exponential backoff with jitter; a registry's small Retry-After (seconds) is honoured."""
+    if retry_after.isdigit():
+        return min(float(retry_after), BACKOFF_CAP * 5)
+    base: float = min(BACKOFF_CAP, BACKOFF_BASE * 2.0 ** (attempt - 1))
+    return base / 2 + random.uniform(0, base / 2)
+
+
+async def _read_capped(response: aiohttp.ClientResponse, max_bytes: int, url: str, host: str) -> bytes:
+    if response.content_length is not None and response.content_length > max_bytes:
+        raise RegistryError(
+            f"{url}: response of {response.content_length} bytes exceeds the {max_bytes}-byte limit",
+            registry=host,
+            url=url,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > max_bytes:
+            raise RegistryError(f"{url}: response exceeds the {max_bytes}-byte limit", registry=host, url=url)
+        chunks.append(chunk)
+    return b"".join(chunks)
