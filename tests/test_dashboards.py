@@ -1,0 +1,179 @@
+"""The Grafana dashboards: current with their generator, well-formed, and reading only defined metrics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+from exporter.metrics import ALL_METRICS
+from tests.support.promql import DashboardQuery, dashboard_queries, metric_names
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_DIR = ROOT / "dashboards"
+CHART_DASHBOARD_DIR = ROOT / "deploy" / "helm" / "trustwatch" / "dashboards"
+DEFINED_SERIES = {name for spec in ALL_METRICS for name in spec.series_names()}
+EXPECTED = {
+    "trustwatch-policy-reports.json",
+    "trustwatch-admission.json",
+    "trustwatch-health.json",
+}
+
+
+def _builder() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("dashboard_build", DASHBOARD_DIR / "build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses resolve annotations through sys.modules
+    spec.loader.exec_module(module)
+    return module
+
+
+def _dashboards() -> dict[str, dict[str, Any]]:
+    return {path.name: json.loads(path.read_text()) for path in sorted(DASHBOARD_DIR.glob("*.json"))}
+
+
+def _all_panels(panels: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    found = []
+    for panel in panels:
+        found.append(panel)
+        found.extend(_all_panels(panel.get("panels", [])))
+    return found
+
+
+def _all_queries() -> list[DashboardQuery]:
+    return [query for board in _dashboards().values() for query in dashboard_queries(board)]
+
+
+def test_committed_dashboards_match_the_generator_in_both_places() -> None:
+    rendered = _builder().render()
+    assert set(rendered) == EXPECTED
+    for directory in (DASHBOARD_DIR, CHART_DASHBOARD_DIR):
+        for name, text in rendered.items():
+            assert (directory / name).read_text() == text, (
+                f"{directory / name} is stale: run python3 dashboards/build.py"
+            )
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_dashboard_is_current_grafana_json_with_unique_ids(name: str) -> None:
+    board = _dashboards()[name]
+    assert board["schemaVersion"] >= 39
+    assert board["uid"] and len(board["uid"]) <= 40
+    panels = _all_panels(board["panels"])
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids)), f"duplicate panel ids in {name}"
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24, f"panel {panel['title']!r} overflows the grid"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_panel_and_target_uses_the_datasource_variable(name: str) -> None:
+    board = _dashboards()[name]
+    variables = {variable["name"]: variable for variable in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert "cluster" in variables
+    for panel in _all_panels(board["panels"]):
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel["targets"], f"panel {panel['title']!r} has no query"
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+    for variable in variables.values():
+        if variable["type"] == "query":
+            assert variable["datasource"]["uid"] == "${datasource}"
+
+
+def test_policy_report_dashboard_offers_every_filter_and_uses_it() -> None:
+    board = _dashboards()["trustwatch-policy-reports.json"]
+    names = {variable["name"] for variable in board["templating"]["list"]}
+    assert {"datasource", "cluster", "namespace", "policy", "source", "severity"} <= names
+    exprs = " ".join(query.expr for query in dashboard_queries(board))
+    for variable in ("$cluster", "$namespace", "$policy", "$source", "$severity"):
+        assert variable in exprs
+
+
+def test_every_metric_a_dashboard_reads_is_defined_in_exporter_metrics() -> None:
+    used: dict[str, list[str]] = {}
+    for query in _all_queries():
+        for name in metric_names(query.series_query()):
+            used.setdefault(name, []).append(str(query))
+    assert used, "no metric found in any dashboard"
+    undefined = {name: where for name, where in used.items() if name not in DEFINED_SERIES}
+    assert not undefined, f"dashboards read metrics not defined in exporter/metrics.py: {undefined}"
+
+
+def test_dashboards_cover_the_issue_panels() -> None:
+    """Each dashboard shows what issue 5 lists (titles are what users look for)."""
+    titles = {
+        name: {panel["title"] for panel in _all_panels(board["panels"])}
+        for name, board in _dashboards().items()
+    }
+    assert {"Results by status", "New violations per hour", "Failing results by namespace",
+            "Failing results by policy and rule", "Oldest unresolved failure",
+            "Results by source"} <= titles["trustwatch-policy-reports.json"]  # fmt: skip
+    assert {"Admission reviews by decision", "Enforcement denials by namespace and policy",
+            "Unsigned images admitted (Audit)", "Verification latency (uncached)", "Cache hit ratio",
+            "Registry error ratio", "Fail-open admissions", "Verified-image coverage",
+            "Report queue"} <= titles["trustwatch-admission.json"]  # fmt: skip
+    assert {"Report watch up", "Watch restarts", "Time since last report event", "Reports held",
+            "Policy load errors", "Certificate expires in"} <= titles["trustwatch-health.json"]  # fmt: skip
+
+
+def test_report_gauges_are_deduplicated_across_replicas() -> None:
+    """Replicas export identical report series; summing them raw would double every count."""
+    replicated = {
+        "trustwatch_policy_report_results",
+        "trustwatch_cluster_policy_report_results",
+        "trustwatch_policy_report_result_transitions_total",
+    }
+    for query in _all_queries():
+        if query.is_variable or not metric_names(query.expr) & replicated:
+            continue
+        assert "max without (instance, pod)" in query.expr, str(query)
+
+
+@pytest.mark.prometheus
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each query (variables substituted) as a recording rule expression."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (Debian package prometheus); .ci/run installs it")
+    queries = _all_queries()
+    rules = [{"record": f"dashboard:query_{i}", "expr": query.evaluable()} for i, query in enumerate(queries)]
+    path = tmp_path / "queries.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = subprocess.run(
+        [promtool, "check", "rules", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_metric_names_ignores_labels_functions_keywords_and_durations() -> None:
+    expr = (
+        'histogram_quantile(0.99, sum by (le, webhook) (rate(a_bucket{le!="+Inf", x=~"by|on"}[5m])))'
+        " > on (webhook) group_left (policy) 2 * b offset 1h or vector(0) unless c:recorded"
+        ' and time() - max without (instance, pod) (d{namespace=~"$namespace"}[$__rate_interval:1m])'
+    )
+    assert metric_names(expr) == {"a_bucket", "b", "c:recorded", "d"}
+    assert metric_names('label_replace(up, "x", "$1", "job", "(.*)")') == {"up"}
+    assert metric_names("1e3 + 0x1F + Inf") == set()
+
+
+def test_dashboard_query_substitutes_grafana_variables() -> None:
+    query = DashboardQuery("d", "p", 'rate(m{a=~"$namespace", b="${policy}"}[$__rate_interval])')
+    assert query.evaluable() == 'rate(m{a=~".*", b=".*"}[1m])'
+    assert query.evaluable({"__rate_interval": "30s", "namespace": "dev"}) == 'rate(m{a=~"dev", b=".*"}[30s])'
+    variable = DashboardQuery("d", "v", 'label_values(m{c=~"$cluster"}, namespace)', is_variable=True)
+    assert variable.evaluable() == 'm{c=~".*"}'
