@@ -1,15 +1,224 @@
-"""`trustwatch verify` (being written; its owner replaces this module)."""
+"""`trustwatch verify IMAGE --key FILE`: check an image's cosign signatures from the command line.
+
+Exit codes: 0 verified, 1 not verified (unsigned or invalid), 2 error (bad arguments, unreadable key or
+config, registry unreachable). Heavy imports stay inside run() so the command starts fast and never loads
+the kubernetes client.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from exporter.cosign import VerificationOutcome, VerifyOptions
+    from exporter.registry import ImageReference, RegistryOptions
+
+EXIT_VERIFIED = 0
+EXIT_NOT_VERIFIED = 1
+EXIT_ERROR = 2
+DEFAULT_TIMEOUT = 10.0
+MAX_REQUEST_TIMEOUT = 5.0
+
+
+class UsageError(Exception):
+    """Bad arguments or unreadable input files: reported on stderr, exit code 2."""
 
 
 def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("verify", help="(not available yet)")
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "verify",
+        help="verify an image's cosign signatures against public keys",
+        description="Verify the cosign key-based signatures of IMAGE. Exit 0 verified, 1 not verified "
+        "(unsigned or invalid signatures), 2 error (bad arguments, unreadable key, registry unreachable).",
+    )
+    parser.add_argument(
+        "image", metavar="IMAGE", help="image reference, e.g. ghcr.io/org/app:1.0 or …@sha256:…"
+    )
+    parser.add_argument(
+        "--key",
+        metavar="FILE",
+        action="append",
+        required=True,
+        help="PEM public key file (may hold several keys); repeat for several files",
+    )
+    parser.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        metavar="N",
+        help="how many distinct keys must have signed (default 1)",
+    )
+    parser.add_argument(
+        "--signature-algorithm",
+        choices=("sha256", "sha384", "sha512"),
+        default="sha256",
+        help="hash the signatures were made with (default sha256, as cosign does)",
+    )
+    parser.add_argument(
+        "--rekor-key", metavar="FILE", help="Rekor public key to check signature bundles with"
+    )
+    parser.add_argument(
+        "--require-tlog",
+        action="store_true",
+        help="a signature counts only with a Rekor bundle that verifies (needs --rekor-key)",
+    )
+    parser.add_argument(
+        "--require-reference",
+        action="store_true",
+        help="also require the signed docker-reference to name IMAGE's repository",
+    )
+    parser.add_argument(
+        "--insecure-registry",
+        metavar="HOST[:PORT]",
+        action="append",
+        default=[],
+        help="registry to reach over plain HTTP; repeatable",
+    )
+    parser.add_argument(
+        "--registry-config",
+        metavar="FILE",
+        help="docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json or "
+        "~/.docker/config.json when present)",
+    )
+    parser.add_argument("--output", choices=("text", "json"), default="text", help="result format")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        metavar="S",
+        help=f"give up after S seconds of registry traffic (default {DEFAULT_TIMEOUT:g})",
+    )
     parser.set_defaults(run=run)
 
 
+def _read(path: str, what: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise UsageError(f"cannot read {what} {path}: {detail}") from None
+
+
+def _default_registry_config() -> str | None:
+    directory = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
+    path = Path(directory) / "config.json"
+    return str(path) if path.is_file() else None
+
+
+def _verify_options(args: argparse.Namespace) -> VerifyOptions:
+    from exporter.cosign import KeyLoadError, VerifyOptions, load_public_key, load_public_keys  # noqa: PLC0415
+
+    try:
+        keys = tuple(key for path in args.key for key in load_public_keys(_read(path, "key file"), path))
+        rekor_keys = (
+            (load_public_key(_read(args.rekor_key, "Rekor key file"), args.rekor_key),)
+            if args.rekor_key
+            else ()
+        )
+        return VerifyOptions(
+            keys=keys,
+            threshold=args.count,
+            signature_algorithm=args.signature_algorithm,
+            rekor_keys=rekor_keys,
+            require_tlog=args.require_tlog,
+            require_reference=args.require_reference,
+        )
+    except (KeyLoadError, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _registry_options(args: argparse.Namespace) -> RegistryOptions:
+    from exporter.registry import DockerConfigError, RegistryOptions, load_docker_config  # noqa: PLC0415
+
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
+    config_path = args.registry_config or _default_registry_config()
+    try:
+        credentials = load_docker_config(config_path) if config_path else None
+    except DockerConfigError as exc:
+        raise UsageError(str(exc)) from None
+    return RegistryOptions(
+        insecure_registries=frozenset(args.insecure_registry),
+        credentials=credentials,
+        request_timeout=min(MAX_REQUEST_TIMEOUT, args.timeout),
+        deadline=args.timeout,
+    )
+
+
+async def _verify(
+    reference: ImageReference, registry_options: RegistryOptions, options: VerifyOptions
+) -> VerificationOutcome:
+    from exporter.cosign import verify_image  # noqa: PLC0415
+    from exporter.registry import RegistryClient  # noqa: PLC0415
+
+    async with RegistryClient(registry_options) as client:
+        return await verify_image(client, reference, options)
+
+
+def _as_json(image: str, outcome: VerificationOutcome | None, error: str | None) -> dict[str, Any]:
+    document: dict[str, Any] = {"image": image, "status": "error" if outcome is None else outcome.status}
+    if outcome is None:
+        document["error"] = error
+        return document
+    document["reason"] = outcome.reason
+    if outcome.status == "error":
+        document["error"] = outcome.cause
+    else:
+        document["digest"] = outcome.digest
+    if outcome.status == "verified":
+        document["matchedKeys"] = list(outcome.matched_keys)
+    if outcome.status == "invalid":
+        document["reasons"] = list(outcome.reasons)
+    return document
+
+
+def _as_text(outcome: VerificationOutcome) -> str:
+    if outcome.status == "verified":
+        keys = ", ".join(outcome.matched_keys)
+        return f"VERIFIED {outcome.reference}\n  digest: {outcome.digest}\n  signed by: {keys}"
+    if outcome.status == "unsigned":
+        return (
+            f"NOT VERIFIED {outcome.reference}: unsigned\n  digest: {outcome.digest}\n"
+            "  no cosign signature found (no sha256-<digest>.sig manifest in the repository)"
+        )
+    if outcome.status == "invalid":
+        lines = "".join(f"\n  - {reason}" for reason in outcome.reasons)
+        return (
+            f"NOT VERIFIED {outcome.reference}: no valid signature by a trusted key\n"
+            f"  digest: {outcome.digest}{lines}"
+        )
+    return f"ERROR {outcome.reference}: {outcome.cause}"
+
+
+def _exit_code(outcome: VerificationOutcome) -> int:
+    if outcome.status == "verified":
+        return EXIT_VERIFIED
+    if outcome.status == "error":
+        return EXIT_ERROR
+    return EXIT_NOT_VERIFIED
+
+
 def run(args: argparse.Namespace) -> int:
-    raise SystemExit("trustwatch verify is not available in this build yet")
+    from exporter.registry import InvalidReferenceError, parse_reference  # noqa: PLC0415
+
+    try:
+        reference = parse_reference(args.image)
+        options = _verify_options(args)
+        registry_options = _registry_options(args)
+    except (InvalidReferenceError, UsageError) as exc:
+        if args.output == "json":
+            print(json.dumps(_as_json(args.image, None, str(exc))))
+        print(f"trustwatch verify: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    outcome = asyncio.run(_verify(reference, registry_options, options))
+    if args.output == "json":
+        print(json.dumps(_as_json(args.image, outcome, None), indent=2))
+    else:
+        print(_as_text(outcome))
+    return _exit_code(outcome)

@@ -221,7 +221,12 @@ class RegistryClient:
                     status=401,
                 )
         if response.status == 404:
-            raise NotFoundError(f"{url}: not found (404)", registry=host, url=url, status=404)
+            raise NotFoundError(
+                f"{url}: not found (404); check the repository name and the tag or digest",
+                registry=host,
+                url=url,
+                status=404,
+            )
         if response.status == 403:
             raise RegistryError(
                 f"{url}: access denied (403); the credentials for {ref.registry} lack pull access to "
