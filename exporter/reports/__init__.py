@@ -1,0 +1,1 @@
+"""PolicyReports and openreports Reports: the model, sources that watch them, the store and its metrics."""

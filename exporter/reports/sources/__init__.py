@@ -1,0 +1,1 @@
+"""Where reports come from: the Kubernetes API (list+watch) or local files."""
