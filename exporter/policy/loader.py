@@ -1,0 +1,216 @@
+"""Read Kyverno policies from YAML/JSON text, files and directories (including ConfigMap volume mounts).
+
+Errors say where (file, document, policy, rule, field path) and what to do, and loading is all-or-nothing:
+one bad document rejects the whole set, so the reloader can keep the last good one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.policy.fields import FieldError
+from exporter.policy.model import KyvernoPolicy
+from exporter.policy.parse import POLICY_KINDS, parse_policy
+
+POLICY_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_SOURCE_BYTES = 4 * 1024 * 1024
+MAX_POLICIES = 1000
+
+
+class PolicyLoadError(ValueError):
+    """A policy source that cannot be used. The message names the source, the 1-based document number,
+    the policy, the rule and the field path (each when known), then the problem and what to do."""
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        source: str,
+        document: int | None = None,
+        policy: str | None = None,
+        rule: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        where = [source]
+        if document is not None:
+            where.append(f"document {document}")
+        if policy is not None:
+            where.append(policy)
+        if rule is not None:
+            where.append(f"rule {rule}")
+        location = ", ".join(where)
+        super().__init__(f"{location}: {path}: {problem}" if path else f"{location}: {problem}")
+        self.source = source
+        self.document = document
+        self.policy = policy
+        self.rule = rule
+        self.path = path
+        self.problem = problem
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys: PyYAML would silently keep the last one, hiding a field."""
+
+
+def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _policy_label(document: Mapping[str, Any]) -> str | None:
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
+    if name is None:
+        return None
+    qualified = f"{namespace}/{name}" if namespace and document.get("kind") == "Policy" else str(name)
+    return f"{document.get('kind')} {qualified}"
+
+
+def _parse_document(document: Any, source: str, number: int) -> list[KyvernoPolicy]:
+    if not isinstance(document, Mapping):
+        raise PolicyLoadError(
+            "expected a Kubernetes object (a mapping), got " + type(document).__name__,
+            source=source,
+            document=number,
+        )
+    kind = document.get("kind")
+    if kind == "List":
+        items = document.get("items")
+        if not isinstance(items, list):
+            raise PolicyLoadError("a List needs an items list", source=source, document=number)
+        return [policy for item in items for policy in _parse_document(item, source, number)]
+    if kind == "ConfigMap":
+        return _parse_config_map(document, source, number)
+    if kind not in POLICY_KINDS:
+        raise PolicyLoadError(
+            f"kind {kind!r} is not a Kyverno ClusterPolicy or Policy; remove it from the policy sources",
+            source=source,
+            document=number,
+        )
+    try:
+        return [parse_policy(document, source)]
+    except FieldError as error:
+        raise PolicyLoadError(
+            error.problem,
+            source=source,
+            document=number,
+            policy=_policy_label(document),
+            rule=error.rule,
+            path=error.path,
+        ) from None
+
+
+def _parse_config_map(document: Mapping[str, Any], source: str, number: int) -> list[KyvernoPolicy]:
+    data = document.get("data") or {}
+    if not isinstance(data, Mapping):
+        raise PolicyLoadError(
+            "ConfigMap data must be a map of file names to text", source=source, document=number
+        )
+    policies: list[KyvernoPolicy] = []
+    for key in sorted(data):
+        if str(key).endswith(POLICY_SUFFIXES):
+            policies.extend(parse_policies(str(data[key]), f"{source} document {number} data[{key}]"))
+    return policies
+
+
+def _load_documents(text: str, source: str) -> list[Any]:
+    try:
+        return list(yaml.load_all(text, Loader=_StrictLoader))  # a SafeLoader subclass
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or str(error)
+        raise PolicyLoadError(f"invalid YAML/JSON{where}: {problem}", source=source) from None
+
+
+def ensure_unique(policies: Iterable[KyvernoPolicy]) -> None:
+    """Raise :class:`PolicyLoadError` when two policies share (kind, namespace, name)."""
+    seen: dict[tuple[str, str | None, str], KyvernoPolicy] = {}
+    for policy in policies:
+        first = seen.setdefault(policy.key, policy)
+        if first is not policy:
+            raise PolicyLoadError(
+                f"duplicate {policy.kind} {policy.display_name}: also defined in {first.source}; keep one",
+                source=policy.source,
+            )
+
+
+def parse_policies(text: str, source: str = "<string>") -> list[KyvernoPolicy]:
+    """Every policy in ``text``: YAML with any number of documents (JSON is YAML too), ``kind: List``
+    wrappers, and ConfigMaps whose ``*.yaml``/``*.yml``/``*.json`` data entries hold policies.
+    Empty documents are skipped. Raises :class:`PolicyLoadError`."""
+    if len(text) > MAX_SOURCE_BYTES:
+        raise PolicyLoadError(f"larger than {MAX_SOURCE_BYTES} bytes; split it up", source=source)
+    policies: list[KyvernoPolicy] = []
+    for number, document in enumerate(_load_documents(text, source), start=1):
+        if document is not None:
+            policies.extend(_parse_document(document, source, number))
+        if len(policies) > MAX_POLICIES:
+            raise PolicyLoadError(f"more than {MAX_POLICIES} policies", source=source)
+    ensure_unique(policies)
+    return policies
+
+
+def policy_files(paths: Sequence[Path]) -> list[Path]:
+    """The files ``paths`` designate: files as given, directories searched recursively for
+    ``*.yaml``/``*.yml``/``*.json`` while skipping hidden entries (a ConfigMap mount's ``..data`` and
+    timestamped directories, whose files are reached through the visible symlinks). Sorted per directory."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(
+                    candidate
+                    for candidate in path.rglob("*")
+                    if candidate.suffix in POLICY_SUFFIXES
+                    and candidate.is_file()
+                    and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
+                )
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise PolicyLoadError("no such file or directory; check the --policy path", source=str(path))
+    return files
+
+
+def read_policy_file(path: Path) -> str:
+    """The text of one policy file, bounded in size. Raises :class:`PolicyLoadError`."""
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SOURCE_BYTES + 1)
+    except OSError as error:
+        raise PolicyLoadError(f"cannot read: {error.strerror}", source=str(path)) from None
+    if len(data) > MAX_SOURCE_BYTES:
+        raise PolicyLoadError(f"larger than {MAX_SOURCE_BYTES} bytes; split it up", source=str(path))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise PolicyLoadError("not UTF-8 text", source=str(path)) from None
+
+
+def load_policy_paths(paths: Sequence[Path]) -> list[KyvernoPolicy]:
+    """All policies of the given files and directories; a (kind, namespace, name) defined twice is an
+    error. Raises :class:`PolicyLoadError`."""
+    policies = [
+        policy for file in policy_files(paths) for policy in parse_policies(read_policy_file(file), str(file))
+    ]
+    if len(policies) > MAX_POLICIES:
+        raise PolicyLoadError(
+            f"more than {MAX_POLICIES} policies in total", source=", ".join(map(str, paths))
+        )
+    ensure_unique(policies)
+    return policies

@@ -1,0 +1,259 @@
+"""The parsed, validated form of Kyverno ``ClusterPolicy``/``Policy`` objects restricted to ``verifyImages``.
+
+Everything here is immutable (frozen dataclasses, tuples) so a loaded policy set can be shared by concurrent
+admission requests and swapped atomically on reload. Only what trustwatch enforces is represented: the loader
+rejects every other field instead of dropping it (see ``docs/policies.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from exporter.policy.images import normalize_image
+from exporter.policy.wildcard import wildcard_match
+
+Action = Literal["Audit", "Enforce"]
+FailurePolicy = Literal["Fail", "Ignore"]
+PolicyKind = Literal["ClusterPolicy", "Policy"]
+Operation = Literal["CREATE", "UPDATE", "DELETE", "CONNECT"]
+SelectorOperator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
+
+SEVERITY_ANNOTATION = "policies.kyverno.io/severity"
+CATEGORY_ANNOTATION = "policies.kyverno.io/category"
+SCORED_ANNOTATION = "policies.kyverno.io/scored"
+AUTOGEN_ANNOTATION = "pod-policies.kyverno.io/autogen-controllers"
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Rekor:
+    """``keys.rekor``: transparency-log settings of a key attestor.
+
+    ``url``/``pubkey`` are None when not given. Kyverno then uses the public Rekor instance; whether and how
+    the log is checked is the verifier's decision (see docs/policies.md).
+    """
+
+    pubkey: str | None
+    ignore_tlog: bool
+    url: str | None
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    """A Kubernetes Secret holding the public key (``keys.secret``, or a ``k8s://ns/name`` key reference)."""
+
+    name: str
+    namespace: str
+
+
+@dataclass(frozen=True)
+class KeyEntry:
+    """One attestor entry verified with a public key: exactly one of ``public_keys`` and ``secret`` is set.
+
+    ``public_keys`` holds exactly ONE PEM ``PUBLIC KEY`` block: like Kyverno, the loader expands a block of
+    several keys into one entry per key, so entry indexes in messages match Kyverno's.
+    """
+
+    public_keys: str | None
+    secret: SecretRef | None
+    signature_algorithm: str
+    rekor: Rekor | None
+
+
+@dataclass(frozen=True)
+class Attestor:
+    """``attestors[]``: a set of entries of which ``required_count`` must verify (Kyverno's AttestorSet)."""
+
+    count: int | None
+    entries: tuple[KeyEntry, ...]
+
+    @property
+    def required_count(self) -> int:
+        """``count`` when given, else every entry (Kyverno's default)."""
+        return self.count if self.count is not None else len(self.entries)
+
+
+@dataclass(frozen=True)
+class ImageVerification:
+    """One ``verifyImages[]`` entry, legacy ``image``/``key`` syntax already converted to the current one.
+
+    ``failure_action`` is the entry's own ``failureAction`` (None when absent); use
+    :func:`exporter.policy.action.effective_action` for the action that applies.
+    """
+
+    image_references: tuple[str, ...]
+    skip_image_references: tuple[str, ...]
+    attestors: tuple[Attestor, ...]
+    required: bool
+    verify_digest: bool
+    mutate_digest: bool
+    failure_action: Action | None
+    use_cache: bool = True
+
+    def applies_to(self, image: str) -> bool:
+        """Whether this entry verifies ``image`` (as written in the Pod spec).
+
+        Like Kyverno, patterns are matched with wildcards against the normalised reference
+        (``nginx`` -> ``docker.io/library/nginx:latest``, ``user/app:1`` -> ``docker.io/user/app:1``;
+        a digest replaces the tag), and ``skipImageReferences`` wins over ``imageReferences``.
+        Raises ValueError for an image that is not a valid reference.
+        """
+        return self.applies_to_reference(normalize_image(image))
+
+    def applies_to_reference(self, reference: str) -> bool:
+        """:meth:`applies_to` for an already normalised reference."""
+        if any(wildcard_match(pattern, reference) for pattern in self.skip_image_references):
+            return False
+        return any(wildcard_match(pattern, reference) for pattern in self.image_references)
+
+
+@dataclass(frozen=True)
+class SelectorRequirement:
+    """One ``matchExpressions`` entry; ``values`` is empty for Exists/DoesNotExist."""
+
+    key: str
+    operator: SelectorOperator
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A Kubernetes label selector; an empty one matches everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[SelectorRequirement, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResourceFilter:
+    """``match``/``exclude`` ``resources`` block: every given attribute must match (AND), any value of a
+    list attribute may (OR). Empty tuples / None mean "not constrained". The legacy singular ``name`` is
+    folded into ``names``."""
+
+    kinds: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    namespaces: tuple[str, ...] = ()
+    selector: LabelSelector | None = None
+    namespace_selector: LabelSelector | None = None
+    operations: tuple[Operation, ...] = ()
+    annotations: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchBlock:
+    """``match``/``exclude``: ``any`` (one filter suffices) or ``all`` (every filter must match).
+
+    The legacy form with ``resources`` directly under ``match``/``exclude`` is stored as ``all`` with one
+    filter, which Kyverno evaluates identically. At most one of ``any``/``all`` is non-empty.
+    """
+
+    any: tuple[ResourceFilter, ...] = ()
+    all: tuple[ResourceFilter, ...] = ()
+
+    @property
+    def filters(self) -> tuple[ResourceFilter, ...]:
+        """Every filter of the block, whichever list it is in."""
+        return self.any + self.all
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A ``verifyImages`` rule. Autogen rules (``autogen-<rule>``, ``autogen-cronjob-<rule>``) are ordinary
+    rules with ``is_autogen`` set and ``autogen_of`` naming the Pod rule they were generated from."""
+
+    name: str
+    match: MatchBlock
+    exclude: MatchBlock | None
+    verify_images: tuple[ImageVerification, ...]
+    is_autogen: bool = False
+    autogen_of: str | None = None
+
+
+@dataclass(frozen=True)
+class ActionOverride:
+    """``validationFailureActionOverrides[]``: ``action`` applies in namespaces matching any of
+    ``namespaces`` (wildcards) and, when given, ``namespace_selector``; with no namespaces the selector
+    alone decides."""
+
+    action: Action
+    namespaces: tuple[str, ...]
+    namespace_selector: LabelSelector | None
+
+
+@dataclass(frozen=True)
+class KyvernoPolicy:
+    """A validated ``ClusterPolicy``/``Policy`` whose ``rules`` already include the autogen rules.
+
+    Equality and hashing use (kind, namespace, name, version), so policies can key caches.
+    ``version`` is a content hash of the policy (metadata that changes without the policy changing, such as
+    ``resourceVersion``, excluded): the cache key for "this version of the policy".
+    """
+
+    kind: PolicyKind
+    name: str
+    namespace: str | None
+    annotations: Mapping[str, str]
+    validation_failure_action: Action
+    overrides: tuple[ActionOverride, ...]
+    failure_policy: FailurePolicy
+    background: bool
+    rules: tuple[Rule, ...]
+    version: str
+    admission: bool = True
+    webhook_timeout_seconds: int | None = None
+    emit_warning: bool = False
+    source: str = field(default="<string>", compare=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, KyvernoPolicy):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def _identity(self) -> tuple[str, str | None, str, str]:
+        return (self.kind, self.namespace, self.name, self.version)
+
+    @property
+    def key(self) -> tuple[str, str | None, str]:
+        """(kind, namespace, name): unique within a policy set."""
+        return (self.kind, self.namespace, self.name)
+
+    @property
+    def report_name(self) -> str:
+        """The PolicyReport name Kyverno uses for this policy's results: ``cpol-<name>`` / ``pol-<name>``."""
+        return f"cpol-{self.name}" if self.kind == "ClusterPolicy" else f"pol-{self.name}"
+
+    @property
+    def display_name(self) -> str:
+        """How messages name the policy: ``name`` for a ClusterPolicy, ``namespace/name`` for a Policy."""
+        return self.name if self.namespace is None else f"{self.namespace}/{self.name}"
+
+    @property
+    def severity(self) -> str | None:
+        """``policies.kyverno.io/severity``, or None."""
+        return self.annotations.get(SEVERITY_ANNOTATION) or None
+
+    @property
+    def category(self) -> str | None:
+        """``policies.kyverno.io/category``, or None."""
+        return self.annotations.get(CATEGORY_ANNOTATION) or None
+
+    @property
+    def scored(self) -> bool:
+        """False only when ``policies.kyverno.io/scored`` is ``"false"`` (failures then report as warn)."""
+        return self.annotations.get(SCORED_ANNOTATION) != "false"
+
+    def rule(self, name: str) -> Rule | None:
+        """The rule called ``name`` (including autogen rules), or None."""
+        return next((rule for rule in self.rules if rule.name == name), None)
+
+
+def frozen_mapping(values: Mapping[str, str] | None) -> Mapping[str, str]:
+    """A read-only copy of ``values`` (shared empty mapping for None)."""
+    return MappingProxyType(dict(values)) if values else _EMPTY

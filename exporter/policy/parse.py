@@ -1,0 +1,421 @@
+"""Turn one decoded ``ClusterPolicy``/``Policy`` object into a validated :class:`KyvernoPolicy`.
+
+Supported: ``verifyImages`` rules with cosign public-key attestors, in both the legacy (``image``/``key``)
+and the current (``imageReferences``/``attestors``) syntax, ``match``/``exclude``, failure actions and
+overrides, ``failurePolicy``, autogen. Anything else Kyverno knows is rejected with the reason, anything it
+does not know is rejected as unknown: a policy must never be weaker than its author believes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from exporter.policy.autogen import parse_controllers_annotation, with_autogen_rules
+from exporter.policy.fields import FieldError, Fields
+from exporter.policy.match import parse_kind_selector
+from exporter.policy.model import (
+    AUTOGEN_ANNOTATION,
+    Action,
+    ActionOverride,
+    Attestor,
+    FailurePolicy,
+    ImageVerification,
+    KeyEntry,
+    KyvernoPolicy,
+    LabelSelector,
+    MatchBlock,
+    Operation,
+    PolicyKind,
+    Rekor,
+    ResourceFilter,
+    Rule,
+    SecretRef,
+    SelectorOperator,
+    SelectorRequirement,
+    frozen_mapping,
+)
+
+API_VERSIONS = frozenset({"kyverno.io/v1", "kyverno.io/v2beta1"})
+POLICY_KINDS: dict[str, PolicyKind] = {"ClusterPolicy": "ClusterPolicy", "Policy": "Policy"}
+ACTIONS: dict[str, Action] = {"Audit": "Audit", "audit": "Audit", "Enforce": "Enforce", "enforce": "Enforce"}
+FAILURE_POLICIES: dict[str, FailurePolicy] = {"Fail": "Fail", "Ignore": "Ignore"}
+OPERATIONS: dict[str, Operation] = {
+    "CREATE": "CREATE",
+    "UPDATE": "UPDATE",
+    "DELETE": "DELETE",
+    "CONNECT": "CONNECT",
+}
+SELECTOR_OPERATORS: dict[str, SelectorOperator] = {
+    "In": "In",
+    "NotIn": "NotIn",
+    "Exists": "Exists",
+    "DoesNotExist": "DoesNotExist",
+}
+SIGNATURE_ALGORITHMS = {alg: alg for alg in ("sha224", "sha256", "sha384", "sha512")}
+MAX_RULE_NAME = 63
+
+_PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----", re.DOTALL)
+_SECRET_KEY_REF = re.compile(r"k8s://(?P<namespace>[^/\s]+)/(?P<name>[^/\s]+)")
+
+_NOT_ENFORCED = "trustwatch only enforces verifyImages rules; move this rule to a policy run by Kyverno"
+_KEYLESS = (
+    "keyless (certificate/OIDC identity) verification is not supported; use keys.publicKeys or keys.secret"
+)
+
+SPEC_UNSUPPORTED = {
+    "webhookConfiguration": "webhook match conditions are not supported; remove it (trustwatch's webhook "
+    "configuration decides which requests are sent)",
+    "applyRules": "only applyRules: All (the default) is supported",
+}
+# Fields that only affect generate/mutate rules or background scans: accepted, without effect.
+SPEC_IGNORED = frozenset(
+    {
+        "schemaValidation",
+        "useServerSideApply",
+        "generateExisting",
+        "generateExistingOnPolicyUpdate",
+        "mutateExistingOnPolicyUpdate",
+    }
+)
+RULE_UNSUPPORTED = {
+    "validate": f"validate rules are not supported: {_NOT_ENFORCED}",
+    "mutate": f"mutate rules are not supported: {_NOT_ENFORCED}",
+    "generate": f"generate rules are not supported: {_NOT_ENFORCED}",
+    "context": "context variables are not supported; remove the context entries",
+    "preconditions": "preconditions are not supported; express the scope with match/exclude",
+    "celPreconditions": "celPreconditions are not supported; express the scope with match/exclude",
+    "imageExtractors": "custom imageExtractors are not supported; only Pod and Pod template images are "
+    "checked",
+    "reportProperties": "reportProperties are not supported; remove them",
+}
+RULE_IGNORED = frozenset({"skipBackgroundRequests"})
+_USER_INFO = "matching on the requesting user is not supported; remove it or match on resources only"
+BLOCK_UNSUPPORTED = {"subjects": _USER_INFO, "roles": _USER_INFO, "clusterRoles": _USER_INFO}
+VERIFY_UNSUPPORTED = {
+    "attestations": "attestation (in-toto predicate) checks are not supported; remove them or use Kyverno",
+    "roots": _KEYLESS,
+    "subject": _KEYLESS,
+    "issuer": _KEYLESS,
+    "additionalExtensions": _KEYLESS,
+    "annotations": "signature annotation checks are not supported; remove them",
+    "repository": "signatures in a separate repository are not supported; store them next to the image",
+    "imageRegistryCredentials": "per-rule registry credentials are not supported; configure registry "
+    "credentials on trustwatch instead",
+    "validate": "verifyImages validate (deny) conditions are not supported; remove them",
+}
+ENTRY_UNSUPPORTED = {
+    "certificates": _KEYLESS,
+    "keyless": _KEYLESS,
+    "attestor": "nested attestor sets are not supported; flatten them into entries with a count",
+    "repository": VERIFY_UNSUPPORTED["repository"],
+    "annotations": VERIFY_UNSUPPORTED["annotations"],
+}
+KEYS_UNSUPPORTED = {
+    "kms": "KMS keys are not supported; put the public key in publicKeys or a Secret",
+    "ctlog": "certificate transparency log settings only apply to keyless verification; remove ctlog",
+}
+
+
+def _selector(fields: Fields) -> LabelSelector:
+    labels = fields.string_map("matchLabels") or {}
+    expressions: list[SelectorRequirement] = []
+    for item in fields.objects("matchExpressions"):
+        operator = item.choice("operator", SELECTOR_OPERATORS)
+        if operator is None:
+            raise FieldError(item.at("operator"), "is required")
+        values = item.strings("values")
+        if operator in ("In", "NotIn") and not values:
+            raise FieldError(item.at("values"), f"operator {operator} needs at least one value")
+        if operator in ("Exists", "DoesNotExist") and values:
+            raise FieldError(item.at("values"), f"operator {operator} takes no values")
+        expressions.append(SelectorRequirement(item.required_string("key"), operator, values))
+        item.finish({})
+    fields.finish({})
+    return LabelSelector(tuple(sorted(labels.items())), tuple(expressions))
+
+
+def _optional_selector(fields: Fields, key: str) -> LabelSelector | None:
+    child = fields.child(key)
+    return None if child is None else _selector(child)
+
+
+def _resources(fields: Fields, *, kinds_required: bool) -> ResourceFilter:
+    kinds = fields.strings("kinds")
+    for index, kind in enumerate(kinds):
+        if parse_kind_selector(kind) == ("", "", "", ""):
+            raise FieldError(f"{fields.at('kinds')}[{index}]", f"invalid kind selector {kind!r}")
+    if kinds_required and not kinds:
+        raise FieldError(fields.at("kinds"), "is required in match: name the kinds the rule applies to")
+    name, names = fields.string("name"), fields.strings("names")
+    if name and names:
+        raise FieldError(fields.at("name"), "use either name (deprecated) or names, not both")
+    operations = fields.strings("operations")
+    for index, operation in enumerate(operations):
+        if operation not in OPERATIONS:
+            raise FieldError(
+                f"{fields.at('operations')}[{index}]",
+                f"unsupported operation {operation!r}; allowed: {', '.join(OPERATIONS)}",
+            )
+    result = ResourceFilter(
+        kinds=kinds,
+        names=(name,) if name else names,
+        namespaces=fields.strings("namespaces"),
+        selector=_optional_selector(fields, "selector"),
+        namespace_selector=_optional_selector(fields, "namespaceSelector"),
+        operations=tuple(OPERATIONS[op] for op in operations),
+        annotations=tuple(sorted((fields.string_map("annotations") or {}).items())),
+    )
+    fields.finish({})
+    if result == ResourceFilter():
+        raise FieldError(fields.path, "an empty resources filter selects nothing; give at least kinds")
+    return result
+
+
+def _filter_entry(fields: Fields, *, kinds_required: bool) -> ResourceFilter:
+    resources = fields.child("resources")
+    fields.finish(BLOCK_UNSUPPORTED)
+    if resources is None:
+        raise FieldError(fields.at("resources"), "is required")
+    return _resources(resources, kinds_required=kinds_required)
+
+
+def _match_block(fields: Fields, *, is_match: bool) -> MatchBlock:
+    any_ = tuple(_filter_entry(item, kinds_required=is_match) for item in fields.objects("any"))
+    all_ = tuple(_filter_entry(item, kinds_required=is_match) for item in fields.objects("all"))
+    legacy = fields.child("resources")
+    legacy_filter = None
+    if legacy is not None and legacy.value:
+        legacy_filter = _resources(legacy, kinds_required=is_match)
+    fields.finish(BLOCK_UNSUPPORTED)
+    given = [key for key, value in (("any", any_), ("all", all_), ("resources", legacy_filter)) if value]
+    if len(given) > 1:
+        raise FieldError(fields.path, f"use only one of any, all and resources (found {', '.join(given)})")
+    if not given:
+        raise FieldError(fields.path, "needs any, all or resources")
+    return MatchBlock(any=any_, all=all_ if legacy_filter is None else (legacy_filter,))
+
+
+def _rekor(fields: Fields | None) -> Rekor | None:
+    if fields is None:
+        return None
+    rekor = Rekor(
+        pubkey=fields.string("pubkey"),
+        ignore_tlog=fields.boolean("ignoreTlog", False),
+        url=fields.string("url"),
+    )
+    fields.finish({})
+    return rekor
+
+
+def _public_key_entries(text: str, path: str, algorithm: str, rekor: Rekor | None) -> list[KeyEntry]:
+    """One entry per PEM block (Kyverno expands multi-key blocks), or a Secret for ``k8s://ns/name``."""
+    stripped = text.strip()
+    reference = _SECRET_KEY_REF.fullmatch(stripped)
+    if reference:
+        secret = SecretRef(name=reference["name"], namespace=reference["namespace"])
+        return [KeyEntry(None, secret, algorithm, rekor)]
+    if "://" in stripped and "-----BEGIN" not in stripped:
+        raise FieldError(
+            path, "key references other than k8s://<namespace>/<secret> (KMS, files) are not supported"
+        )
+    blocks = _PEM_BLOCK.findall(stripped)
+    if not blocks or _PEM_BLOCK.sub("", stripped).strip():
+        raise FieldError(
+            path, "expected one or more PEM '-----BEGIN PUBLIC KEY-----' blocks and nothing else"
+        )
+    return [KeyEntry(block, None, algorithm, rekor) for block in blocks]
+
+
+def _entry(fields: Fields) -> list[KeyEntry]:
+    keys = fields.child("keys")
+    fields.finish(ENTRY_UNSUPPORTED)
+    if keys is None:
+        raise FieldError(fields.at("keys"), "is required: trustwatch verifies signatures made with a key")
+    algorithm = keys.choice("signatureAlgorithm", SIGNATURE_ALGORITHMS, default="sha256")
+    assert algorithm is not None
+    rekor = _rekor(keys.child("rekor"))
+    public_keys, secret_fields = keys.string("publicKeys"), keys.child("secret")
+    keys.finish(KEYS_UNSUPPORTED)
+    if public_keys is not None and secret_fields is not None:
+        raise FieldError(keys.path, "give either publicKeys or secret, not both")
+    if secret_fields is not None:
+        secret = SecretRef(
+            name=secret_fields.required_string("name"), namespace=secret_fields.required_string("namespace")
+        )
+        secret_fields.finish({})
+        return [KeyEntry(None, secret, algorithm, rekor)]
+    if public_keys is None:
+        raise FieldError(keys.at("publicKeys"), "is required (or secret)")
+    return _public_key_entries(public_keys, keys.at("publicKeys"), algorithm, rekor)
+
+
+def _attestor(fields: Fields) -> Attestor:
+    count = fields.integer("count", minimum=1)
+    entries = [key for entry in fields.objects("entries", required=True) for key in _entry(entry)]
+    fields.finish({})
+    if not entries:
+        raise FieldError(fields.at("entries"), "needs at least one entry")
+    if count is not None and count > len(entries):
+        raise FieldError(
+            fields.at("count"), f"{count} exceeds the {len(entries)} entries: it can never be met"
+        )
+    return Attestor(count=count, entries=tuple(entries))
+
+
+def _verification(fields: Fields) -> ImageVerification:
+    verification_type = fields.string("type", default="Cosign")
+    if verification_type != "Cosign":
+        raise FieldError(fields.at("type"), f"only Cosign signatures are supported, not {verification_type}")
+    image, references = fields.string("image"), fields.strings("imageReferences")
+    if image and references:
+        raise FieldError(fields.at("image"), "use either image (legacy) or imageReferences, not both")
+    key, attestor_fields = fields.string("key"), fields.objects("attestors")
+    if key and attestor_fields:
+        raise FieldError(fields.at("key"), "use either key (legacy) or attestors, not both")
+    if fields.boolean("cosignOCI11", False):
+        raise FieldError(fields.at("cosignOCI11"), "OCI 1.1 referrers signatures are not supported")
+    if key:
+        # Legacy form: Kyverno converts it to attestors[0].entries[0].keys.publicKeys.
+        attestors: tuple[Attestor, ...] = (
+            Attestor(count=None, entries=tuple(_public_key_entries(key, fields.at("key"), "sha256", None))),
+        )
+    else:
+        attestors = tuple(_attestor(item) for item in attestor_fields)
+    result = ImageVerification(
+        image_references=(image,) if image else references,
+        skip_image_references=fields.strings("skipImageReferences"),
+        attestors=attestors,
+        required=fields.boolean("required", True),
+        verify_digest=fields.boolean("verifyDigest", True),
+        mutate_digest=fields.boolean("mutateDigest", True),
+        failure_action=fields.choice("failureAction", ACTIONS),
+        use_cache=fields.boolean("useCache", True),
+    )
+    fields.finish(VERIFY_UNSUPPORTED)
+    if not result.image_references:
+        raise FieldError(fields.at("imageReferences"), "is required: list the images to verify ('*' for all)")
+    if not result.attestors:
+        raise FieldError(fields.at("attestors"), "is required: give the key(s) signatures must verify with")
+    return result
+
+
+def _rule(fields: Fields) -> Rule:
+    name = fields.required_string("name")
+    try:
+        if len(name) > MAX_RULE_NAME:
+            raise FieldError(fields.at("name"), f"must be at most {MAX_RULE_NAME} characters")
+        if name.startswith("autogen-"):
+            raise FieldError(
+                fields.at("name"), "the autogen- prefix is reserved for generated rules; rename it"
+            )
+        match = fields.child("match")
+        exclude = fields.child("exclude")
+        verifications = [_verification(item) for item in fields.objects("verifyImages")]
+        rule = Rule(
+            name=name,
+            match=_match_block(match, is_match=True) if match else MatchBlock(),
+            exclude=_match_block(exclude, is_match=False) if exclude and exclude.value else None,
+            verify_images=tuple(verifications),
+        )
+        fields.finish(RULE_UNSUPPORTED, RULE_IGNORED)
+        if match is None:
+            raise FieldError(fields.at("match"), "is required")
+        if not verifications:
+            raise FieldError(fields.at("verifyImages"), f"is required: {_NOT_ENFORCED}")
+    except FieldError as error:
+        error.rule = name
+        raise
+    return rule
+
+
+def _override(fields: Fields) -> ActionOverride:
+    action = fields.choice("action", ACTIONS)
+    if action is None:
+        raise FieldError(fields.at("action"), "is required")
+    override = ActionOverride(
+        action=action,
+        namespaces=fields.strings("namespaces"),
+        namespace_selector=_optional_selector(fields, "namespaceSelector"),
+    )
+    fields.finish({})
+    if not override.namespaces and override.namespace_selector is None:
+        raise FieldError(fields.path, "needs namespaces or namespaceSelector, else it never applies")
+    return override
+
+
+def _version(document: Mapping[str, Any]) -> str:
+    """Content hash over what defines the policy (not resourceVersion, status, managedFields ...)."""
+    metadata = document.get("metadata") or {}
+    identity = {key: metadata.get(key) for key in ("name", "namespace", "annotations", "labels")}
+    canonical = {"apiVersion": document.get("apiVersion"), "kind": document.get("kind"), "metadata": identity}
+    canonical["spec"] = document.get("spec")
+    encoded = json.dumps(canonical, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()[:32]
+
+
+def _with_autogen(rules: tuple[Rule, ...], annotations: Mapping[str, str]) -> tuple[Rule, ...]:
+    try:
+        controllers = parse_controllers_annotation(annotations.get(AUTOGEN_ANNOTATION))
+    except ValueError as error:
+        raise FieldError(f"metadata.annotations[{AUTOGEN_ANNOTATION}]", str(error)) from None
+    expanded = with_autogen_rules(rules, controllers)
+    seen: set[str] = set()
+    for index, rule in enumerate(expanded):
+        if rule.name in seen:
+            where = f"spec.rules[{index}].name" if index < len(rules) else f"generated rule {rule.name}"
+            raise FieldError(where, f"duplicate rule name {rule.name!r}; rule names must be unique")
+        seen.add(rule.name)
+    return expanded
+
+
+def parse_policy(document: Mapping[str, Any], source: str = "<string>") -> KyvernoPolicy:
+    """Validate one decoded ``ClusterPolicy``/``Policy`` object. Raises :class:`FieldError`."""
+    top = Fields(document, "")
+    kind = top.choice("kind", POLICY_KINDS)
+    if kind is None:
+        raise FieldError("kind", "is required")
+    api_version = top.required_string("apiVersion")
+    if api_version not in API_VERSIONS:
+        raise FieldError(
+            "apiVersion", f"unsupported {api_version!r}; use {' or '.join(sorted(API_VERSIONS))}"
+        )
+    metadata = top.child("metadata")
+    if metadata is None:
+        raise FieldError("metadata", "is required")
+    name = metadata.required_string("name")
+    namespace = metadata.string("namespace") if kind == "Policy" else None
+    if kind == "Policy" and namespace is None:
+        raise FieldError("metadata.namespace", "is required for a namespaced Policy (it applies only there)")
+    annotations = frozen_mapping(metadata.string_map("annotations"))
+    spec = top.child("spec")
+    top.raw("status")  # written by Kyverno; never input
+    top.finish({})
+    if spec is None:
+        raise FieldError("spec", "is required")
+    rules = tuple(_rule(item) for item in spec.objects("rules", required=True))
+    if not rules:
+        raise FieldError("spec.rules", "needs at least one rule")
+    if spec.string("applyRules", default="All") != "All":
+        raise FieldError("spec.applyRules", SPEC_UNSUPPORTED["applyRules"])
+    policy = KyvernoPolicy(
+        kind=kind,
+        name=name,
+        namespace=namespace,
+        annotations=annotations,
+        validation_failure_action=spec.choice("validationFailureAction", ACTIONS, default="Audit") or "Audit",
+        overrides=tuple(_override(item) for item in spec.objects("validationFailureActionOverrides")),
+        failure_policy=spec.choice("failurePolicy", FAILURE_POLICIES, default="Fail") or "Fail",
+        background=spec.boolean("background", True),
+        rules=_with_autogen(rules, annotations),
+        version=_version(document),
+        admission=spec.boolean("admission", True),
+        webhook_timeout_seconds=spec.integer("webhookTimeoutSeconds", minimum=1),
+        emit_warning=spec.boolean("emitWarning", False),
+        source=source,
+    )
+    spec.finish(SPEC_UNSUPPORTED, SPEC_IGNORED)
+    return policy

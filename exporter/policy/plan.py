@@ -1,0 +1,104 @@
+"""What has to be verified for one admission request: the pure half of the admission engine.
+
+For every policy rule that applies to the resource, the plan lists one :class:`ImageCheck` per
+(``verifyImages`` entry, container image) pair the entry covers, and the rule's effective action. The engine
+then runs the checks (cosign, cache) and turns them into results and a decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from exporter.policy.action import effective_action
+from exporter.policy.images import ContainerImage, extract_images, normalize_image
+from exporter.policy.match import ResourceInfo, rule_matches
+from exporter.policy.model import Action, ImageVerification, KyvernoPolicy, Rule
+
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """Verify ``image`` against ``verification`` of ``rule``; ``reference`` is Kyverno's normalised form
+    of the image (``docker.io/user/test:unsigned``), the one messages print."""
+
+    policy: KyvernoPolicy
+    rule: Rule
+    verification: ImageVerification
+    image: ContainerImage
+    action: Action
+    reference: str
+
+
+@dataclass(frozen=True)
+class RulePlan:
+    """A rule that matched the resource, with its checks and effective action.
+
+    * ``error`` set: an image could not be parsed; Kyverno reports the rule as ``error`` with this message.
+    * no checks (and no error): no image is covered by the rule's ``imageReferences``; Kyverno reports
+      the rule as ``skip`` with :attr:`skip_message`, which neither fails nor blocks.
+    * otherwise every check must pass for the rule to pass.
+    """
+
+    policy: KyvernoPolicy
+    rule: Rule
+    checks: tuple[ImageCheck, ...]
+    action: Action
+    error: str | None = None
+
+    @property
+    def skipped(self) -> bool:
+        """Whether the rule matched but no image needs verifying (result ``skip``)."""
+        return not self.checks and self.error is None
+
+    @property
+    def skip_message(self) -> str:
+        """Kyverno's message for a skipped verifyImages rule (Go's ``%s`` of the list of references)."""
+        references = " ".join(ref for v in self.rule.verify_images for ref in v.image_references)
+        return f"skip run verification as image in resource not found in imageRefs '[{references}]'"
+
+
+def policy_in_scope(policy: KyvernoPolicy, resource: ResourceInfo) -> bool:
+    """A ClusterPolicy sees every resource; a Policy only resources in its own namespace. Policies with
+    ``admission: false`` are not applied at admission at all."""
+    if not policy.admission:
+        return False
+    return policy.kind == "ClusterPolicy" or resource.namespace == policy.namespace
+
+
+def _plan_rule(
+    policy: KyvernoPolicy, rule: Rule, resource: ResourceInfo, images: Sequence[ContainerImage]
+) -> RulePlan:
+    action = effective_action(policy, rule, None, resource.namespace, resource.namespace_labels)
+    checks: list[ImageCheck] = []
+    for image in images:
+        try:
+            reference = normalize_image(image.image)
+        except ValueError:
+            return RulePlan(policy, rule, (), action, f"failed to extract images: invalid image {image.image}")
+        checks.extend(
+            ImageCheck(policy, rule, verification, image, action, reference)
+            for verification in rule.verify_images
+            if verification.applies_to_reference(reference)
+        )
+    return RulePlan(policy, rule, tuple(checks), action)
+
+
+def plan_review(
+    policies: Sequence[KyvernoPolicy], resource: ResourceInfo, obj: Mapping[str, Any]
+) -> list[RulePlan]:
+    """The rules of ``policies`` that apply to ``resource`` (whose object is ``obj``), in policy and rule
+    order (each policy's own rules first, then its autogen rules), each with its image checks.
+
+    Checks are ordered by ``verifyImages`` entry within each image, images as :func:`extract_images`
+    returns them. The same image in two containers yields two checks (different pointers): deduplicate
+    verification by reference, not the checks.
+    """
+    images = extract_images(obj)
+    return [
+        _plan_rule(policy, rule, resource, images)
+        for policy in policies
+        if policy_in_scope(policy, resource)
+        for rule in policy.rules
+        if rule_matches(rule, resource)
+    ]
