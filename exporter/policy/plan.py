@@ -75,7 +75,8 @@ def _plan_rule(
         try:
             reference = normalize_image(image.image)
         except ValueError:
-            return RulePlan(policy, rule, (), action, f"failed to extract images: invalid image {image.image}")
+            message = f"failed to extract images: invalid image {image.image}"
+            return RulePlan(policy, rule, (), action, message)
         checks.extend(
             ImageCheck(policy, rule, verification, image, action, reference)
             for verification in rule.verify_images
