@@ -1,0 +1,372 @@
+"""Turns one admission request into rule results and a decision, within the webhook's deadline.
+
+``/mutate`` verifies every image a matching ``verifyImages`` rule selects (cached, single-flight), denies
+when an Enforce rule fails (or errors under ``failurePolicy: Fail``), warns for Audit failures, pins tags
+to digests (``mutateDigest``) and queues the results for PolicyReports. ``/validate`` runs after the other
+mutating webhooks and denies images left without a digest where ``verifyDigest`` requires one.
+
+A verification that has not finished when the decision budget (``timeout`` less a margin) runs out becomes
+an ``error`` result; it keeps running in the background so the next request finds it cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from exporter.admission.cache import Lookup
+from exporter.admission.messages import (
+    blocked_message,
+    missing_digest,
+    resource_label,
+    verification_failed,
+    warning,
+)
+from exporter.admission.review import AdmissionRequest, AdmissionResponse
+from exporter.admission.verifier import CacheSettings, ImageOutcome
+from exporter.metrics import ServiceMetrics
+from exporter.policy.images import ContainerImage, extract_images
+from exporter.policy.match import ResourceInfo
+from exporter.policy.model import Action, ImageVerification, KyvernoPolicy
+from exporter.policy.plan import ImageCheck, RulePlan, plan_review
+from exporter.reports.filters import GlobFilter
+from exporter.reports.writer import AuditResult, ResultResource
+
+log = logging.getLogger(__name__)
+
+Webhook = Literal["mutate", "validate"]
+RuleStatus = Literal["pass", "fail", "error", "skip"]
+_SEVERITY_ORDER: Mapping[str, int] = {"skip": 0, "pass": 1, "fail": 2, "error": 3}
+OTHER_NAMESPACE = "other"
+
+
+class Verifier(Protocol):
+    """What the engine needs from :class:`exporter.admission.verifier.ImageVerifier`."""
+
+    async def verify(
+        self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
+    ) -> tuple[ImageOutcome, Lookup]: ...
+
+
+class ResultSink(Protocol):
+    """Where audit results go (the report writer); must not block."""
+
+    def submit(self, results: Iterable[AuditResult]) -> None: ...
+
+
+@dataclass(frozen=True)
+class AdmissionConfig:
+    """Settings of the webhook engine.
+
+    ``timeout`` is the webhook's ``timeoutSeconds``; decisions are made within ``decision_budget``,
+    which leaves a margin for the network and the API server. Namespace labels on metrics are kept
+    for namespaces passing the include/exclude globs and folded into ``other`` otherwise.
+    """
+
+    timeout: float = 10.0
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    namespace_include: tuple[str, ...] = ()
+    namespace_exclude: tuple[str, ...] = ()
+    report_source: str = "kyverno"
+
+    @property
+    def decision_budget(self) -> float:
+        """Seconds available for a decision: the timeout less 10 % (at least 50 ms, at most 1 s)."""
+        return self.timeout - min(1.0, max(0.05, self.timeout * 0.1))
+
+
+@dataclass(frozen=True)
+class RuleResult:
+    """The result of one rule on the reviewed resource."""
+
+    policy: KyvernoPolicy
+    rule: str
+    action: Action
+    status: RuleStatus
+    message: str
+
+    @property
+    def blocks(self) -> bool:
+        """Whether this result denies the request: Enforce failures, and Enforce errors unless Ignore."""
+        if self.action != "Enforce":
+            return False
+        return self.status == "fail" or (self.status == "error" and self.policy.failure_policy == "Fail")
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer plus the results behind it (for reports, metrics, ``trustwatch apply``)."""
+
+    response: AdmissionResponse
+    results: tuple[RuleResult, ...] = ()
+
+
+def _image_set(obj: Mapping[str, Any] | None) -> list[tuple[str, str]]:
+    return [(image.pointer, image.image) for image in extract_images(obj or {})]
+
+
+def _has_digest(image: ContainerImage) -> bool:
+    return "@" in image.image
+
+
+class AdmissionEngine:
+    """Evaluates admission requests against the current policies (see the module docstring)."""
+
+    def __init__(
+        self,
+        policies: Callable[[], Sequence[KyvernoPolicy]],
+        verifier: Verifier,
+        metrics: ServiceMetrics,
+        *,
+        config: AdmissionConfig | None = None,
+        results: ResultSink | None = None,
+        namespace_labels: Callable[[str], Mapping[str, str]] = lambda _namespace: {},
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._policies = policies
+        self._verifier = verifier
+        self._metrics = metrics
+        self.config = config or AdmissionConfig()
+        self._results = results
+        self._namespace_labels = namespace_labels
+        self._clock = clock
+        self._namespaces = GlobFilter.of(self.config.namespace_include, self.config.namespace_exclude)
+
+    # --- entry points -----------------------------------------------------------------------------------
+
+    async def review(self, webhook: Webhook, request: AdmissionRequest) -> Decision:
+        """Answer one request for ``webhook``; records request metrics. Never raises for policy outcomes."""
+        started = time.perf_counter()
+        decision = await (self._mutate(request) if webhook == "mutate" else self._validate(request))
+        self._metrics.admission_requests.labels(
+            webhook=webhook,
+            operation=request.operation,
+            kind=request.kind,
+            decision="allowed" if decision.response.allowed else "denied",
+        ).inc()
+        self._metrics.admission_review_duration.labels(webhook=webhook).observe(time.perf_counter() - started)
+        return decision
+
+    def namespace_label(self, namespace: str) -> str:
+        """The namespace as a metric label value, bounded by the include/exclude globs."""
+        return namespace if not namespace or self._namespaces.allows(namespace) else OTHER_NAMESPACE
+
+    # --- planning ---------------------------------------------------------------------------------------
+
+    def _plans(self, request: AdmissionRequest) -> list[RulePlan] | None:
+        """The rules to evaluate, or None when the request needs no evaluation at all."""
+        if request.operation not in ("CREATE", "UPDATE") or request.object is None:
+            return None
+        if request.operation == "UPDATE" and _image_set(request.object) == _image_set(request.old_object):
+            return None  # labels, replicas, status...: nothing to verify again
+        labels = self._namespace_labels(request.namespace) if request.namespace else {}
+        info = ResourceInfo.from_object(
+            request.object,
+            operation=request.operation,
+            namespace_labels=labels,
+            namespace=request.namespace or None,
+        )
+        if request.name and not info.name:
+            info = dataclasses.replace(info, name=request.name)
+        return plan_review(self._policies(), info, request.object)
+
+    # --- /mutate ----------------------------------------------------------------------------------------
+
+    async def _mutate(self, request: AdmissionRequest) -> Decision:
+        plans = self._plans(request)
+        if not plans:
+            return Decision(AdmissionResponse(allowed=True))
+        checks = [check for plan in plans for check in plan.checks]
+        outcomes = await self._verify_all(checks)
+        results = tuple(
+            self._rule_result(plan, [outcomes[id(check)] for check in plan.checks]) for plan in plans
+        )
+        patch = self._digest_patch(checks, outcomes)
+        decision = self._decide(request, results, patch)
+        self._record(request, results, decision.response.allowed)
+        if not request.dry_run and self._results is not None:
+            self._results.submit(self._audit_results(request, results))
+        return decision
+
+    async def _verify_all(self, checks: Sequence[ImageCheck]) -> dict[int, ImageOutcome]:
+        """Outcome per check (by id), every one settled within the decision budget."""
+        tasks = {id(check): asyncio.ensure_future(self._verify(check)) for check in checks}
+        if tasks:
+            await asyncio.wait(tasks.values(), timeout=self.config.decision_budget)
+        outcomes: dict[int, ImageOutcome] = {}
+        for check in checks:
+            task = tasks[id(check)]
+            if task.done() and not task.cancelled() and task.exception() is None:
+                outcomes[id(check)] = task.result()
+                continue
+            task.cancel()
+            outcomes[id(check)] = self._unfinished(check, task)
+        return outcomes
+
+    def _unfinished(self, check: ImageCheck, task: asyncio.Future[ImageOutcome]) -> ImageOutcome:
+        """An error outcome for a verification that timed out or crashed (the crash is logged)."""
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("verification crashed", exc_info=task.exception(), extra={"image": check.image.image})
+            reason = f"internal error: {task.exception()}"
+        else:
+            reason = (
+                f"verification did not finish within the {self.config.decision_budget:g}s admission deadline"
+            )
+        self._metrics.image_verifications.labels(
+            policy=check.policy.name, rule=check.rule.name, result="error", cached="false"
+        ).inc()
+        path = ".attestors[0].entries[0].keys" if check.verification.attestors else ".attestors"
+        return ImageOutcome("error", verification_failed(check.reference, f"{path}: {reason}"))
+
+    async def _verify(self, check: ImageCheck) -> ImageOutcome:
+        index = check.rule.verify_images.index(check.verification)
+        outcome, how = await self._verifier.verify(
+            check.policy.version, check.rule.name, index, check.verification, check.image.image
+        )
+        self._metrics.image_verifications.labels(
+            policy=check.policy.name,
+            rule=check.rule.name,
+            result=outcome.status,
+            cached="false" if how == "miss" else "true",
+        ).inc()
+        return outcome
+
+    @staticmethod
+    def _rule_result(plan: RulePlan, outcomes: Sequence[ImageOutcome]) -> RuleResult:
+        """A rule's result is its worst image outcome; the messages of those images are joined."""
+        if plan.error is not None:
+            return RuleResult(plan.policy, plan.rule.name, plan.action, "error", plan.error)
+        if not outcomes:
+            return RuleResult(plan.policy, plan.rule.name, plan.action, "skip", plan.skip_message)
+        worst = max(outcomes, key=lambda outcome: _SEVERITY_ORDER[outcome.status]).status
+        messages = dict.fromkeys(outcome.message for outcome in outcomes if outcome.status == worst)
+        return RuleResult(plan.policy, plan.rule.name, plan.action, worst, "; ".join(messages))
+
+    @staticmethod
+    def _digest_patch(
+        checks: Sequence[ImageCheck], outcomes: Mapping[int, ImageOutcome]
+    ) -> list[dict[str, str]]:
+        """``replace`` ops pinning verified tags to their digests, one per container image field."""
+        patch: dict[str, dict[str, str]] = {}
+        for check in checks:
+            outcome = outcomes[id(check)]
+            if (
+                check.verification.mutate_digest
+                and outcome.status == "pass"
+                and outcome.digest
+                and not _has_digest(check.image)
+            ):
+                value = f"{check.reference}@{outcome.digest}"
+                patch[check.image.pointer] = {"op": "replace", "path": check.image.pointer, "value": value}
+        return list(patch.values())
+
+    # --- /validate --------------------------------------------------------------------------------------
+
+    async def _validate(self, request: AdmissionRequest) -> Decision:
+        plans = self._plans(request)
+        if not plans:
+            return Decision(AdmissionResponse(allowed=True))
+        results: list[RuleResult] = []
+        for plan in plans:
+            unpinned = [
+                check.reference
+                for check in plan.checks
+                if check.verification.verify_digest and not _has_digest(check.image)
+            ]
+            if unpinned:
+                message = "; ".join(dict.fromkeys(missing_digest(reference) for reference in unpinned))
+                results.append(RuleResult(plan.policy, plan.rule.name, plan.action, "fail", message))
+        decision = self._decide(request, tuple(results), [])
+        self._count_denials(request, decision.results if not decision.response.allowed else ())
+        return decision
+
+    # --- decision, metrics, reports ---------------------------------------------------------------------
+
+    def _decide(
+        self, request: AdmissionRequest, results: tuple[RuleResult, ...], patch: list[dict[str, str]]
+    ) -> Decision:
+        blocking_policies = {result.policy for result in results if result.blocks}
+        failures: dict[str, dict[str, str]] = {}
+        warnings: list[str] = []
+        has_violations = False
+        for result in results:
+            if result.status not in ("fail", "error"):
+                continue
+            if result.policy in blocking_policies:
+                failures.setdefault(result.policy.display_name, {})[result.rule] = result.message
+                has_violations = has_violations or result.status == "fail"
+            else:
+                warnings.append(warning(result.policy.display_name, result.rule, result.message))
+        if failures:
+            resource = resource_label(request.kind, request.namespace, request.name)
+            message = blocked_message(resource, failures, has_violations)
+            return Decision(
+                AdmissionResponse(allowed=False, message=message, code=403, warnings=warnings), results
+            )
+        return Decision(AdmissionResponse(allowed=True, warnings=warnings, patch=patch or None), results)
+
+    def _count_denials(self, request: AdmissionRequest, results: Iterable[RuleResult]) -> None:
+        namespace = self.namespace_label(request.namespace)
+        for result in results:
+            if result.blocks:
+                self._metrics.admission_denials.labels(
+                    policy=result.policy.name, rule=result.rule, namespace=namespace
+                ).inc()
+
+    def _record(self, request: AdmissionRequest, results: Sequence[RuleResult], allowed: bool) -> None:
+        namespace = self.namespace_label(request.namespace)
+        for result in results:
+            self._metrics.policy_results.labels(
+                policy=result.policy.name,
+                rule=result.rule,
+                namespace=namespace,
+                result=result.status,
+                action=result.action,
+            ).inc()
+            labels = {"policy": result.policy.name, "rule": result.rule, "namespace": namespace}
+            if not allowed or result.status not in ("fail", "error"):
+                continue
+            if result.action == "Audit":
+                self._metrics.audit_failures_admitted.labels(**labels).inc()
+            elif result.status == "error":
+                self._metrics.fail_open_admissions.labels(**labels).inc()
+        if not allowed:
+            self._count_denials(request, results)
+        elif any(result.status != "skip" for result in results):
+            verified = all(result.status in ("pass", "skip") for result in results)
+            self._metrics.admitted_workloads.labels(
+                namespace=namespace, verified="true" if verified else "false"
+            ).inc()
+
+    def _audit_results(self, request: AdmissionRequest, results: Iterable[RuleResult]) -> list[AuditResult]:
+        metadata = (request.object or {}).get("metadata") or {}
+        resource = ResultResource(
+            api_version=request.resource_api_version,
+            kind=request.kind,
+            name=request.name,
+            namespace=request.namespace,
+            uid=str(metadata.get("uid") or ""),
+        )
+        now = self._clock()
+        return [
+            AuditResult(
+                namespace=request.namespace,
+                report_name=result.policy.report_name,
+                policy=result.policy.name,
+                rule=result.rule,
+                result="warn" if result.status == "fail" and not result.policy.scored else result.status,
+                message=result.message,
+                resource=resource,
+                timestamp=now,
+                severity=result.policy.severity or "",
+                category=result.policy.category or "",
+                scored=result.policy.scored,
+                source=self.config.report_source,
+            )
+            for result in results
+        ]

@@ -1,0 +1,232 @@
+"""Verifies one image against one ``verifyImages`` entry, with Kyverno's attestor semantics and caching.
+
+For each ``attestors[i]`` every ``entries[j]`` is checked with its own key(s); a set passes when
+``count`` entries (default: all of them) verify, and the image passes when every set passes. A failing
+entry is reported at its path, ``.attestors[i].entries[j].keys: <reason>``, as Kyverno words it.
+
+Signatures are fetched once per image digest and checked against every entry (no I/O per key). Outcomes
+are cached by (policy version, rule, entry index, repository, digest): the policy version is a content
+hash, so an edited policy never reuses an outcome of its old attestors. Tags resolve to digests through a
+brief cache of their own, because a tag may move while a digest never does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from exporter.admission.cache import Lookup, SingleFlightCache
+from exporter.admission.messages import IMAGE_VERIFIED, verification_failed
+from exporter.cosign import (
+    KeyLoadError,
+    SignatureSet,
+    TrustedKey,
+    Unsigned,
+    VerificationError,
+    Verified,
+    VerifyOptions,
+    fetch_signatures,
+    load_public_keys,
+    verify_signatures,
+)
+from exporter.metrics import ServiceMetrics
+from exporter.policy.model import Attestor, ImageVerification, KeyEntry
+from exporter.registry.client import RegistryClient, RegistryError
+from exporter.registry.errors import NotFoundError
+from exporter.registry.reference import ImageReference, InvalidReferenceError, parse_reference
+
+log = logging.getLogger(__name__)
+
+RuleStatus = Literal["pass", "fail", "error"]
+NO_MATCHING_SIGNATURES = "no matching signatures"
+
+
+@dataclass(frozen=True)
+class ImageOutcome:
+    """The verdict on one image for one ``verifyImages`` entry; ``digest`` is set once it was resolved."""
+
+    status: RuleStatus
+    message: str
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """Sizes and lifetimes of the verification and tag caches (seconds, entries)."""
+
+    ttl: float = 3600.0
+    negative_ttl: float = 60.0
+    max_entries: int = 1000
+    tag_ttl: float = 30.0
+    max_tags: int = 1000
+
+
+@lru_cache(maxsize=256)
+def _keys(pem: str) -> tuple[TrustedKey, ...]:
+    """Parsed keys of a policy entry; policies repeat the same PEM, so parse each once."""
+    return load_public_keys(pem)
+
+
+def _entry_options(entry: KeyEntry) -> VerifyOptions:
+    """VerifyOptions for one key entry; raises KeyLoadError for unusable key material.
+
+    The transparency log is required only when the entry names a Rekor public key and does not set
+    ``ignoreTlog``: without a key there is nothing to check the log's signed timestamp against offline.
+    """
+    if entry.public_keys is None:
+        secret = entry.secret
+        where = f"{secret.namespace}/{secret.name}" if secret else "?"
+        raise KeyLoadError(f"keys from Secret {where} are not supported yet; put the PEM in publicKeys")
+    rekor_keys: tuple[TrustedKey, ...] = ()
+    require_tlog = False
+    if entry.rekor is not None and entry.rekor.pubkey and not entry.rekor.ignore_tlog:
+        rekor_keys = _keys(entry.rekor.pubkey)
+        require_tlog = True
+    return VerifyOptions(
+        keys=_keys(entry.public_keys),
+        threshold=1,
+        signature_algorithm=entry.signature_algorithm or "sha256",
+        rekor_keys=rekor_keys,
+        require_tlog=require_tlog,
+    )
+
+
+def _entry_failure(signatures: SignatureSet, entry: KeyEntry) -> str | None:
+    """None when ``entry`` verifies the signatures, else the reason in cosign's words."""
+    try:
+        options = _entry_options(entry)
+    except KeyLoadError as exc:
+        return f"invalid key: {exc}"
+    outcome = verify_signatures(signatures, options)
+    if isinstance(outcome, Verified):
+        return None
+    if isinstance(outcome, Unsigned):
+        return NO_MATCHING_SIGNATURES
+    if isinstance(outcome, VerificationError):
+        return outcome.cause
+    return f"{NO_MATCHING_SIGNATURES}: {'; '.join(outcome.reasons)}"
+
+
+def _attestor_failure(signatures: SignatureSet, index: int, attestor: Attestor) -> str | None:
+    """None when at least ``required_count`` entries verify; else every entry's failure at its path."""
+    failures: list[str] = []
+    verified = 0
+    for position, entry in enumerate(attestor.entries):
+        problem = _entry_failure(signatures, entry)
+        if problem is None:
+            verified += 1
+            if verified >= attestor.required_count:
+                return None
+        else:
+            failures.append(f".attestors[{index}].entries[{position}].keys: {problem}")
+    return "; ".join(failures) or f".attestors[{index}]: no entries to verify with"
+
+
+def judge(signatures: SignatureSet, verification: ImageVerification, display: str) -> ImageOutcome:
+    """Pure decision over fetched signatures: every attestor set must pass."""
+    for index, attestor in enumerate(verification.attestors):
+        failure = _attestor_failure(signatures, index, attestor)
+        if failure is not None:
+            return ImageOutcome("fail", verification_failed(display, failure), signatures.digest)
+    return ImageOutcome("pass", IMAGE_VERIFIED, signatures.digest)
+
+
+def _first_path(verification: ImageVerification) -> str:
+    return ".attestors[0].entries[0].keys" if verification.attestors else ".attestors"
+
+
+class ImageVerifier:
+    """Cached, single-flight image verification on a shared RegistryClient."""
+
+    def __init__(
+        self,
+        client: RegistryClient,
+        metrics: ServiceMetrics,
+        settings: CacheSettings | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = client
+        self._metrics = metrics
+        settings = settings or CacheSettings()
+        self._outcomes: SingleFlightCache[ImageOutcome] = SingleFlightCache(
+            ttl=settings.ttl,
+            negative_ttl=settings.negative_ttl,
+            max_entries=settings.max_entries,
+            is_negative=lambda outcome: outcome.status != "pass",
+            should_cache=lambda outcome: outcome.status != "error",
+            clock=clock,
+            on_size_change=metrics.verification_cache_entries.set,
+        )
+        self._digests: SingleFlightCache[str] = SingleFlightCache(
+            ttl=settings.tag_ttl, max_entries=settings.max_tags, clock=clock
+        )
+
+    async def verify(
+        self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
+    ) -> tuple[ImageOutcome, Lookup]:
+        """The outcome and how the cache answered. The caller bounds the wait by its deadline: cancelling
+        it leaves the shared verification running for the others waiting and for the cache.
+
+        Digest resolution happens here (it is part of the key); its failures become outcomes, not errors.
+        """
+        try:
+            reference = parse_reference(image)
+        except InvalidReferenceError as exc:
+            return ImageOutcome("fail", verification_failed(image, str(exc))), "miss"
+        display = _display(reference)
+        try:
+            digest = reference.digest or await self._resolve(reference)
+        except RegistryError as exc:
+            status: RuleStatus = "fail" if isinstance(exc, NotFoundError) else "error"
+            outcome = ImageOutcome(
+                status, verification_failed(display, f"{_first_path(verification)}: {exc}")
+            )
+            return outcome, "miss"
+        pinned = reference.with_digest(digest)
+        key: Hashable = (policy_version, rule, index, reference.repository_path, digest)
+        found, how = self._outcomes.lookup(key, lambda: self._verify_uncached(pinned, verification, display))
+        self._metrics.verification_cache_lookups.labels(result=how).inc()
+        if isinstance(found, ImageOutcome):
+            return found, how
+        return await asyncio.shield(found), how
+
+    async def _resolve(self, reference: ImageReference) -> str:
+        digest, _how = await self._digests.get_or_compute(
+            (reference.repository_path, reference.tag), lambda: self._client.resolve_digest(reference)
+        )
+        return digest
+
+    async def _verify_uncached(
+        self, reference: ImageReference, verification: ImageVerification, display: str
+    ) -> ImageOutcome:
+        started = time.perf_counter()
+        signatures = await fetch_signatures(self._client, reference)
+        if isinstance(signatures, VerificationError):
+            outcome = ImageOutcome(
+                "error",
+                verification_failed(display, f"{_first_path(verification)}: {signatures.cause}"),
+                reference.digest,
+            )
+        else:
+            outcome = judge(signatures, verification, display)
+        self._metrics.image_verification_duration.labels(result=outcome.status).observe(
+            time.perf_counter() - started
+        )
+        log.debug("verified image", extra={"image": display, "result": outcome.status})
+        return outcome
+
+    async def close(self) -> None:
+        await self._outcomes.close()
+        await self._digests.close()
+
+
+def _display(reference: ImageReference) -> str:
+    """Kyverno's form of an image in messages: ``registry/path:tag``, or ``registry/path@digest``."""
+    if reference.digest is not None:
+        return f"{reference.repository_path}@{reference.digest}"
+    return f"{reference.repository_path}:{reference.tag or 'latest'}"

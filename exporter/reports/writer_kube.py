@@ -1,0 +1,87 @@
+"""Report backend on the Kubernetes API, via the ``kubernetes`` client (blocking; runs in a thread).
+
+Updates are conditional: ``replace`` carries the resourceVersion that was read, so a concurrent writer's
+change makes the API answer 409 and the writer re-reads and merges again instead of overwriting it. Two
+replicas creating the same report at once resolve the same way (the loser's create gets 409).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client as kube_client
+from kubernetes.client.exceptions import ApiException
+
+from exporter.reports.writer import Merge, ReportConflictError, ReportTarget
+
+HTTP_NOT_FOUND = 404
+HTTP_CONFLICT = 409
+
+
+class KubernetesReportBackend:
+    """PolicyReports (or openreports Reports) through ``CustomObjectsApi`` on a configured ApiClient."""
+
+    def __init__(self, api_client: Any, request_timeout: float = 10.0) -> None:
+        self._api = kube_client.CustomObjectsApi(api_client)
+        self._timeout = request_timeout
+
+    def update(self, target: ReportTarget, merge: Merge) -> None:
+        existing = self._read(target)
+        document = merge(existing)
+        api = target.api
+        try:
+            if existing is None:
+                if target.namespace:
+                    self._api.create_namespaced_custom_object(
+                        api.group,
+                        api.version,
+                        target.namespace,
+                        api.plural,
+                        document,
+                        _request_timeout=self._timeout,
+                    )
+                else:
+                    self._api.create_cluster_custom_object(
+                        api.group, api.version, api.plural, document, _request_timeout=self._timeout
+                    )
+            elif target.namespace:
+                self._api.replace_namespaced_custom_object(
+                    api.group,
+                    api.version,
+                    target.namespace,
+                    api.plural,
+                    target.name,
+                    document,
+                    _request_timeout=self._timeout,
+                )
+            else:
+                self._api.replace_cluster_custom_object(
+                    api.group, api.version, api.plural, target.name, document, _request_timeout=self._timeout
+                )
+        except ApiException as exc:
+            if exc.status == HTTP_CONFLICT:
+                raise ReportConflictError(str(target)) from exc
+            raise
+
+    def _read(self, target: ReportTarget) -> Mapping[str, Any] | None:
+        api = target.api
+        try:
+            if target.namespace:
+                found = self._api.get_namespaced_custom_object(
+                    api.group,
+                    api.version,
+                    target.namespace,
+                    api.plural,
+                    target.name,
+                    _request_timeout=self._timeout,
+                )
+            else:
+                found = self._api.get_cluster_custom_object(
+                    api.group, api.version, api.plural, target.name, _request_timeout=self._timeout
+                )
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return None
+            raise
+        return found if isinstance(found, Mapping) else None

@@ -1,0 +1,61 @@
+"""Builders for admission tests: the walkthrough policy with a chosen key, workloads, AdmissionReviews."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.policy.loader import parse_policies
+from exporter.policy.model import KyvernoPolicy
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "admission"
+
+
+def walkthrough_policy_text(public_pem: str, **replacements: str) -> str:
+    """The issue's ClusterPolicy with ``public_pem`` as its key; ``replacements`` edit other lines."""
+    text = (DATA / "walkthrough-policy.yaml").read_text(encoding="utf-8")
+    text = text.replace("__KEY_PEM__", textwrap.indent(public_pem.strip(), " " * 8))
+    for old, new in replacements.items():
+        text = text.replace(old, new)
+    return text
+
+
+def walkthrough_policy(public_pem: str, **replacements: str) -> list[KyvernoPolicy]:
+    return parse_policies(walkthrough_policy_text(public_pem, **replacements), "walkthrough-policy.yaml")
+
+
+def workload(kind: str, name: str, namespace: str, image: str) -> dict[str, Any]:
+    """A Pod, Deployment or CronJob running ``image`` (from tests/data/admission/<kind>.yaml)."""
+    text = (DATA / f"{kind.lower()}.yaml").read_text(encoding="utf-8")
+    text = text.replace("NAMESPACE", namespace).replace("NAME", name).replace("IMAGE", image)
+    loaded: dict[str, Any] = yaml.safe_load(text)
+    return loaded
+
+
+def review_body(
+    obj: dict[str, Any],
+    operation: str = "CREATE",
+    old: dict[str, Any] | None = None,
+    dry_run: bool = False,
+    api_version: str = "admission.k8s.io/v1",
+) -> bytes:
+    """An AdmissionReview for ``obj`` as the API server sends it."""
+    group, _, version = str(obj["apiVersion"]).rpartition("/")
+    request = {
+        "uid": str(uuid.uuid4()),
+        "kind": {"group": group, "version": version, "kind": obj["kind"]},
+        "resource": {"group": group, "version": version, "resource": obj["kind"].lower() + "s"},
+        "operation": operation,
+        "name": obj["metadata"]["name"],
+        "namespace": obj["metadata"].get("namespace", ""),
+        "object": obj,
+        "oldObject": old,
+        "dryRun": dry_run,
+        "userInfo": {"username": "kubernetes-admin"},
+    }
+    return json.dumps({"apiVersion": api_version, "kind": "AdmissionReview", "request": request}).encode()

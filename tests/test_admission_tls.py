@@ -1,0 +1,82 @@
+"""Serving TLS: generated pair trusted via its CA bundle, rotation picked up, bad files rejected."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from exporter.admission.tls import ServingCertificate, TLSConfig, TLSError, generate_self_signed, serve_tls
+from exporter.metrics import ServiceMetrics
+
+
+def expiry(metrics: ServiceMetrics) -> float | None:
+    return metrics.registry.get_sample_value("trustwatch_serving_certificate_expiry_timestamp_seconds")
+
+
+async def fetch_peer_cert(port: int, ca_file: Path) -> bytes:
+    """The certificate the server presents, after verifying it against ``ca_file`` (hostname 127.0.0.1)."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1"
+    )
+    try:
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await reader.read()).startswith(b"HTTP/1.1 200")
+        ssl_object = writer.get_extra_info("ssl_object")
+        return bytes(ssl_object.getpeercert(binary_form=True))
+    finally:
+        writer.close()
+
+
+async def ok(_request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def test_generated_pair_serves_https_trusted_by_its_ca(tmp_path: Path) -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    cert = ServingCertificate.open(TLSConfig(generate_dir=tmp_path), metrics)
+    assert cert.ca_file == tmp_path / "ca.crt"
+    assert oct(os.stat(tmp_path / "tls.key").st_mode & 0o777) == "0o600"
+    assert (expiry(metrics) or 0) > 0
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner, port = await serve_tls(app, "127.0.0.1", 0, cert.context)
+    try:
+        first = await fetch_peer_cert(port, cert.ca_file)
+        # Rotate: a new pair from a new CA lands in the same files; the live context follows.
+        rotated = generate_self_signed(tmp_path / "next", ("localhost",))
+        for name in ("tls.crt", "tls.key"):
+            (tmp_path / name).write_bytes((tmp_path / "next" / name).read_bytes())
+            os.utime(tmp_path / name, (1, 1))  # a distinct mtime even within one clock tick
+        assert cert.reload_if_changed() is True
+        assert cert.reload_if_changed() is False
+        second = await fetch_peer_cert(port, rotated.ca_file)
+        assert first != second
+    finally:
+        await runner.cleanup()
+
+
+def test_a_broken_rotation_keeps_the_current_certificate(tmp_path: Path) -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    pair = generate_self_signed(tmp_path, ("localhost",))
+    cert = ServingCertificate.open(TLSConfig(cert_file=pair.cert_file, key_file=pair.key_file), metrics)
+    before = expiry(metrics)
+    pair.key_file.write_text("not a key")
+    assert cert.reload_if_changed() is False
+    assert expiry(metrics) == before
+
+
+def test_unusable_configuration_says_what_to_fix(tmp_path: Path) -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    with pytest.raises(TLSError, match="both a TLS certificate and its key"):
+        ServingCertificate.open(TLSConfig(cert_file=tmp_path / "c"), metrics)
+    with pytest.raises(TLSError, match="cannot load TLS certificate"):
+        ServingCertificate.open(TLSConfig(cert_file=tmp_path / "c", key_file=tmp_path / "k"), metrics)
+    with pytest.raises(TLSError, match="no TLS certificate given"):
+        ServingCertificate.open(TLSConfig(), metrics)
