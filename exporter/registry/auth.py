@@ -102,7 +102,7 @@ def load_docker_config(source: str | bytes | os.PathLike[str] | Mapping[str, Any
     else:
         if isinstance(source, bytes):
             text = source.decode("utf-8", errors="replace")
-        elif isinstance(source, str) and source.lstrip().startswith("{"):
+        elif isinstance(source, str) and source.lstrip().startswith(("{", "[")):
             text = source
         else:
             where = str(source)

@@ -15,6 +15,8 @@ behind the bearer-token flow, with a token endpoint served from this process (``
 records every token request). The helper itself always pushes with full rights.
 
 Everything listens on 127.0.0.1 only; the registry's storage lives under the directory you pass.
+``HangingServer`` (accepts, never answers) and ``FaultyProxy`` (forwards to a registry, or answers some
+requests itself: 5xx storms, corrupted blobs, oversized manifests) stand in for misbehaving registries.
 """
 
 from __future__ import annotations
@@ -34,13 +36,15 @@ import urllib.parse
 import urllib.request
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import aiohttp
+from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
@@ -536,3 +540,92 @@ class RegistryServer:
         )
         self.push_signature_layers(repo, image_digest, [layer])
         return layer
+
+
+# --- misbehaving servers --------------------------------------------------------------------------------
+
+
+class HangingServer:
+    """Accepts TCP connections on 127.0.0.1 and never answers: a registry that hangs.
+
+    ``async with HangingServer() as server:`` then point a client at ``server.host``.
+    """
+
+    def __init__(self) -> None:
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+        self.connections = 0
+        self.host = ""
+
+    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self._writers.append(writer)
+
+    async def __aenter__(self) -> HangingServer:
+        self._server = await asyncio.start_server(self._hold, "127.0.0.1", 0)
+        self.host = f"127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
+Fault = Callable[[web.Request], Awaitable[web.StreamResponse | None]]
+_HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "content-encoding"})
+
+
+class FaultyProxy:
+    """An HTTP proxy on 127.0.0.1 in front of ``upstream`` (e.g. a RegistryServer's url) that lets a test
+    answer some requests itself: ``fault(request)`` returns a response to send instead, or None to forward.
+
+    ``requests`` lists ``(method, path)`` of everything that arrived.
+    """
+
+    def __init__(self, upstream: str, fault: Fault | None = None) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.fault = fault
+        self.requests: list[tuple[str, str]] = []
+        self.host = ""
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append((request.method, request.path))
+        if self.fault is not None:
+            replaced = await self.fault(request)
+            if replaced is not None:
+                return replaced
+        assert self._session is not None
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+        async with self._session.request(
+            request.method,
+            f"{self.upstream}{request.path_qs}",
+            headers=headers,
+            data=await request.read(),
+            allow_redirects=False,
+        ) as upstream:
+            body = await upstream.read()
+            out_headers = {k: v for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS}
+            return web.Response(status=upstream.status, headers=out_headers, body=body)
+
+    async def __aenter__(self) -> FaultyProxy:
+        self._session = aiohttp.ClientSession(auto_decompress=False)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.host = f"127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._session is not None:
+            await self._session.close()
