@@ -1,0 +1,218 @@
+"""Reports from local YAML/JSON files: the embedded default, so trustwatch shows metrics without a cluster.
+
+A file may hold one report, many documents, or a ``kind: List`` (what ``kubectl get polr -A -o yaml``
+prints). Directories are polled: a file whose (mtime, size, inode) changed is read again, a new file is
+read, a vanished file takes its reports with it. A file that cannot be read or parsed is logged by name and
+counted in ``trustwatch_report_files_skipped``; its last good reports stay (an editor mid-save must not
+make numbers flap) and every other file still counts. A malformed report inside a readable file is logged
+with the reason and skipped alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from exporter.metrics import ServiceMetrics
+from exporter.reports.model import Report, ReportKey, ReportParseError, parse_report
+from exporter.reports.store import ReportStore
+
+log = logging.getLogger(__name__)
+
+API_LABEL = "local"
+SUFFIXES = frozenset({".yaml", ".yml", ".json"})
+MAX_FILE_BYTES = 64 * 1024 * 1024
+MAX_FILES = 10_000
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+Signature = tuple[int, int, int]  # (mtime_ns, size, inode)
+
+
+class ReportFileError(ValueError):
+    """A report file cannot be used; the message names the file and the problem."""
+
+
+@dataclass
+class _FileState:
+    signature: Signature
+    keys: set[ReportKey] = field(default_factory=set)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanOutcome:
+    """What one pass over the directories changed."""
+
+    read: tuple[Path, ...] = ()
+    removed: tuple[Path, ...] = ()
+    skipped: tuple[Path, ...] = ()  # every file currently unreadable, not only new ones
+
+
+class LocalReportSource:
+    """Keeps the store equal to the reports found in ``directories`` (searched recursively)."""
+
+    def __init__(
+        self,
+        directories: Sequence[Path],
+        store: ReportStore,
+        metrics: ServiceMetrics,
+        interval: float = 2.0,
+    ) -> None:
+        self._directories = tuple(Path(d) for d in directories)
+        self._store = store
+        self._metrics = metrics
+        self._interval = interval
+        self._files: dict[Path, _FileState] = {}
+        self._owners: dict[ReportKey, Path] = {}
+        self._missing: set[Path] = set()
+        self.ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Scan forever (file reads run in a worker thread); ``ready`` is set after the first scan."""
+        while True:
+            await asyncio.to_thread(self.scan_once)
+            self.ready.set()
+            await asyncio.sleep(self._interval)
+
+    @property
+    def problems(self) -> dict[str, str]:
+        """File -> why it is skipped, for health output."""
+        problems = {str(path): "directory not found" for path in self._missing}
+        problems.update((str(path), state.error) for path, state in self._files.items() if state.error)
+        return problems
+
+    def scan_once(self) -> ScanOutcome:
+        """One pass: read new and changed files, drop vanished ones, update the health metrics."""
+        seen: dict[Path, Signature] = {}
+        for path in self._candidates():
+            try:
+                info = path.stat()
+            except FileNotFoundError:
+                continue
+            seen[path] = (info.st_mtime_ns, info.st_size, info.st_ino)
+        removed = [path for path in self._files if path not in seen]
+        for path in removed:
+            self._forget(path)
+        read = []
+        for path, signature in seen.items():
+            state = self._files.get(path)
+            if state is None or state.signature != signature:
+                self._read(path, signature)
+                read.append(path)
+        skipped = tuple(path for path, state in self._files.items() if state.error)
+        self._metrics.report_files_skipped.set(len(skipped))
+        self._metrics.watch_up.labels(api=API_LABEL).set(0 if self._missing else 1)
+        if read or removed:
+            self._metrics.watch_last_event.labels(api=API_LABEL).set(time.time())
+        return ScanOutcome(tuple(read), tuple(removed), skipped)
+
+    def _candidates(self) -> Iterator[Path]:
+        count = 0
+        for directory in self._directories:
+            if not directory.is_dir():
+                if directory not in self._missing:
+                    log.error(
+                        "report directory not found; its reports are not counted",
+                        extra={"dir": str(directory)},
+                    )
+                    self._missing.add(directory)
+                continue
+            self._missing.discard(directory)
+            for root, _dirs, names in os.walk(directory):
+                for name in sorted(names):
+                    path = Path(root) / name
+                    if path.suffix in SUFFIXES and not name.startswith("."):
+                        count += 1
+                        if count > MAX_FILES:
+                            log.warning(
+                                "too many report files; the rest are ignored", extra={"limit": MAX_FILES}
+                            )
+                            return
+                        yield path
+
+    def _read(self, path: Path, signature: Signature) -> None:
+        state = self._files.setdefault(path, _FileState(signature))
+        state.signature = signature
+        try:
+            reports = list(self._reports_in(path))
+        except ReportFileError as error:
+            state.error = str(error)
+            log.warning("skipping report file", extra={"file": str(path), "reason": state.error})
+            return
+        state.error = None
+        keys = {report.key for report in reports}
+        for key in state.keys - keys:
+            self._release(key, path)
+        for report in reports:
+            owner = self._owners.get(report.key)
+            if owner is not None and owner != path:
+                log.warning(
+                    "report defined in two files; the file read last wins",
+                    extra={"report": "/".join(report.key), "file": str(path), "other_file": str(owner)},
+                )
+            self._owners[report.key] = path
+            self._store.apply(report)
+        state.keys = keys
+
+    def _forget(self, path: Path) -> None:
+        state = self._files.pop(path)
+        for key in state.keys:
+            self._release(key, path)
+
+    def _release(self, key: ReportKey, path: Path) -> None:
+        if self._owners.get(key) == path:
+            del self._owners[key]
+            self._store.delete(key)
+
+    def _reports_in(self, path: Path) -> Iterator[Report]:
+        for index, document in enumerate(_documents(path)):
+            for item in _items(document):
+                if item is None:
+                    continue
+                try:
+                    report = parse_report(item)
+                except ReportParseError as error:
+                    log.warning(
+                        "skipping malformed report",
+                        extra={"file": str(path), "document": index, "reason": str(error)},
+                    )
+                    continue
+                if report.dropped_results:
+                    log.warning(
+                        "dropped malformed results",
+                        extra={"file": str(path), "report": report.name, "problems": list(report.problems)},
+                    )
+                yield report
+
+
+def _documents(path: Path) -> list[Any]:
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        raise ReportFileError(f"{path}: cannot read: {error.strerror or error}") from error
+    if len(data) > MAX_FILE_BYTES:
+        raise ReportFileError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+    try:
+        if path.suffix == ".json":
+            return [json.loads(data)]
+        return list(yaml.load_all(data, Loader=_Loader))
+    except (ValueError, yaml.YAMLError) as error:
+        raise ReportFileError(f"{path}: not valid {path.suffix[1:].upper()}: {error}") from error
+
+
+def _items(document: Any) -> list[Any]:
+    """A ``kind: List`` (or ``PolicyReportList``...) expands to its items; anything else is one document."""
+    if isinstance(document, dict) and str(document.get("kind", "")).endswith("List"):
+        items = document.get("items")
+        return items if isinstance(items, list) else []
+    return [document]

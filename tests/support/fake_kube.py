@@ -1,0 +1,619 @@
+"""A fake Kubernetes API server for custom resources, speaking the real wire protocol on loopback.
+
+The real ``kubernetes`` Python client talks to it unchanged, so watchers and writers are tested against
+discovery, paging, streaming watches, ``410 Gone``, server errors and cut connections without a cluster.
+
+Python API (everything runs on the test's event loop; the state methods are synchronous, so a sequence
+of them is atomic as seen by clients)::
+
+    async with FakeKubeServer() as server:          # binds 127.0.0.1 on a free port
+        server.url                                   # "http://127.0.0.1:<port>"
+        client = server.api_client()                 # kubernetes.client.ApiClient pointed at it
+        server.write_kubeconfig(path)                # a kubeconfig file for code that loads one
+
+        server.put_object(obj)                       # create or replace (by apiVersion/kind/ns/name);
+                                                     # returns the stored copy with its resourceVersion
+        server.delete_object(api_version, kind, name, namespace="")   # -> bool
+        server.get_object(api_version, kind, name, namespace="")      # -> dict | None
+        server.objects(api_version, kind)            # every stored object of a kind
+        server.resource_version                      # current global resourceVersion (int)
+
+        server.expire_history()                      # compaction: watches/continues from older RVs get 410
+        server.fail_next(n, status=500, path_contains="")   # next n matching requests fail with `status`
+        server.cut_watches()                         # send half an event, then reset every watch connection
+        server.send_bookmarks()                      # a BOOKMARK to every watch that allowed them
+        server.remove_group(group) / server.add_group(group)   # a CRD group vanishes / (re)appears
+        server.requests                              # list of RequestRecord(method, path, query) seen
+        server.active_watches                        # number of watch streams open now
+        await server.wait_for(predicate, within=5)  # poll a condition without sleeping blindly
+
+Behaviour mirrors the API server where it matters:
+
+* discovery: ``/api``, ``/apis``, ``/apis/<group>``, ``/apis/<group>/<version>`` (404 for removed groups);
+* list: ``/apis/<g>/<v>/<plural>`` (all namespaces) and ``.../namespaces/<ns>/<plural>`` with
+  ``metadata.resourceVersion``, ``limit`` and ``continue``;
+* watch (``?watch=true``): from ``resourceVersion`` N replays every later event, then streams live ones as
+  chunked JSON lines (ADDED, MODIFIED, DELETED, BOOKMARK when ``allowWatchBookmarks``, ERROR); without a
+  resourceVersion (or "0") it starts with synthetic ADDED events for the current state; ``timeoutSeconds``
+  ends the stream cleanly. An expired resourceVersion gets ``410 Gone`` either as the HTTP status of the
+  watch request (``gone_as="status"``) or as an ERROR event with code 410 (``gone_as="event"``, default);
+  the real server does both depending on timing;
+* CRUD on namespaced and cluster-scoped objects: GET, POST (409 AlreadyExists), PUT (409 Conflict when
+  ``metadata.resourceVersion`` is stale, 404 when absent), PATCH (``application/merge-patch+json``; a
+  stale ``metadata.resourceVersion`` in the patch is a 409), DELETE (404 when absent).
+  Errors are ``kind: Status`` bodies like the real server's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import kubernetes.client
+from aiohttp import web
+
+# Events kept for watch replay; older resourceVersions get 410 Gone, as after etcd compaction.
+HISTORY_LIMIT = 100_000
+
+
+@dataclass(frozen=True)
+class FakeResource:
+    """One custom resource kind the server serves."""
+
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+REPORT_RESOURCES = (
+    FakeResource("wgpolicyk8s.io", "v1alpha2", "PolicyReport", "policyreports", True),
+    FakeResource("wgpolicyk8s.io", "v1alpha2", "ClusterPolicyReport", "clusterpolicyreports", False),
+    FakeResource("openreports.io", "v1alpha1", "Report", "reports", True),
+    FakeResource("openreports.io", "v1alpha1", "ClusterReport", "clusterreports", False),
+)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    method: str
+    path: str
+    query: dict[str, str]
+
+
+@dataclass
+class _Stored:
+    obj: dict[str, Any]
+    encoded: bytes  # the JSON body, encoded once, so big lists are served fast
+
+
+@dataclass
+class _Event:
+    rv: int
+    resource: FakeResource
+    namespace: str
+    type: str
+    encoded_object: bytes
+
+
+@dataclass(eq=False)
+class _Watch:
+    resource: FakeResource
+    namespace: str | None
+    bookmarks: bool
+    queue: asyncio.Queue[_Event | str] = field(default_factory=asyncio.Queue)
+
+
+_CUT = "cut"
+_CLOSE = "close"
+_BOOKMARK = "bookmark"
+
+
+class FakeKubeServer:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        resources: Iterable[FakeResource] = REPORT_RESOURCES,
+        *,
+        gone_as: Literal["status", "event"] = "event",
+        groups_present: Iterable[str] | None = None,
+    ) -> None:
+        self._resources = {(r.group, r.version, r.plural): r for r in resources}
+        self._by_type = {(r.api_version, r.kind): r for r in self._resources.values()}
+        all_groups = {r.group for r in self._resources.values()}
+        self._groups = set(all_groups if groups_present is None else groups_present)
+        self.gone_as = gone_as
+        self._objects: dict[tuple[FakeResource, str, str], _Stored] = {}
+        self._rv = 1
+        self._floor = 0  # watches/continues from a resourceVersion below this are expired
+        self._history: deque[_Event] = deque(maxlen=HISTORY_LIMIT)
+        self._watches: dict[_Watch, web.Request] = {}
+        self._failures: list[tuple[int, str]] = []  # (status, path fragment), one per failing request
+        self.requests: list[RequestRecord] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+    async def __aenter__(self) -> FakeKubeServer:
+        app = web.Application(middlewares=[self._middleware])
+        app.router.add_get("/api", self._core_versions)
+        app.router.add_get("/api/", self._core_versions)
+        app.router.add_get("/apis/", self._group_list)
+        app.router.add_get("/version", self._version)
+        app.router.add_get("/apis", self._group_list)
+        app.router.add_get("/apis/{group}", self._group)
+        app.router.add_get("/apis/{group}/{version}", self._resource_list)
+        for prefix in ("/apis/{group}/{version}", "/apis/{group}/{version}/namespaces/{namespace}"):
+            app.router.add_get(prefix + "/{plural}", self._list_or_watch)
+            app.router.add_post(prefix + "/{plural}", self._create)
+            app.router.add_get(prefix + "/{plural}/{name}", self._get)
+            app.router.add_put(prefix + "/{plural}/{name}", self._replace)
+            app.router.add_patch(prefix + "/{plural}/{name}", self._patch)
+            app.router.add_delete(prefix + "/{plural}/{name}", self._delete)
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for watch in list(self._watches):
+            watch.queue.put_nowait(_CLOSE)
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def api_client(self) -> kubernetes.client.ApiClient:
+        configuration = kubernetes.client.Configuration(host=self.url)
+        return kubernetes.client.ApiClient(configuration)
+
+    def write_kubeconfig(self, path: Path) -> Path:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "fake", "cluster": {"server": self.url}}],
+            "users": [{"name": "fake", "user": {"token": "fake-token"}}],
+            "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "fake"}}],
+            "current-context": "fake",
+        }
+        path.write_text(json.dumps(config))
+        return path
+
+    # --- state manipulation -------------------------------------------------------------------------------
+    @property
+    def resource_version(self) -> int:
+        return self._rv
+
+    @property
+    def active_watches(self) -> int:
+        return len(self._watches)
+
+    def put_object(self, obj: dict[str, Any]) -> dict[str, Any]:
+        resource = self._by_type.get((obj.get("apiVersion"), obj.get("kind")))  # type: ignore[arg-type]
+        if resource is None:
+            raise ValueError(f"the fake server does not serve {obj.get('apiVersion')} {obj.get('kind')}")
+        metadata = obj.get("metadata", {})
+        key = (resource, metadata.get("namespace", "") if resource.namespaced else "", metadata["name"])
+        return self._store(key, copy.deepcopy(obj), "MODIFIED" if key in self._objects else "ADDED")
+
+    def delete_object(self, api_version: str, kind: str, name: str, namespace: str = "") -> bool:
+        resource = self._by_type[(api_version, kind)]
+        return self._remove((resource, namespace if resource.namespaced else "", name)) is not None
+
+    def get_object(
+        self, api_version: str, kind: str, name: str, namespace: str = ""
+    ) -> dict[str, Any] | None:
+        resource = self._by_type[(api_version, kind)]
+        stored = self._objects.get((resource, namespace if resource.namespaced else "", name))
+        return copy.deepcopy(stored.obj) if stored else None
+
+    def objects(self, api_version: str, kind: str) -> list[dict[str, Any]]:
+        resource = self._by_type[(api_version, kind)]
+        return [copy.deepcopy(stored.obj) for _key, stored in self._items(resource)]
+
+    def expire_history(self) -> None:
+        self._history.clear()
+        self._floor = self._rv
+
+    def fail_next(self, count: int, status: int = 500, path_contains: str = "") -> None:
+        self._failures.extend([(status, path_contains)] * count)
+
+    def cut_watches(self) -> None:
+        for watch in list(self._watches):
+            watch.queue.put_nowait(_CUT)
+        self._watches.clear()
+
+    def send_bookmarks(self) -> None:
+        for watch in self._watches:
+            if watch.bookmarks:
+                watch.queue.put_nowait(_BOOKMARK)
+
+    def remove_group(self, group: str) -> None:
+        self._groups.discard(group)
+        for watch in list(self._watches):
+            if watch.resource.group == group:
+                watch.queue.put_nowait(_CLOSE)
+
+    def add_group(self, group: str) -> None:
+        self._groups.add(group)
+
+    async def wait_for(self, predicate: Callable[[], bool], within: float = 10.0) -> None:
+        """Poll ``predicate`` until it holds; fail the test with a clear message after ``within`` seconds."""
+        deadline = time.monotonic() + within
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"condition not met within {within}s")
+            await asyncio.sleep(0.01)
+
+    # --- internals: storage and events ----------------------------------------------------------------------
+    def _items(self, resource: FakeResource) -> list[tuple[tuple[FakeResource, str, str], _Stored]]:
+        """Objects of one kind, ordered by namespace and name like the real server's lists."""
+        found = [(key, stored) for key, stored in self._objects.items() if key[0] is resource]
+        return sorted(found, key=lambda item: item[0][1:])
+
+    def _store(self, key: tuple[FakeResource, str, str], obj: dict[str, Any], event: str) -> dict[str, Any]:
+        resource, namespace, name = key
+        self._rv += 1
+        metadata = obj.setdefault("metadata", {})
+        metadata["name"] = name
+        if resource.namespaced:
+            metadata["namespace"] = namespace
+        else:
+            metadata.pop("namespace", None)
+        previous = self._objects.get(key)
+        if previous is not None:
+            metadata["uid"] = previous.obj["metadata"]["uid"]
+            metadata["creationTimestamp"] = previous.obj["metadata"]["creationTimestamp"]
+            metadata["generation"] = previous.obj["metadata"].get("generation", 1) + 1
+        else:
+            metadata.setdefault("uid", str(uuid.uuid4()))
+            metadata["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            metadata["generation"] = 1
+        metadata["resourceVersion"] = str(self._rv)
+        obj["apiVersion"] = resource.api_version
+        obj["kind"] = resource.kind
+        encoded = json.dumps(obj, separators=(",", ":")).encode()
+        self._objects[key] = _Stored(obj, encoded)
+        self._emit(_Event(self._rv, resource, namespace, event, encoded))
+        return copy.deepcopy(obj)
+
+    def _remove(self, key: tuple[FakeResource, str, str]) -> dict[str, Any] | None:
+        stored = self._objects.pop(key, None)
+        if stored is None:
+            return None
+        self._rv += 1
+        obj = stored.obj
+        obj["metadata"]["resourceVersion"] = str(self._rv)
+        encoded = json.dumps(obj, separators=(",", ":")).encode()
+        self._emit(_Event(self._rv, key[0], key[1], "DELETED", encoded))
+        return obj
+
+    def _emit(self, event: _Event) -> None:
+        self._history.append(event)
+        for watch in self._watches:
+            if _watch_matches(watch, event):
+                watch.queue.put_nowait(event)
+
+    # --- internals: HTTP ----------------------------------------------------------------------------------
+    @web.middleware
+    async def _middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        self.requests.append(RequestRecord(request.method, request.path, dict(request.query)))
+        for index, (status, fragment) in enumerate(self._failures):
+            if fragment in request.path_qs:
+                del self._failures[index]
+                return _status(status, "InternalError", f"injected failure {status}")
+        response: web.StreamResponse = await handler(request)
+        return response
+
+    async def _core_versions(self, request: web.Request) -> web.Response:
+        return web.json_response({"kind": "APIVersions", "versions": ["v1"]})
+
+    async def _version(self, request: web.Request) -> web.Response:
+        return web.json_response({"major": "1", "minor": "30", "gitVersion": "v1.30.0-fake"})
+
+    def _versions(self, group: str) -> list[dict[str, str]]:
+        versions = sorted({r.version for r in self._resources.values() if r.group == group})
+        return [{"groupVersion": f"{group}/{v}", "version": v} for v in versions]
+
+    def _group_doc(self, group: str) -> dict[str, Any]:
+        versions = self._versions(group)
+        return {"name": group, "versions": versions, "preferredVersion": versions[0]}
+
+    async def _group_list(self, request: web.Request) -> web.Response:
+        groups = [self._group_doc(group) for group in sorted(self._groups)]
+        return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+
+    async def _group(self, request: web.Request) -> web.Response:
+        group = request.match_info["group"]
+        if group not in self._groups:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        return web.json_response({"kind": "APIGroup", "apiVersion": "v1", **self._group_doc(group)})
+
+    async def _resource_list(self, request: web.Request) -> web.Response:
+        group, version = request.match_info["group"], request.match_info["version"]
+        served = [r for r in self._resources.values() if r.group == group and r.version == version]
+        if group not in self._groups or not served:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        resources = [
+            {
+                "name": r.plural,
+                "singularName": r.kind.lower(),
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": ["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"],
+            }
+            for r in served
+        ]
+        return web.json_response(
+            {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": f"{group}/{version}",
+                "resources": resources,
+            }
+        )
+
+    def _resource(self, request: web.Request) -> FakeResource | None:
+        info = request.match_info
+        resource = self._resources.get((info["group"], info["version"], info["plural"]))
+        if resource is None or resource.group not in self._groups:
+            return None
+        if "namespace" in info and not resource.namespaced:
+            return None
+        return resource
+
+    async def _list_or_watch(self, request: web.Request) -> web.StreamResponse:
+        resource = self._resource(request)
+        if resource is None:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        namespace = request.match_info.get("namespace")
+        if request.query.get("watch") in ("true", "1", "True"):
+            return await self._watch(request, resource, namespace)
+        return self._list(request, resource, namespace)
+
+    def _list(self, request: web.Request, resource: FakeResource, namespace: str | None) -> web.Response:
+        items = [
+            (key, stored) for key, stored in self._items(resource) if namespace is None or key[1] == namespace
+        ]
+        list_rv, start = self._rv, 0
+        token = request.query.get("continue")
+        if token:
+            try:
+                state = json.loads(base64.urlsafe_b64decode(token))
+                list_rv, start = int(state["rv"]), int(state["start"])
+            except (ValueError, KeyError, TypeError):
+                return _status(400, "BadRequest", "invalid continue token")
+            if list_rv < self._floor:
+                return _status(410, "Expired", "The provided continue parameter is too old")
+        limit = int(request.query.get("limit") or 0)
+        end = start + limit if limit > 0 else len(items)
+        page = items[start:end]
+        metadata: dict[str, Any] = {"resourceVersion": str(list_rv)}
+        if end < len(items):
+            raw = json.dumps({"rv": list_rv, "start": end}).encode()
+            metadata["continue"] = base64.urlsafe_b64encode(raw).decode()
+            metadata["remainingItemCount"] = len(items) - end
+        head = json.dumps(
+            {"apiVersion": resource.api_version, "kind": f"{resource.kind}List", "metadata": metadata}
+        ).encode()
+        body = head[:-1] + b',"items":[' + b",".join(stored.encoded for _key, stored in page) + b"]}"
+        return web.Response(body=body, content_type="application/json")
+
+    async def _watch(
+        self, request: web.Request, resource: FakeResource, namespace: str | None
+    ) -> web.StreamResponse:
+        raw_rv = request.query.get("resourceVersion", "")
+        since = int(raw_rv) if raw_rv.isdigit() else 0
+        expired = since != 0 and since < self._floor
+        if expired and self.gone_as == "status":
+            return _status(410, "Expired", f"too old resource version: {since} ({self._floor})")
+        watch = _Watch(resource, namespace, request.query.get("allowWatchBookmarks") in ("true", "True", "1"))
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        if expired:
+            await _write_event(response, "ERROR", _gone_status(since, self._floor))
+            await response.write_eof()
+            return response
+        if since == 0:
+            backlog = [
+                _Event(self._rv, resource, key[1], "ADDED", stored.encoded)
+                for key, stored in self._items(resource)
+                if namespace is None or key[1] == namespace
+            ]
+        else:
+            backlog = [e for e in self._history if e.rv > since and _watch_matches(watch, e)]
+        for event in backlog:
+            watch.queue.put_nowait(event)
+        self._watches[watch] = request
+        timeout = float(request.query.get("timeoutSeconds") or 0) or None
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
+        try:
+            await self._stream(request, response, watch, deadline)
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            self._watches.pop(watch, None)
+        return response
+
+    async def _stream(
+        self, request: web.Request, response: web.StreamResponse, watch: _Watch, deadline: float | None
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            remaining = None if deadline is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                await response.write_eof()
+                return
+            try:
+                item = await asyncio.wait_for(watch.queue.get(), remaining)
+            except TimeoutError:
+                await response.write_eof()
+                return
+            if item == _CLOSE:
+                await response.write_eof()
+                return
+            if item == _CUT:
+                # Half an event as a well-formed chunk, then a reset: what a dying proxy or apiserver does.
+                partial = b'{"type":"MODIFIED","object":{"kind'
+                transport = request.transport
+                if transport is not None:
+                    transport.write(b"%x\r\n%s\r\n" % (len(partial), partial))
+                    transport.abort()
+                return
+            if item == _BOOKMARK:
+                bookmark = {
+                    "kind": watch.resource.kind,
+                    "apiVersion": watch.resource.api_version,
+                    "metadata": {"resourceVersion": str(self._rv)},
+                }
+                await _write_event(response, "BOOKMARK", json.dumps(bookmark).encode())
+                continue
+            assert isinstance(item, _Event)
+            await _write_event(response, item.type, item.encoded_object)
+
+    async def _create(self, request: web.Request) -> web.Response:
+        resource = self._resource(request)
+        if resource is None:
+            return _status(404, "NotFound", "the server could not find the requested resource")
+        body = await _json_body(request)
+        if body is None:
+            return _status(400, "BadRequest", "body must be a JSON object")
+        name = body.get("metadata", {}).get("name")
+        if not name:
+            return _status(422, "Invalid", "metadata.name: Required value")
+        key = (resource, request.match_info.get("namespace", ""), name)
+        if key in self._objects:
+            return _status(409, "AlreadyExists", f'{resource.plural} "{name}" already exists')
+        body.get("metadata", {}).pop("resourceVersion", None)
+        return web.json_response(self._store(key, body, "ADDED"), status=201)
+
+    def _key(self, request: web.Request, resource: FakeResource) -> tuple[FakeResource, str, str]:
+        return (resource, request.match_info.get("namespace", ""), request.match_info["name"])
+
+    async def _get(self, request: web.Request) -> web.Response:
+        resource = self._resource(request)
+        stored = self._objects.get(self._key(request, resource)) if resource else None
+        if stored is None:
+            return _status(404, "NotFound", f'"{request.match_info["name"]}" not found')
+        return web.Response(body=stored.encoded, content_type="application/json")
+
+    async def _replace(self, request: web.Request) -> web.Response:
+        return await self._update(request, merge=False)
+
+    async def _patch(self, request: web.Request) -> web.Response:
+        if request.content_type != "application/merge-patch+json":
+            return _status(
+                415, "UnsupportedMediaType", f"the fake server only merges, not {request.content_type}"
+            )
+        return await self._update(request, merge=True)
+
+    async def _update(self, request: web.Request, merge: bool) -> web.Response:
+        resource = self._resource(request)
+        stored = self._objects.get(self._key(request, resource)) if resource else None
+        if resource is None or stored is None:
+            return _status(404, "NotFound", f'"{request.match_info["name"]}" not found')
+        body = await _json_body(request)
+        if body is None:
+            return _status(400, "BadRequest", "body must be a JSON object")
+        wanted = body.get("metadata", {}).get("resourceVersion")
+        if wanted and wanted != stored.obj["metadata"]["resourceVersion"]:
+            return _status(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {resource.plural} "{request.match_info["name"]}": '
+                "the object has been modified; please apply your changes to the latest version and try again",
+            )
+        new = _merge_patch(copy.deepcopy(stored.obj), body) if merge else body
+        return web.json_response(self._store(self._key(request, resource), new, "MODIFIED"))
+
+    async def _delete(self, request: web.Request) -> web.Response:
+        resource = self._resource(request)
+        removed = self._remove(self._key(request, resource)) if resource else None
+        if removed is None:
+            return _status(404, "NotFound", f'"{request.match_info["name"]}" not found')
+        return web.json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": removed["metadata"]["name"]},
+            }
+        )
+
+
+def _watch_matches(watch: _Watch, event: _Event) -> bool:
+    return event.resource is watch.resource and (
+        watch.namespace is None or event.namespace == watch.namespace
+    )
+
+
+async def _write_event(response: web.StreamResponse, event_type: str, encoded_object: bytes) -> None:
+    await response.write(b'{"type":"' + event_type.encode() + b'","object":' + encoded_object + b"}\n")
+
+
+def _gone_status(since: int, floor: int) -> bytes:
+    return json.dumps(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": f"too old resource version: {since} ({floor})",
+            "reason": "Expired",
+            "code": 410,
+        }
+    ).encode()
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": code,
+    }
+    return web.json_response(body, status=code)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any] | None:
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _merge_patch(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch."""
+    if not isinstance(patch, dict):
+        return patch
+    result = target if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge_patch(result.get(key), value)
+    return result
