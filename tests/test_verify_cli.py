@@ -1,0 +1,224 @@
+"""`trustwatch verify`: exit codes, text and JSON output, arguments, and a start-up without kubernetes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from exporter.cli import main
+from tests.support.registry import (
+    HangingServer,
+    RegistryServer,
+    generate_signing_key,
+    public_pem,
+    registry_available,
+)
+
+pytestmark = [
+    pytest.mark.registry,
+    pytest.mark.skipif(
+        not registry_available(), reason="needs Debian's docker-registry (/usr/bin/docker-registry)"
+    ),
+]
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SIGNER = generate_signing_key()
+# A generous guard so a hang fails the test instead of stalling the suite; not a timing assertion.
+HANG_GUARD = 60
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    with RegistryServer(tmp_path_factory.mktemp("cli-registry"), users={"ci": "pass"}) as server:
+        digest = server.push_image("cli/signed", "v1")
+        server.sign("cli/signed", digest, SIGNER)
+        server.push_image("cli/unsigned", "v1")
+        yield server
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory, registry: RegistryServer) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("cli-files")
+    paths = {
+        "key": folder / "release.pub",
+        "other": folder / "other.pub",
+        "config": folder / "config.json",
+        "garbage": folder / "garbage.pub",
+    }
+    paths["key"].write_text(public_pem(SIGNER))
+    paths["other"].write_text(public_pem(generate_signing_key("ed25519")))
+    paths["config"].write_text(json.dumps({"auths": {registry.host: {"username": "ci", "password": "pass"}}}))
+    paths["garbage"].write_text("-----BEGIN PUBLIC KEY-----\nnope\n-----END PUBLIC KEY-----\n")
+    return {name: str(path) for name, path in paths.items()}
+
+
+def _cli(registry: RegistryServer, files: dict[str, str], *args: str) -> list[str]:
+    return [
+        "verify",
+        "--insecure-registry",
+        registry.host,
+        "--registry-config",
+        files["config"],
+        *args,
+    ]
+
+
+def test_verified_image_exits_0_and_names_digest_and_key(
+    registry: RegistryServer, files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(_cli(registry, files, "--key", files["key"], f"{registry.host}/cli/signed:v1"))
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith(f"VERIFIED {registry.host}/cli/signed:v1")
+    assert "digest: sha256:" in out
+    assert f"signed by: {files['key']}" in out
+
+
+def test_json_output_carries_the_same_facts(
+    registry: RegistryServer, files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = f"{registry.host}/cli/signed:v1"
+    assert main(_cli(registry, files, "--output", "json", "--key", files["key"], image)) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["status"] == "verified"
+    assert document["image"] == image
+    assert document["matchedKeys"] == [files["key"]]
+    assert document["digest"].startswith("sha256:")
+    assert main(_cli(registry, files, "--output", "json", "--key", files["other"], image)) == 1
+    invalid = json.loads(capsys.readouterr().out)
+    assert invalid["status"] == "invalid"
+    assert "does not verify with any trusted key" in invalid["reasons"][0]
+
+
+def test_unsigned_and_invalid_exit_1(
+    registry: RegistryServer, files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_cli(registry, files, "--key", files["key"], f"{registry.host}/cli/unsigned:v1")) == 1
+    assert "NOT VERIFIED" in capsys.readouterr().out
+    assert main(_cli(registry, files, "--key", files["other"], f"{registry.host}/cli/signed:v1")) == 1
+    out = capsys.readouterr().out
+    assert "no valid signature by a trusted key" in out
+    two = ["--key", files["key"], "--key", files["other"], "--count", "2"]
+    assert main(_cli(registry, files, *two, f"{registry.host}/cli/signed:v1")) == 1
+    assert "only 1 of the required 2 keys signed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--key", "{key}", "Not/Valid"], "invalid image reference 'Not/Valid'"),
+        (["--key", "/nonexistent/key.pub", "{image}"], "cannot read key file /nonexistent/key.pub"),
+        (["--key", "{garbage}", "{image}"], "not a PEM public key"),
+        (["--key", "{key}", "--count", "3", "{image}"], "threshold (count) 3 must be between 1"),
+        (["--key", "{key}", "--require-tlog", "{image}"], "needs a Rekor public key"),
+        (["--key", "{key}", "--timeout", "0", "{image}"], "--timeout must be positive"),
+    ],
+)
+def test_bad_arguments_exit_2_with_a_clear_error(
+    registry: RegistryServer,
+    files: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    values = {**files, "image": f"{registry.host}/cli/signed:v1"}
+    assert main(_cli(registry, files, *(arg.format(**values) for arg in args))) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_missing_credentials_and_unknown_image_exit_2(
+    registry: RegistryServer, files: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    image = f"{registry.host}/cli/signed:v1"
+    args = [
+        "verify",
+        "--insecure-registry",
+        registry.host,
+        "--registry-config",
+        str(empty),
+        "--key",
+        files["key"],
+    ]
+    assert main([*args, image]) == 2
+    assert "requires a login" in capsys.readouterr().out
+    assert main(_cli(registry, files, "--key", files["key"], f"{registry.host}/cli/absent:v1")) == 2
+    assert "not found (404)" in capsys.readouterr().out
+
+
+def _run_process(*args: str) -> subprocess.CompletedProcess[str]:
+    script = (
+        "import sys\n"
+        "from exporter.cli import main\n"
+        "code = main(sys.argv[1:])\n"
+        "loaded = any(m.split('.')[0] == 'kubernetes' for m in sys.modules)\n"
+        "print('KUBERNETES_IMPORTED' if loaded else 'CLEAN', file=sys.stderr)\n"
+        "sys.exit(code)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=HANG_GUARD,
+        check=False,
+    )
+
+
+def test_whole_process_verifies_without_importing_kubernetes(
+    registry: RegistryServer, files: dict[str, str]
+) -> None:
+    result = _run_process(*_cli(registry, files, "--key", files["key"], f"{registry.host}/cli/signed:v1"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.strip().endswith("CLEAN")
+
+
+def test_verify_module_alone_does_not_import_kubernetes() -> None:
+    script = (
+        "import sys, argparse\n"
+        "import exporter.commands.verify as verify\n"
+        "parser = argparse.ArgumentParser(); verify.register(parser.add_subparsers())\n"
+        "args = parser.parse_args(['verify', '--key', '/nonexistent', 'nginx'])\n"
+        "assert verify.run(args) == 2\n"
+        "assert not any(m.split('.')[0] == 'kubernetes' for m in sys.modules), 'kubernetes imported'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+async def test_a_hanging_registry_ends_in_an_error_inside_the_timeout(tmp_path: Path) -> None:
+    key = tmp_path / "key.pub"
+    key.write_text(public_pem(SIGNER))
+    image = "x/y:v1"
+    async with HangingServer() as server:
+        # A subprocess, so this event loop keeps serving the hanging server meanwhile.
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "exporter",
+            "verify",
+            "--insecure-registry",
+            server.host,
+            "--timeout",
+            "1",
+            "--key",
+            str(key),
+            f"{server.host}/{image}",
+            cwd=REPO_ROOT,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(HANG_GUARD):
+            out, _ = await process.communicate()
+    assert process.returncode == 2
+    assert out.decode().startswith(f"ERROR {server.host}/{image}:")
+    assert server.connections >= 1
