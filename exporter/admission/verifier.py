@@ -230,3 +230,12 @@ def _display(reference: ImageReference) -> str:
     if reference.digest is not None:
         return f"{reference.repository_path}@{reference.digest}"
     return f"{reference.repository_path}:{reference.tag or 'latest'}"
+
+
+def registry_metrics_hook(metrics: ServiceMetrics) -> Callable[[str, str], None]:
+    """``RegistryOptions.on_request`` that counts registry requests by host and status."""
+
+    def record(registry: str, status: str) -> None:
+        metrics.registry_requests.labels(registry=registry, status=status).inc()
+
+    return record
