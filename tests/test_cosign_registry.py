@@ -29,17 +29,12 @@ from tests.support.registry import (
     SignatureLayerSpec,
     free_port,
     generate_signing_key,
+    needs_registry,
     public_pem,
-    registry_available,
     simple_signing_payload,
 )
 
-pytestmark = [
-    pytest.mark.registry,
-    pytest.mark.skipif(
-        not registry_available(), reason="needs Debian's docker-registry (/usr/bin/docker-registry)"
-    ),
-]
+pytestmark = needs_registry
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared/interop/cosign-vectors"
 SIGNER = generate_signing_key()

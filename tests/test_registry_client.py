@@ -26,16 +26,11 @@ from tests.support.registry import (
     HangingServer,
     RegistryServer,
     free_port,
-    registry_available,
+    needs_registry,
     sha256_digest,
 )
 
-pytestmark = [
-    pytest.mark.registry,
-    pytest.mark.skipif(
-        not registry_available(), reason="needs Debian's docker-registry (/usr/bin/docker-registry)"
-    ),
-]
+pytestmark = needs_registry
 
 # A generous guard so a hang fails the test instead of stalling the suite; not a timing assertion.
 HANG_GUARD = 30

@@ -16,16 +16,11 @@ from tests.support.registry import (
     HangingServer,
     RegistryServer,
     generate_signing_key,
+    needs_registry,
     public_pem,
-    registry_available,
 )
 
-pytestmark = [
-    pytest.mark.registry,
-    pytest.mark.skipif(
-        not registry_available(), reason="needs Debian's docker-registry (/usr/bin/docker-registry)"
-    ),
-]
+pytestmark = needs_registry
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SIGNER = generate_signing_key()

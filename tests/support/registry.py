@@ -44,6 +44,7 @@ from types import TracebackType
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -71,6 +72,15 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519Pri
 def registry_available() -> bool:
     """True when the Debian docker-registry binary is installed (tests skip with a reason otherwise)."""
     return REGISTRY_BINARY.exists()
+
+
+# Apply as ``pytestmark = needs_registry`` (or extend it) in modules that start a RegistryServer.
+needs_registry = [
+    pytest.mark.registry,
+    pytest.mark.skipif(
+        not registry_available(), reason="needs Debian's docker-registry (/usr/bin/docker-registry)"
+    ),
+]
 
 
 def free_port() -> int:
