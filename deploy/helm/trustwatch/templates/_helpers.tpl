@@ -1,0 +1,64 @@
+{{/* Names, labels and shared fragments of the trustwatch chart. */}}
+
+{{- define "trustwatch.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "trustwatch.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains (include "trustwatch.name" .) .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name (include "trustwatch.name" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "trustwatch.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "trustwatch.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "trustwatch.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+{{ include "trustwatch.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: trustwatch
+{{- end }}
+
+{{- define "trustwatch.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "trustwatch.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "trustwatch.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret holding the webhook's serving certificate, whichever way it is issued. */}}
+{{- define "trustwatch.tlsSecretName" -}}
+{{- if eq .Values.tls.mode "secret" }}
+{{- required "tls.secret.name is required when tls.mode=secret" .Values.tls.secret.name }}
+{{- else }}
+{{- printf "%s-tls" (include "trustwatch.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "trustwatch.policiesConfigMap" -}}
+{{- default (printf "%s-policies" (include "trustwatch.fullname" .)) .Values.existingPoliciesConfigMap }}
+{{- end }}
+
+{{/* DNS names the API server uses to reach the webhook Service. */}}
+{{- define "trustwatch.serviceDNSNames" -}}
+{{- $svc := include "trustwatch.fullname" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.cluster.local" $svc $ns) | toJson }}
+{{- end }}
