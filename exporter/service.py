@@ -1,0 +1,313 @@
+"""``trustwatch serve``: one process running the report watcher, the admission webhook and the status server.
+
+This module only assembles components and owns their lifecycle; each component lives in its own package
+and knows nothing of the others. Start-up order: status server first (so /healthz answers while the
+watcher syncs), then sources, policies, the report writer and the webhook. On SIGTERM/SIGINT the webhook
+stops accepting, in-flight reviews get ``--grace-period`` seconds, queued audit results are flushed, and
+the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import ssl
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from exporter import __version__
+from exporter.admission.engine import AdmissionConfig, AdmissionEngine
+from exporter.admission.server import build_webhook_app
+from exporter.admission.tls import ServingCertificate, TLSConfig, TLSError
+from exporter.admission.verifier import CacheSettings, ImageVerifier
+from exporter.cluster import ClusterConnection, ClusterUnavailableError, connect
+from exporter.config import ServeConfig, split_address
+from exporter.listen import start_site
+from exporter.metrics import ServiceMetrics
+from exporter.namespaces import NamespaceLabels
+from exporter.policy.loader import PolicyLoadError
+from exporter.policy.reload import PolicyReloader
+from exporter.registry.auth import DockerConfigError, load_docker_config
+from exporter.registry.client import RegistryClient, RegistryOptions
+from exporter.reports.collector import ReportCollector
+from exporter.reports.config import ReportsConfig
+from exporter.reports.filters import GlobFilter, ResultFilters
+from exporter.reports.labels import LabelConfigError
+from exporter.reports.sources.kube import KubeReportSource
+from exporter.reports.sources.local import LocalReportSource
+from exporter.reports.store import ReportStore
+from exporter.reports.writer import ReportBackend, ReportWriter
+from exporter.reports.writer_kube import KubernetesReportBackend
+from exporter.reports.writer_local import LocalReportBackend
+from exporter.status_server import Readiness, build_status_app
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """The service cannot start as configured; the message says what to fix."""
+
+
+# Errors that mean "the configuration is wrong" rather than "trustwatch is broken".
+_STARTUP_ERRORS = (
+    ClusterUnavailableError,
+    DockerConfigError,
+    LabelConfigError,
+    PolicyLoadError,
+    TLSError,
+    OSError,
+)
+
+# How often file-based inputs (policies, local reports, TLS files) are checked for changes.
+POLL_INTERVAL = 2.0
+
+
+def embedded_defaults() -> Path:
+    """The example policies and reports shipped inside the package (the no-cluster default)."""
+    return Path(str(resources.files("exporter") / "defaults"))
+
+
+@dataclass
+class Plan:
+    """What this process will run, derived from the config and whether a cluster is reachable."""
+
+    cluster: ClusterConnection | None
+    policies: tuple[Path, ...]
+    report_dirs: tuple[Path, ...]
+    report_output: str
+    local_report_dir: Path
+    webhook: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def make_plan(config: ServeConfig, cluster: ClusterConnection | None) -> Plan:
+    """Decide sources, outputs and defaults; with no cluster and no inputs, use the embedded examples."""
+    state = config.resolved_state_dir()
+    local_report_dir = state / "reports"
+    policies = config.policies
+    report_dirs = config.reports_dir
+    notes: list[str] = []
+    if cluster is None and not policies and config.webhook != "off":
+        policies = (embedded_defaults() / "policies",)
+        notes.append(f"no --policies given: using the embedded example policy in {policies[0]}")
+    report_output = config.report_output
+    if report_output == "auto":
+        report_output = "kubernetes" if cluster is not None else "local"
+    if cluster is None and not report_dirs:
+        report_dirs = (embedded_defaults() / "reports",)
+        notes.append(f"no cluster and no --reports-dir: watching the embedded examples in {report_dirs[0]}")
+    if report_output == "local" and local_report_dir not in report_dirs:
+        report_dirs = (*report_dirs, local_report_dir)
+    webhook = config.webhook == "on" or (config.webhook == "auto" and bool(policies))
+    return Plan(cluster, policies, report_dirs, report_output, local_report_dir, webhook, notes)
+
+
+def reports_config(config: ServeConfig) -> ReportsConfig:
+    """The watcher's label mode, result filters and namespace scope from the serve options."""
+    filters = ResultFilters(
+        namespaces=GlobFilter(config.namespace_include, config.namespace_exclude),
+        policies=GlobFilter(config.policy_include, config.policy_exclude),
+        sources=GlobFilter(config.source_include, config.source_exclude),
+        statuses=GlobFilter(config.status_include, config.status_exclude),
+        severities=GlobFilter(config.severity_include, config.severity_exclude),
+        kinds=GlobFilter(config.kind_include, config.kind_exclude),
+    )
+    return ReportsConfig(
+        label_mode=config.label_mode,  # type: ignore[arg-type]  # validated by the option's choices
+        custom_labels=config.custom_labels,
+        filters=filters,
+        namespaces=GlobFilter(config.namespace_include, config.namespace_exclude),
+    )
+
+
+async def _listen(
+    app: web.Application, address: str, option: str, grace: float, ssl_context: ssl.SSLContext | None = None
+) -> tuple[web.AppRunner, str]:
+    host, port = split_address(address, option)
+    return await start_site(app, host, port, ssl_context=ssl_context, shutdown_timeout=grace)
+
+
+class Service:
+    """The running process: components, their tasks, and an orderly shutdown."""
+
+    def __init__(self, config: ServeConfig, plan: Plan, metrics: ServiceMetrics) -> None:
+        self.config = config
+        self.plan = plan
+        self.metrics = metrics
+        self.readiness = Readiness()
+        self.store = ReportStore()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runners: list[web.AppRunner] = []
+        self.writer: ReportWriter | None = None
+        self.urls: dict[str, str] = {}
+        self._resources = contextlib.AsyncExitStack()
+
+    def _spawn(self, name: str, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine, name=name)
+        task.add_done_callback(self._report_crash)
+        self._tasks.append(task)
+
+    def _report_crash(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "component stopped unexpectedly",
+                extra={"component": task.get_name(), "error": repr(task.exception())},
+            )
+
+    async def start(self) -> None:
+        """Start every component; returns once all listeners are bound."""
+        config, plan = self.config, self.plan
+        reports = reports_config(config)
+        reports.scheme()  # fail fast on a bad custom label list
+        self.metrics.registry.register(ReportCollector(self.store, reports))
+        runner, url = await _listen(
+            build_status_app(self.metrics.registry, self.readiness),
+            config.metrics_address,
+            "--metrics-address",
+            config.grace_period,
+        )
+        self._runners.append(runner)
+        self.urls["metrics"] = url
+        log.info("status server listening", extra={"url": url})
+        self._start_report_sources(reports)
+        if plan.webhook:
+            await self._start_webhook()
+
+    def _start_report_sources(self, reports: ReportsConfig) -> None:
+        events: list[asyncio.Event] = []
+        if self.plan.cluster is not None:
+            kube = KubeReportSource(self.plan.cluster.api_client_factory, self.store, self.metrics, reports)
+            self._spawn("kube-report-source", kube.run())
+            events.append(kube.ready)
+        if self.plan.report_dirs:
+            for directory in self.plan.report_dirs:
+                directory.mkdir(
+                    parents=True, exist_ok=True
+                ) if directory == self.plan.local_report_dir else None
+            local = LocalReportSource(self.plan.report_dirs, self.store, self.metrics, interval=POLL_INTERVAL)
+            self._spawn("local-report-source", local.run())
+            events.append(local.ready)
+        self.readiness.add(
+            "reports",
+            lambda: (all(event.is_set() for event in events), "first sync of report sources not done"),
+        )
+
+    def _report_backend(self) -> ReportBackend | None:
+        if self.plan.report_output == "kubernetes" and self.plan.cluster is not None:
+            return KubernetesReportBackend(self.plan.cluster.api_client_factory())
+        if self.plan.report_output in ("local", "kubernetes"):
+            self.plan.local_report_dir.mkdir(parents=True, exist_ok=True)
+            return LocalReportBackend(self.plan.local_report_dir)
+        return None
+
+    async def _start_webhook(self) -> None:
+        config, plan = self.config, self.plan
+        reloader = PolicyReloader(plan.policies, self.metrics, interval=POLL_INTERVAL)
+        reloader.load_initial()
+        self._spawn("policy-reloader", reloader.run())
+        backend = self._report_backend()
+        if backend is not None:
+            self.writer = ReportWriter(backend, self.metrics, report_api=config.report_api)
+            self._spawn("report-writer", self.writer.run())
+        namespaces = NamespaceLabels(plan.cluster)
+        if plan.cluster is not None:
+            self._spawn("namespace-labels", namespaces.run())
+        registry_options = RegistryOptions(
+            insecure_registries=frozenset(config.insecure_registry),
+            credentials=load_docker_config(config.registry_config) if config.registry_config else None,
+            deadline=config.timeout,
+            on_request=lambda host, status: self.metrics.registry_requests.labels(host, status).inc(),
+        )
+        client = await self._resources.enter_async_context(RegistryClient(registry_options))
+        settings = CacheSettings(ttl=config.cache_ttl, max_entries=config.cache_size)
+        verifier = ImageVerifier(client, self.metrics, settings)
+        self._resources.push_async_callback(verifier.close)
+        engine = AdmissionEngine(
+            lambda: reloader.current().policies,
+            verifier,
+            self.metrics,
+            config=AdmissionConfig(
+                timeout=config.timeout,
+                cache=settings,
+                namespace_include=config.namespace_include,
+                namespace_exclude=config.namespace_exclude,
+            ),
+            results=self.writer,
+            namespace_labels=namespaces.labels_of,
+        )
+        tls_config = TLSConfig(
+            cert_file=config.tls_cert,
+            key_file=config.tls_key,
+            generate_dir=config.resolved_state_dir() / "tls",
+        )
+        certificate = ServingCertificate.open(tls_config, self.metrics)
+        self._spawn("tls-reloader", certificate.watch(POLL_INTERVAL))
+        runner, url = await _listen(
+            build_webhook_app(engine, self.metrics),
+            config.webhook_address,
+            "--webhook-address",
+            config.grace_period,
+            certificate.context,
+        )
+        self._runners.insert(0, runner)  # stopped first on shutdown
+        self.urls["webhook"] = url
+        self.readiness.add("policies", lambda: (True, ""))
+        log.info(
+            "admission webhook listening", extra={"url": url, "policies": [str(p) for p in plan.policies]}
+        )
+
+    async def stop(self) -> None:
+        """Stop listening, let in-flight requests finish within the grace period, flush reports, exit."""
+        for runner in self._runners:
+            await runner.cleanup()
+        if self.writer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.writer.flush(), self.config.grace_period)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._resources.aclose()
+
+
+async def run(config: ServeConfig) -> int:
+    """Run until SIGTERM or SIGINT; returns the exit code."""
+    metrics = ServiceMetrics()
+    metrics.build_info.info({"version": __version__})
+    try:
+        cluster = await asyncio.to_thread(connect, config.kubernetes)
+    except ClusterUnavailableError as exc:
+        raise StartupError(str(exc)) from exc
+    plan = make_plan(config, cluster)
+    log.info(
+        "starting trustwatch",
+        extra={
+            "version": __version__,
+            "cluster": cluster.description if cluster else "none (local files)",
+            "report_output": plan.report_output,
+        },
+    )
+    for note in plan.notes:
+        log.info(note)
+    service = Service(config, plan, metrics)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    try:
+        try:
+            await service.start()
+        except _STARTUP_ERRORS as exc:
+            raise StartupError(str(exc)) from exc
+        await stopping.wait()
+        log.info("stopping", extra={"grace_period_seconds": config.grace_period})
+    finally:
+        await service.stop()
+    log.info("stopped")
+    return 0

@@ -1,0 +1,46 @@
+"""Blocking calls that may outlive their caller, run on daemon threads.
+
+A Kubernetes watch blocks its thread for minutes. ``asyncio.to_thread`` would run it on the default
+executor, whose threads ``asyncio.run`` joins at exit, so SIGTERM would wait for the watch to time out.
+A daemon thread is simply abandoned at exit, and its result is delivered to the loop if anyone still waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _deliver(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
+    if future.done():  # the awaiting task was cancelled meanwhile
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
+async def run_in_daemon_thread(
+    function: Callable[..., T], *args: Any, name: str = "trustwatch-blocking"
+) -> T:
+    """Run ``function(*args)`` on a new daemon thread and await its result."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def target() -> None:
+        result: T | None = None
+        error: BaseException | None = None
+        try:
+            result = function(*args)
+        except BaseException as exc:  # delivered to the awaiting task, not lost in the thread
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+            loop.call_soon_threadsafe(_deliver, future, result, error)
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    return await future
