@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.policy.autogen import parse_controllers_annotation, with_autogen_rules
-from exporter.policy.fields import FieldError, Fields
+from exporter.policy.fields import FieldError, Fields, is_empty
 from exporter.policy.match import parse_kind_selector
 from exporter.policy.model import (
     AUTOGEN_ANNOTATION,
@@ -188,7 +188,7 @@ def _match_block(fields: Fields, *, is_match: bool) -> MatchBlock:
     all_ = tuple(_filter_entry(item, kinds_required=is_match) for item in fields.objects("all"))
     legacy = fields.child("resources")
     legacy_filter = None
-    if legacy is not None and legacy.value:
+    if legacy is not None and not is_empty(legacy.value):
         legacy_filter = _resources(legacy, kinds_required=is_match)
     fields.finish(BLOCK_UNSUPPORTED)
     given = [key for key, value in (("any", any_), ("all", all_), ("resources", legacy_filter)) if value]
@@ -318,7 +318,9 @@ def _rule(fields: Fields) -> Rule:
         rule = Rule(
             name=name,
             match=_match_block(match, is_match=True) if match else MatchBlock(),
-            exclude=_match_block(exclude, is_match=False) if exclude and exclude.value else None,
+            exclude=_match_block(exclude, is_match=False)
+            if exclude and not is_empty(exclude.value)
+            else None,
             verify_images=tuple(verifications),
         )
         fields.finish(RULE_UNSUPPORTED, RULE_IGNORED)
