@@ -1,0 +1,168 @@
+"""`trustwatch apply` against a real docker-registry: decisions, exit codes, the PolicyReport it prints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.cli import main
+from tests.support.admission import walkthrough_policy_text, workload
+from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
+
+needs_registry = pytest.mark.skipif(not registry_available(), reason="needs /usr/bin/docker-registry")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RegistryServer, Path]]:
+    if not registry_available():
+        pytest.skip("needs /usr/bin/docker-registry")
+    tmp = tmp_path_factory.mktemp("apply")
+    key = generate_signing_key()
+    registry = RegistryServer(tmp / "registry").start()
+    signed = registry.push_image("user/test", "signed", b"signed")
+    registry.sign("user/test", signed, key)
+    registry.push_image("user/test", "unsigned", b"unsigned")
+    policy = tmp / "policy.yaml"
+    policy.write_text(walkthrough_policy_text(public_pem(key)))
+    try:
+        yield registry, policy
+    finally:
+        registry.stop()
+
+
+def write_resources(path: Path, *objects: dict[str, object]) -> Path:
+    path.write_text(yaml.safe_dump_all(objects))
+    return path
+
+
+@pytest.mark.registry
+@needs_registry
+def test_apply_prints_decisions_and_fails_on_enforce_denials(
+    setup: tuple[RegistryServer, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry, policy = setup
+    image = f"{registry.host}/user/test"
+    resources = write_resources(
+        tmp_path / "resources.yaml",
+        workload("Deployment", "unsigned", "prod", f"{image}:unsigned"),
+        workload("Deployment", "signed", "prod", f"{image}:signed"),
+        workload("Deployment", "unsigned", "dev", f"{image}:unsigned"),
+    )
+    args = [
+        "apply",
+        "--policy",
+        str(policy),
+        "--resource",
+        str(resources),
+        "--insecure-registry",
+        registry.host,
+    ]
+    assert main([*args, "--policy-report"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("Applying 3 policy rule(s) to 3 resource(s)...")
+    assert (
+        "DENIED Deployment/prod/unsigned\n\npolicy Deployment/prod/unsigned for resource violation:\n\n"
+        "check-image-signature:\n  autogen-verify-image: |\n"
+        f"    failed to verify image {image}:unsigned: .attestors[0].entries[0].keys: no matching signatures"
+    ) in out
+    assert "ADMITTED Deployment/prod/signed\n  pinned /spec/template/spec/containers/0/image -> " in out
+    assert (
+        "ADMITTED Deployment/dev/unsigned\n  warning: policy check-image-signature.autogen-verify-image"
+        in out
+    )
+    assert "pass: 1, fail: 2, warn: 0, error: 0, skip: 0" in out
+    report_list = yaml.safe_load(out.split("\n---\n", 1)[1])
+    summaries = {item["metadata"]["namespace"]: item["summary"] for item in report_list["items"]}
+    assert summaries["dev"]["fail"] == 1
+    assert summaries["prod"] == {"pass": 1, "fail": 1, "warn": 0, "error": 0, "skip": 0}
+
+    only_audit = write_resources(tmp_path / "dev.yaml", workload("Pod", "p", "dev", f"{image}:unsigned"))
+    assert (
+        main(
+            [
+                "apply",
+                "--policy",
+                str(policy),
+                "--resource",
+                str(only_audit),
+                "--insecure-registry",
+                registry.host,
+            ]
+        )
+        == 0
+    )
+
+
+@pytest.mark.registry
+@needs_registry
+def test_namespace_labels_steer_namespace_selectors(
+    setup: tuple[RegistryServer, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    registry, policy = setup
+    selector_policy = tmp_path / "policy.yaml"
+    selector_policy.write_text(
+        policy.read_text().replace(
+            "namespaces: [prod]", "namespaceSelector:\n      matchLabels: {tier: critical}"
+        )
+    )
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("payments: {tier: critical}\n")
+    resources = write_resources(
+        tmp_path / "r.yaml", workload("Pod", "p", "payments", f"{registry.host}/user/test:unsigned")
+    )
+    args = [
+        "apply",
+        "--policy",
+        str(selector_policy),
+        "--resource",
+        str(resources),
+        "--insecure-registry",
+        registry.host,
+    ]
+    assert main([*args, "--namespace-labels", str(labels)]) == 1
+    assert main(args) == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("a: [", "is not valid YAML"),
+        ("just a string\n", "is not a Kubernetes object"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {}\n", "has no metadata.name"),
+    ],
+)
+def test_bad_resources_are_usage_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, problem: str
+) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(walkthrough_policy_text(public_pem(generate_signing_key())))
+    resources = tmp_path / "r.yaml"
+    resources.write_text(content)
+    assert main(["apply", "--policy", str(policy), "--resource", str(resources)]) == 2
+    assert problem in capsys.readouterr().err
+
+
+def test_bad_policy_and_labels_are_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "apiVersion: kyverno.io/v1\nkind: ClusterPolicy\nmetadata: {name: x}\nspec: {rules: []}\n"
+    )
+    resources = write_resources(tmp_path / "r.yaml", workload("Pod", "p", "dev", "nginx"))
+    assert main(["apply", "--policy", str(policy), "--resource", str(resources)]) == 2
+    assert "trustwatch apply: error:" in capsys.readouterr().err
+    good = tmp_path / "good.yaml"
+    good.write_text(walkthrough_policy_text(public_pem(generate_signing_key())))
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("- not a mapping\n")
+    assert (
+        main(
+            ["apply", "--policy", str(good), "--resource", str(resources), "--namespace-labels", str(labels)]
+        )
+        == 2
+    )
+    assert "must map each namespace name" in capsys.readouterr().err
+    assert main(["apply", "--policy", str(tmp_path / "missing.yaml"), "--resource", str(resources)]) == 2
