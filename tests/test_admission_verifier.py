@@ -1,0 +1,101 @@
+"""Attestor semantics of the verifier, decided offline over signature sets built with real keys."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from exporter.admission.verifier import judge
+from exporter.cosign import SignatureLayer, SignatureSet
+from exporter.policy.model import Attestor, ImageVerification, KeyEntry
+from exporter.registry.reference import parse_reference
+from tests.support.registry import (
+    PrivateKey,
+    generate_signing_key,
+    public_pem,
+    sign_bytes,
+    simple_signing_payload,
+)
+
+DIGEST = "sha256:" + "12" * 32
+IMAGE = "docker.io/user/test:v1"
+KEY_A, KEY_B, KEY_C = (generate_signing_key() for _ in range(3))
+
+
+def signed_by(*keys: PrivateKey) -> SignatureSet:
+    payload = simple_signing_payload(DIGEST, "docker.io/user/test")
+    layers = tuple(
+        SignatureLayer(
+            "sha256:" + hashlib.sha256(payload).hexdigest(),
+            payload,
+            base64.b64encode(sign_bytes(key, payload)).decode(),
+        )
+        for key in keys
+    )
+    return SignatureSet(parse_reference(IMAGE).with_digest(DIGEST), DIGEST, layers)
+
+
+def entry(key: PrivateKey) -> KeyEntry:
+    return KeyEntry(public_keys=public_pem(key), secret=None, signature_algorithm="sha256", rekor=None)
+
+
+def verification(*attestors: Attestor) -> ImageVerification:
+    return ImageVerification(
+        image_references=("*",),
+        skip_image_references=(),
+        attestors=attestors,
+        required=True,
+        verify_digest=True,
+        mutate_digest=True,
+        failure_action=None,
+    )
+
+
+def test_unsigned_image_is_kyvernos_no_matching_signatures() -> None:
+    outcome = judge(signed_by(), verification(Attestor(None, (entry(KEY_A),))), IMAGE)
+    assert (outcome.status, outcome.message, outcome.digest) == (
+        "fail",
+        f"failed to verify image {IMAGE}: .attestors[0].entries[0].keys: no matching signatures",
+        DIGEST,
+    )
+
+
+def test_signature_by_another_key_names_the_mismatch() -> None:
+    outcome = judge(signed_by(KEY_B), verification(Attestor(None, (entry(KEY_A),))), IMAGE)
+    assert outcome.status == "fail"
+    assert outcome.message.startswith(
+        f"failed to verify image {IMAGE}: .attestors[0].entries[0].keys: no matching signatures: signature 1"
+    )
+
+
+def test_without_count_every_entry_must_verify() -> None:
+    both = verification(Attestor(None, (entry(KEY_A), entry(KEY_B))))
+    assert judge(signed_by(KEY_A, KEY_B), both, IMAGE).status == "pass"
+    outcome = judge(signed_by(KEY_A), both, IMAGE)
+    assert outcome.status == "fail"
+    assert ".attestors[0].entries[1].keys: no matching signatures" in outcome.message
+    assert ".entries[0]" not in outcome.message
+
+
+def test_count_needs_only_that_many_entries() -> None:
+    one_of_three = verification(Attestor(1, (entry(KEY_A), entry(KEY_B), entry(KEY_C))))
+    assert judge(signed_by(KEY_C), one_of_three, IMAGE).message == "image verified"
+    two_of_three = verification(Attestor(2, (entry(KEY_A), entry(KEY_B), entry(KEY_C))))
+    outcome = judge(signed_by(KEY_C), two_of_three, IMAGE)
+    assert outcome.status == "fail"
+    assert "entries[0].keys" in outcome.message
+    assert "entries[1].keys" in outcome.message
+
+
+def test_every_attestor_set_must_pass_and_failures_name_their_set() -> None:
+    two_sets = verification(Attestor(None, (entry(KEY_A),)), Attestor(None, (entry(KEY_B),)))
+    outcome = judge(signed_by(KEY_A), two_sets, IMAGE)
+    assert outcome.status == "fail"
+    assert ": .attestors[1].entries[0].keys: no matching signatures" in outcome.message
+
+
+def test_unusable_key_material_is_a_failure_that_says_so() -> None:
+    broken = KeyEntry(public_keys="not a pem", secret=None, signature_algorithm="sha256", rekor=None)
+    outcome = judge(signed_by(KEY_A), verification(Attestor(None, (broken,))), IMAGE)
+    assert outcome.status == "fail"
+    assert ".attestors[0].entries[0].keys: invalid key:" in outcome.message
