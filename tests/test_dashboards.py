@@ -120,15 +120,33 @@ def test_dashboards_cover_the_issue_panels() -> None:
         name: {panel["title"] for panel in _all_panels(board["panels"])}
         for name, board in _dashboards().items()
     }
-    assert {"Results by status", "New violations per hour", "Failing results by namespace",
-            "Failing results by policy and rule", "Oldest unresolved failure",
-            "Results by source"} <= titles["trustwatch-policy-reports.json"]  # fmt: skip
-    assert {"Admission reviews by decision", "Enforcement denials by namespace and policy",
-            "Unsigned images admitted (Audit)", "Verification latency (uncached)", "Cache hit ratio",
-            "Registry error ratio", "Fail-open admissions", "Verified-image coverage",
-            "Report queue"} <= titles["trustwatch-admission.json"]  # fmt: skip
-    assert {"Report watch up", "Watch restarts", "Time since last report event", "Reports held",
-            "Policy load errors", "Certificate expires in"} <= titles["trustwatch-health.json"]  # fmt: skip
+    assert {
+        "Results by status",
+        "New violations per hour",
+        "Failing results by namespace",
+        "Failing results by policy and rule",
+        "Oldest unresolved failure",
+        "Results by source",
+    } <= titles["trustwatch-policy-reports.json"]
+    assert {
+        "Admission reviews by decision",
+        "Enforcement denials by namespace and policy",
+        "Unsigned images admitted (Audit)",
+        "Verification latency (uncached)",
+        "Cache hit ratio",
+        "Registry error ratio",
+        "Fail-open admissions",
+        "Verified-image coverage",
+        "Report queue",
+    } <= titles["trustwatch-admission.json"]
+    assert {
+        "Report watch up",
+        "Watch restarts",
+        "Time since last report event",
+        "Reports held",
+        "Policy load errors",
+        "Certificate expires in",
+    } <= titles["trustwatch-health.json"]
 
 
 def test_report_gauges_are_deduplicated_across_replicas() -> None:
