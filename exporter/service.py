@@ -34,7 +34,7 @@ from exporter.metrics import ServiceMetrics
 from exporter.namespaces import NamespaceLabels
 from exporter.policy.loader import PolicyLoadError
 from exporter.policy.reload import PolicyReloader
-from exporter.registry.auth import DockerConfigError, load_docker_config
+from exporter.registry.auth import CredentialStore, DockerConfigError, load_docker_config
 from exporter.registry.client import RegistryClient, RegistryOptions
 from exporter.reports.collector import ReportCollector
 from exporter.reports.config import ReportsConfig
@@ -134,6 +134,15 @@ async def _listen(
     return await start_site(app, host, port, ssl_context=ssl_context, shutdown_timeout=grace)
 
 
+@dataclass(frozen=True)
+class WebhookInputs:
+    """What the webhook needs that is read from files at start-up (and validated then)."""
+
+    reloader: PolicyReloader
+    certificate: ServingCertificate
+    credentials: CredentialStore | None
+
+
 class Service:
     """The running process: components, their tasks, and an orderly shutdown."""
 
@@ -166,6 +175,8 @@ class Service:
         config, plan = self.config, self.plan
         reports = reports_config(config)
         reports.scheme()  # fail fast on a bad custom label list
+        # Everything that can be wrong in the configuration is checked before anything listens.
+        webhook_inputs = self._prepare_webhook() if plan.webhook else None
         self.metrics.registry.register(ReportCollector(self.store, reports))
         runner, url = await _listen(
             build_status_app(self.metrics.registry, self.readiness),
@@ -177,8 +188,8 @@ class Service:
         self.urls["metrics"] = url
         log.info("status server listening", extra={"url": url})
         self._start_report_sources(reports)
-        if plan.webhook:
-            await self._start_webhook()
+        if webhook_inputs is not None:
+            await self._start_webhook(webhook_inputs)
 
     def _start_report_sources(self, reports: ReportsConfig) -> None:
         events: list[asyncio.Event] = []
@@ -207,10 +218,23 @@ class Service:
             return LocalReportBackend(self.plan.local_report_dir)
         return None
 
-    async def _start_webhook(self) -> None:
-        config, plan = self.config, self.plan
-        reloader = PolicyReloader(plan.policies, self.metrics, interval=POLL_INTERVAL)
+    def _prepare_webhook(self) -> WebhookInputs:
+        """Load policies, TLS material and registry credentials; raises on any configuration error."""
+        config = self.config
+        reloader = PolicyReloader(self.plan.policies, self.metrics, interval=POLL_INTERVAL)
         reloader.load_initial()
+        tls_config = TLSConfig(
+            cert_file=config.tls_cert,
+            key_file=config.tls_key,
+            generate_dir=config.resolved_state_dir() / "tls",
+        )
+        certificate = ServingCertificate.open(tls_config, self.metrics)
+        credentials = load_docker_config(config.registry_config) if config.registry_config else None
+        return WebhookInputs(reloader, certificate, credentials)
+
+    async def _start_webhook(self, inputs: WebhookInputs) -> None:
+        config, plan = self.config, self.plan
+        reloader, certificate = inputs.reloader, inputs.certificate
         self._spawn("policy-reloader", reloader.run())
         backend = self._report_backend()
         if backend is not None:
@@ -221,7 +245,7 @@ class Service:
             self._spawn("namespace-labels", namespaces.run())
         registry_options = RegistryOptions(
             insecure_registries=frozenset(config.insecure_registry),
-            credentials=load_docker_config(config.registry_config) if config.registry_config else None,
+            credentials=inputs.credentials,
             deadline=config.timeout,
             on_request=lambda host, status: self.metrics.registry_requests.labels(host, status).inc(),
         )
@@ -242,12 +266,6 @@ class Service:
             results=self.writer,
             namespace_labels=namespaces.labels_of,
         )
-        tls_config = TLSConfig(
-            cert_file=config.tls_cert,
-            key_file=config.tls_key,
-            generate_dir=config.resolved_state_dir() / "tls",
-        )
-        certificate = ServingCertificate.open(tls_config, self.metrics)
         self._spawn("tls-reloader", certificate.watch(POLL_INTERVAL))
         runner, url = await _listen(
             build_webhook_app(engine, self.metrics),
@@ -258,7 +276,6 @@ class Service:
         )
         self._runners.insert(0, runner)  # stopped first on shutdown
         self.urls["webhook"] = url
-        self.readiness.add("policies", lambda: (True, ""))
         log.info(
             "admission webhook listening", extra={"url": url, "policies": [str(p) for p in plan.policies]}
         )

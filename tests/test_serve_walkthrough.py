@@ -1,0 +1,93 @@
+"""The README walkthrough end to end through a real `trustwatch serve` process.
+
+Signed and unsigned images in a real docker-registry, AdmissionReviews over TLS, Enforce in `prod`, Audit
+in `dev`, the audit result written as a PolicyReport file, read back by the watcher and visible in /metrics.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import yaml
+
+from tests.support.admission import review_body, walkthrough_policy_text, workload
+from tests.support.registry import RegistryServer, generate_signing_key, needs_registry, public_pem
+from tests.support.serve import ServeProcess, poll
+from tests.test_serve import result_count
+
+pytestmark = needs_registry
+
+
+def test_walkthrough_end_to_end(tmp_path: Path) -> None:
+    key = generate_signing_key()
+    with RegistryServer(tmp_path / "registry") as registry:
+        signed_digest = registry.push_image("user/test", "signed")
+        registry.sign("user/test", signed_digest, key)
+        registry.push_image("user/test", "unsigned")
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(walkthrough_policy_text(public_pem(key)))
+        empty_reports = tmp_path / "cluster-reports"
+        empty_reports.mkdir()
+        with ServeProcess(
+            tmp_path,
+            "--policies", str(policy),
+            "--reports-dir", str(empty_reports),
+            "--insecure-registry", registry.host,
+        ) as serve:  # fmt: skip
+            signed = f"{registry.host}/user/test:signed"
+            unsigned = f"{registry.host}/user/test:unsigned"
+
+            denied = serve.review(review_body(workload("Deployment", "unsigned", "prod", unsigned)))[
+                "response"
+            ]
+            assert denied["allowed"] is False
+            assert denied["status"]["message"].startswith(
+                "\n\npolicy Deployment/prod/unsigned for resource violation:"
+            )
+            assert (
+                f"autogen-verify-image: |\n    failed to verify image {unsigned}: "
+                ".attestors[0].entries[0].keys: no matching signatures" in denied["status"]["message"]
+            )
+
+            admitted = serve.review(review_body(workload("Deployment", "signed", "prod", signed)))["response"]
+            assert admitted["allowed"] is True
+            assert admitted["patchType"] == "JSONPatch"
+            patch = json.loads(base64.b64decode(admitted["patch"]))
+            assert {"op": "replace", "path": "/spec/template/spec/containers/0/image",
+                    "value": f"{signed}@{signed_digest}"} in patch  # fmt: skip
+
+            audited = serve.review(review_body(workload("Deployment", "unsigned", "dev", unsigned)))[
+                "response"
+            ]
+            assert audited["allowed"] is True
+            assert any("no matching signatures" in warning for warning in audited["warnings"])
+
+            # The audit result is written as a PolicyReport file and comes back through the watcher.
+            poll(lambda: result_count(serve, "dev", "check-image-signature", "fail") == 1)
+            poll(lambda: result_count(serve, "prod", "check-image-signature", "pass") == 1)
+            written = serve.state_dir / "reports"
+            documents = [yaml.safe_load(path.read_text()) for path in sorted(written.glob("*.yaml"))]
+            dev_report = next(d for d in documents if d["metadata"]["namespace"] == "dev")
+            assert dev_report["metadata"]["name"] == "cpol-check-image-signature"
+            assert dev_report["summary"]["fail"] == 1 and dev_report["summary"]["pass"] == 0
+            (result,) = dev_report["results"]
+            assert result["properties"] == {"process": "admission review"}
+            assert result["resources"][0]["name"] == "unsigned"
+
+            assert (
+                serve.sample_value(
+                    "trustwatch_admission_denials", policy="check-image-signature", namespace="prod"
+                )
+                == 1
+            )
+            assert (
+                serve.sample_value(
+                    "trustwatch_admission_audit_failures_admitted",
+                    policy="check-image-signature",
+                    namespace="dev",
+                )
+                == 1
+            )
+    assert serve.returncode == 0
