@@ -61,10 +61,18 @@ def test_matched_rule_without_covered_images_is_a_skip() -> None:
     obj = workload("Pod", pod_spec("nginx"))
     (plan,) = plan_review([parsed], _info(obj), obj)
     assert plan.skipped and plan.checks == () and plan.error is None
+    prefix = "skip run verification as image in resource not found in imageRefs"
+    assert plan.skip_message == f"{prefix} 'ghcr.io/*,quay.io/*'"
+    two = workload("Pod", pod_spec("nginx", "redis"))
     assert (
-        plan.skip_message
-        == "skip run verification as image in resource not found in imageRefs '[ghcr.io/* quay.io/*]'"
+        plan_review([parsed], _info(two), two)[0].skip_message
+        == f"{prefix} 'ghcr.io/*,quay.io/*,ghcr.io/*,quay.io/*'"
     )
+    empty = workload("Pod", {"containers": []})
+    assert plan_review([parsed], _info(empty), empty)[0].skip_message == f"{prefix} ''"
+    skipped = load(policy(rule(verifyImages=[verification(skipImageReferences=["*nginx*"])])))
+    (plan,) = plan_review([skipped], _info(obj), obj)
+    assert plan.skipped
 
 
 def test_invalid_image_is_a_rule_error() -> None:

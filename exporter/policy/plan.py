@@ -35,8 +35,9 @@ class RulePlan:
     """A rule that matched the resource, with its checks and effective action.
 
     * ``error`` set: an image could not be parsed; Kyverno reports the rule as ``error`` with this message.
-    * no checks (and no error): no image is covered by the rule's ``imageReferences``; Kyverno reports
-      the rule as ``skip`` with :attr:`skip_message`, which neither fails nor blocks.
+    * no checks (and no error): no image is covered by the rule's ``imageReferences`` (minus its
+      ``skipImageReferences``); Kyverno reports the rule as ``skip`` with ``skip_message``, which neither
+      fails nor blocks.
     * otherwise every check must pass for the rule to pass.
     """
 
@@ -45,17 +46,12 @@ class RulePlan:
     checks: tuple[ImageCheck, ...]
     action: Action
     error: str | None = None
+    skip_message: str = ""
 
     @property
     def skipped(self) -> bool:
         """Whether the rule matched but no image needs verifying (result ``skip``)."""
         return not self.checks and self.error is None
-
-    @property
-    def skip_message(self) -> str:
-        """Kyverno's message for a skipped verifyImages rule (Go's ``%s`` of the list of references)."""
-        references = " ".join(ref for v in self.rule.verify_images for ref in v.image_references)
-        return f"skip run verification as image in resource not found in imageRefs '[{references}]'"
 
 
 def policy_in_scope(policy: KyvernoPolicy, resource: ResourceInfo) -> bool:
@@ -82,7 +78,16 @@ def _plan_rule(
             for verification in rule.verify_images
             if verification.applies_to_reference(reference)
         )
-    return RulePlan(policy, rule, tuple(checks), action)
+    if checks:
+        return RulePlan(policy, rule, tuple(checks), action)
+    return RulePlan(policy, rule, (), action, skip_message=_skip_message(rule, len(images)))
+
+
+def _skip_message(rule: Rule, image_count: int) -> str:
+    """Kyverno's message for a matched rule with nothing to verify. Kyverno collects the references once
+    per image of the resource, hence the repetition (and '' for a resource without images)."""
+    references = [ref for v in rule.verify_images for ref in v.image_references] * image_count
+    return f"skip run verification as image in resource not found in imageRefs '{','.join(references)}'"
 
 
 def plan_review(
