@@ -24,8 +24,12 @@ of them is atomic as seen by clients)::
         server.send_bookmarks()                      # a BOOKMARK to every watch that allowed them
         server.remove_group(group) / server.add_group(group)   # a CRD group vanishes / (re)appears
         server.requests                              # list of RequestRecord(method, path, query) seen
+        server.watch_requests(plural)                # just the watch requests of one resource
         server.active_watches                        # number of watch streams open now
         await server.wait_for(predicate, within=5)  # poll a condition without sleeping blindly
+
+Builders for test data: ``report_document(name, namespace, results, ...)`` and
+``report_result(policy, status, ...)`` make PolicyReports/openreports Reports as tools write them.
 
 Behaviour mirrors the API server where it matters:
 
@@ -61,6 +65,7 @@ from typing import Any, Literal
 import kubernetes.client
 from aiohttp import web
 
+STATUSES = ("pass", "fail", "warn", "error", "skip")
 # Events kept for watch replay; older resourceVersions get 410 Gone, as after etcd compaction.
 HISTORY_LIMIT = 100_000
 
@@ -199,6 +204,9 @@ class FakeKubeServer:
     @property
     def resource_version(self) -> int:
         return self._rv
+
+    def watch_requests(self, plural: str) -> list[RequestRecord]:
+        return [r for r in self.requests if r.path.endswith("/" + plural) and r.query.get("watch") == "true"]
 
     @property
     def active_watches(self) -> int:
@@ -617,3 +625,55 @@ def _merge_patch(target: Any, patch: Any) -> Any:
         else:
             result[key] = _merge_patch(result.get(key), value)
     return result
+
+
+def report_result(
+    policy: str,
+    status: str,
+    *,
+    rule: str = "check",
+    resource: tuple[str, str, str] | None = ("Pod", "default", "app"),
+    **extra: Any,
+) -> dict[str, Any]:
+    """One result entry as Kyverno writes it; ``resource`` is (kind, namespace, name) or None."""
+    entry: dict[str, Any] = {"policy": policy, "rule": rule, "result": status, "source": "kyverno", **extra}
+    if resource is not None:
+        kind, namespace, name = resource
+        entry["resources"] = [{"apiVersion": "v1", "kind": kind, "namespace": namespace, "name": name}]
+    return entry
+
+
+def report_document(
+    name: str,
+    namespace: str = "",
+    results: Iterable[dict[str, Any]] = (),
+    *,
+    kind: str = "",
+    api_version: str = "wgpolicyk8s.io/v1alpha2",
+    labels: dict[str, str] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A PolicyReport (or ClusterPolicyReport when ``namespace`` is empty) with a summary matching its
+    results; pass ``api_version="openreports.io/v1alpha1"`` for Report/ClusterReport."""
+    entries = list(results)
+    if not kind:
+        openreports = api_version.startswith("openreports.io/")
+        kind = (
+            ("Report" if namespace else "ClusterReport")
+            if openreports
+            else ("PolicyReport" if namespace else "ClusterPolicyReport")
+        )
+    metadata: dict[str, Any] = {"name": name}
+    if namespace:
+        metadata["namespace"] = namespace
+    if labels:
+        metadata["labels"] = labels
+    summary = {status: sum(1 for e in entries if e.get("result") == status) for status in STATUSES}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": metadata,
+        "summary": summary,
+        "results": entries,
+        **extra,
+    }
