@@ -7,17 +7,9 @@ from typing import Any
 import pytest
 
 from exporter.policy import rule_matches
+from tests.test_policy_builders import AUTOGEN_ANNOTATION as ANNOTATION
+from tests.test_policy_builders import CONTROLLER_KINDS as ALL_CONTROLLERS
 from tests.test_policy_builders import load, load_error, policy, resource, rule
-
-ANNOTATION = "pod-policies.kyverno.io/autogen-controllers"
-ALL_CONTROLLERS = (
-    "apps/v1/DaemonSet",
-    "apps/v1/Deployment",
-    "batch/v1/Job",
-    "apps/v1/ReplicaSet",
-    "v1/ReplicationController",
-    "apps/v1/StatefulSet",
-)
 
 
 def _rule_names(*rules: dict[str, Any], annotation: str | None = None) -> list[str]:

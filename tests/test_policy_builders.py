@@ -12,6 +12,16 @@ from exporter.policy import KyvernoPolicy, PolicyLoadError, ResourceInfo, parse_
 
 POLICY_DIR = Path(__file__).parent / "data" / "policies"
 SEED_POLICY = POLICY_DIR / "check-image-signature.yaml"
+AUTOGEN_ANNOTATION = "pod-policies.kyverno.io/autogen-controllers"
+# The kinds of an autogen-<rule> for Kyverno's default controllers, in Kyverno's (sorted-by-kind) order.
+CONTROLLER_KINDS = (
+    "apps/v1/DaemonSet",
+    "apps/v1/Deployment",
+    "batch/v1/Job",
+    "apps/v1/ReplicaSet",
+    "v1/ReplicationController",
+    "apps/v1/StatefulSet",
+)
 
 # Generated test keys (public halves only); the first is the one in the seed policy file.
 PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----

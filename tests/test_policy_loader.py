@@ -19,6 +19,7 @@ from exporter.policy import (
     parse_policies,
 )
 from tests.test_policy_builders import (
+    CONTROLLER_KINDS,
     POLICY_DIR,
     PUBLIC_KEY,
     SECOND_KEY,
@@ -60,14 +61,7 @@ def test_seed_policy_gets_kyverno_autogen_rules() -> None:
     rules = seed_policy().rules
     assert [r.name for r in rules] == ["verify-image", "autogen-verify-image", "autogen-cronjob-verify-image"]
     assert [(r.is_autogen, r.autogen_of) for r in rules[1:]] == [(True, "verify-image")] * 2
-    assert rules[1].match.any[0].kinds == (
-        "apps/v1/DaemonSet",
-        "apps/v1/Deployment",
-        "batch/v1/Job",
-        "apps/v1/ReplicaSet",
-        "v1/ReplicationController",
-        "apps/v1/StatefulSet",
-    )
+    assert rules[1].match.any[0].kinds == CONTROLLER_KINDS
     assert rules[2].match.any[0].kinds == ("batch/v1/CronJob",)
     assert rules[1].verify_images == rules[0].verify_images == rules[2].verify_images
 
