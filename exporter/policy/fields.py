@@ -57,11 +57,6 @@ class Fields:
         """The path of ``key`` below this object."""
         return f"{self.path}.{key}" if self.path else key
 
-    def has(self, key: str) -> bool:
-        """Whether ``key`` is present with a non-null value (marks it read)."""
-        self._read.add(key)
-        return self.value.get(key) is not None
-
     def raw(self, key: str) -> Any:
         """The value of ``key`` as decoded (None when absent)."""
         self._read.add(key)

@@ -249,10 +249,6 @@ class KyvernoPolicy:
         """False only when ``policies.kyverno.io/scored`` is ``"false"`` (failures then report as warn)."""
         return self.annotations.get(SCORED_ANNOTATION) != "false"
 
-    def rule(self, name: str) -> Rule | None:
-        """The rule called ``name`` (including autogen rules), or None."""
-        return next((rule for rule in self.rules if rule.name == name), None)
-
 
 def frozen_mapping(values: Mapping[str, str] | None) -> Mapping[str, str]:
     """A read-only copy of ``values`` (shared empty mapping for None)."""
