@@ -646,7 +646,7 @@ def report_result(
 def report_document(
     name: str,
     namespace: str = "",
-    results: Iterable[dict[str, Any]] = (),
+    results: Iterable[Any] = (),
     *,
     kind: str = "",
     api_version: str = "wgpolicyk8s.io/v1alpha2",
@@ -668,7 +668,8 @@ def report_document(
         metadata["namespace"] = namespace
     if labels:
         metadata["labels"] = labels
-    summary = {status: sum(1 for e in entries if e.get("result") == status) for status in STATUSES}
+    statuses = [entry.get("result") for entry in entries if isinstance(entry, dict)]
+    summary = {status: statuses.count(status) for status in STATUSES}
     return {
         "apiVersion": api_version,
         "kind": kind,
