@@ -40,6 +40,9 @@ class ScriptedVerifier:
         self.calls: list[str] = []
         self.hang = set(hang)
 
+    def cached(self, policy_version: str, rule: str, index: int, image: str) -> ImageOutcome | None:
+        return None
+
     async def verify(
         self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
     ) -> tuple[ImageOutcome, Lookup]:

@@ -48,6 +48,8 @@ OTHER_NAMESPACE = "other"
 class Verifier(Protocol):
     """What the engine needs from :class:`exporter.admission.verifier.ImageVerifier`."""
 
+    def cached(self, policy_version: str, rule: str, index: int, image: str) -> ImageOutcome | None: ...
+
     async def verify(
         self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
     ) -> tuple[ImageOutcome, Lookup]: ...
@@ -194,13 +196,27 @@ class AdmissionEngine:
         return decision
 
     async def _verify_all(self, checks: Sequence[ImageCheck]) -> dict[int, ImageOutcome]:
-        """Outcome per check (by id), every one settled within the decision budget."""
-        tasks = {id(check): asyncio.ensure_future(self._verify(check)) for check in checks}
-        if tasks:
-            await asyncio.wait(tasks.values(), timeout=self.config.decision_budget)
+        """Outcome per check (by id), every one settled within the decision budget.
+
+        Cached outcomes are taken synchronously; only the rest become tasks the deadline applies to.
+        """
         outcomes: dict[int, ImageOutcome] = {}
+        tasks: dict[int, asyncio.Future[ImageOutcome]] = {}
         for check in checks:
-            task = tasks[id(check)]
+            index = check.rule.verify_images.index(check.verification)
+            hit = self._verifier.cached(check.policy.version, check.rule.name, index, check.image.image)
+            if hit is None:
+                tasks[id(check)] = asyncio.ensure_future(self._verify(check, index))
+            else:
+                self._count_verification(check, hit, "hit")
+                outcomes[id(check)] = hit
+        if not tasks:
+            return outcomes
+        await asyncio.wait(tasks.values(), timeout=self.config.decision_budget)
+        for check in checks:
+            task = tasks.get(id(check))
+            if task is None:
+                continue
             if task.done() and not task.cancelled() and task.exception() is None:
                 outcomes[id(check)] = task.result()
                 continue
@@ -223,18 +239,20 @@ class AdmissionEngine:
         path = ".attestors[0].entries[0].keys" if check.verification.attestors else ".attestors"
         return ImageOutcome("error", verification_failed(check.reference, f"{path}: {reason}"))
 
-    async def _verify(self, check: ImageCheck) -> ImageOutcome:
-        index = check.rule.verify_images.index(check.verification)
+    async def _verify(self, check: ImageCheck, index: int) -> ImageOutcome:
         outcome, how = await self._verifier.verify(
             check.policy.version, check.rule.name, index, check.verification, check.image.image
         )
+        self._count_verification(check, outcome, how)
+        return outcome
+
+    def _count_verification(self, check: ImageCheck, outcome: ImageOutcome, how: Lookup) -> None:
         self._metrics.image_verifications.labels(
             policy=check.policy.name,
             rule=check.rule.name,
             result=outcome.status,
             cached="false" if how == "miss" else "true",
         ).inc()
-        return outcome
 
     @staticmethod
     def _rule_result(plan: RulePlan, outcomes: Sequence[ImageOutcome]) -> RuleResult:

@@ -166,6 +166,23 @@ class ImageVerifier:
             ttl=settings.tag_ttl, max_entries=settings.max_tags, clock=clock
         )
 
+    def cached(self, policy_version: str, rule: str, index: int, image: str) -> ImageOutcome | None:
+        """The cached outcome when both the tag's digest and the verdict are cached, without awaiting.
+
+        The webhook's hot path: a warm request is answered without scheduling any task.
+        """
+        try:
+            reference = _parse(image)
+        except InvalidReferenceError:
+            return None
+        digest = reference.digest or self._digests.peek(_tag_key(reference))
+        if digest is None:
+            return None
+        outcome = self._outcomes.peek((policy_version, rule, index, reference.repository_path, digest))
+        if outcome is not None:
+            self._metrics.verification_cache_lookups.labels(result="hit").inc()
+        return outcome
+
     async def verify(
         self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
     ) -> tuple[ImageOutcome, Lookup]:
@@ -175,7 +192,7 @@ class ImageVerifier:
         Digest resolution happens here (it is part of the key); its failures become outcomes, not errors.
         """
         try:
-            reference = parse_reference(image)
+            reference = _parse(image)
         except InvalidReferenceError as exc:
             return ImageOutcome("fail", verification_failed(image, str(exc))), "miss"
         display = _display(reference)
@@ -197,7 +214,7 @@ class ImageVerifier:
 
     async def _resolve(self, reference: ImageReference) -> str:
         digest, _how = await self._digests.get_or_compute(
-            (reference.repository_path, reference.tag), lambda: self._client.resolve_digest(reference)
+            _tag_key(reference), lambda: self._client.resolve_digest(reference)
         )
         return digest
 
@@ -223,6 +240,14 @@ class ImageVerifier:
     async def close(self) -> None:
         await self._outcomes.close()
         await self._digests.close()
+
+
+# Pod specs repeat the same few image strings; parsing one costs ~10 µs, a hot-path cost worth caching.
+_parse = lru_cache(maxsize=4096)(parse_reference)
+
+
+def _tag_key(reference: ImageReference) -> tuple[str, str | None]:
+    return (reference.repository_path, reference.tag)
 
 
 def _display(reference: ImageReference) -> str:
