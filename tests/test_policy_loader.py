@@ -484,6 +484,12 @@ def test_duplicate_yaml_keys_are_rejected_not_overwritten() -> None:
         parse_policies(text)
 
 
+def test_yaml_aliases_are_rejected() -> None:
+    bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
+    with pytest.raises(PolicyLoadError, match=r"line 2, column 9: YAML aliases \(\*name\)"):
+        parse_policies(bomb, "bomb.yaml")
+
+
 def test_duplicate_policies_are_rejected_within_and_across_files(tmp_path: Path) -> None:
     with pytest.raises(PolicyLoadError, match="duplicate ClusterPolicy p"):
         parse_policies(yaml.safe_dump(policy()) + "---\n" + yaml.safe_dump(policy()))

@@ -53,7 +53,15 @@ class PolicyLoadError(ValueError):
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys: PyYAML would silently keep the last one, hiding a field."""
+    """SafeLoader that rejects duplicate keys (PyYAML would silently keep the last one, hiding a field)
+    and aliases (``*anchor``: Kubernetes objects never need them, and nested ones expand exponentially)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            problem = "YAML aliases (*name) are not supported in policies; write the value out"
+            raise yaml.composer.ComposerError(None, None, problem, mark)
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
