@@ -486,7 +486,7 @@ def test_duplicate_yaml_keys_are_rejected_not_overwritten() -> None:
 
 def test_yaml_aliases_are_rejected() -> None:
     bomb = "a: &a [x, x]\nb: &b [*a, *a]\nc: [*b, *b]\n"
-    with pytest.raises(PolicyLoadError, match=r"line 2, column 9: YAML aliases \(\*name\)"):
+    with pytest.raises(PolicyLoadError, match=r"line 2, column 8: YAML aliases \(\*name\)"):
         parse_policies(bomb, "bomb.yaml")
 
 
