@@ -104,6 +104,14 @@ def test_attestor_count_defaults_to_all_entries() -> None:
     assert (attestor.count, attestor.required_count, len(attestor.entries)) == (None, 2, 2)
 
 
+def test_legacy_image_with_current_attestors() -> None:
+    mixed = verification(image="ghcr.io/*")
+    del mixed["imageReferences"]
+    (check,) = load(policy(rule(verifyImages=[mixed]))).rules[0].verify_images
+    assert check.image_references == ("ghcr.io/*",)
+    assert check.attestors[0].entries[0].public_keys == PUBLIC_KEY
+
+
 def test_k8s_secret_key_reference_becomes_secret_entry() -> None:
     legacy = {"image": "ghcr.io/*", "key": "k8s://security/cosign-key"}
     entry = load(policy(rule(verifyImages=[legacy]))).rules[0].verify_images[0].attestors[0].entries[0]
