@@ -183,6 +183,21 @@ def test_empty_values_left_by_kubectl_are_accepted() -> None:
     assert parsed.rules[0].exclude is None
 
 
+def test_webhook_configuration_wins_over_deprecated_fields() -> None:
+    legacy = load(policy(failurePolicy="Ignore", webhookTimeoutSeconds=5))
+    assert (legacy.failure_policy, legacy.webhook_timeout_seconds) == ("Ignore", 5)
+    modern = load(
+        policy(
+            failurePolicy="Ignore",
+            webhookTimeoutSeconds=5,
+            webhookConfiguration={"failurePolicy": "Fail", "timeoutSeconds": 20},
+        )
+    )
+    assert (modern.failure_policy, modern.webhook_timeout_seconds) == ("Fail", 20)
+    partial = load(policy(failurePolicy="Ignore", webhookConfiguration={"timeoutSeconds": 7}))
+    assert (partial.failure_policy, partial.webhook_timeout_seconds) == ("Ignore", 7)
+
+
 def test_inert_spec_fields_are_accepted() -> None:
     parsed = load(
         policy(schemaValidation=False, useServerSideApply=True, generateExisting=False, admission=False)
@@ -418,8 +433,9 @@ def test_exclude_rejections() -> None:
         ({"applyRules": "One"}, "spec.applyRules"),
         (
             {"webhookConfiguration": {"matchConditions": [{"name": "a", "expression": "true"}]}},
-            "spec.webhookConfiguration",
+            "spec.webhookConfiguration.matchConditions",
         ),
+        ({"webhookConfiguration": {"failurePolicy": "Open"}}, "spec.webhookConfiguration.failurePolicy"),
         (
             {"validationFailureActionOverrides": [{"action": "Enforce"}]},
             "spec.validationFailureActionOverrides[0]",

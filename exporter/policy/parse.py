@@ -66,10 +66,9 @@ _KEYLESS = (
     "keyless (certificate/OIDC identity) verification is not supported; use keys.publicKeys or keys.secret"
 )
 
-SPEC_UNSUPPORTED = {
-    "webhookConfiguration": "webhook match conditions are not supported; remove it (trustwatch's webhook "
-    "configuration decides which requests are sent)",
-    "applyRules": "only applyRules: All (the default) is supported",
+SPEC_UNSUPPORTED = {"applyRules": "only applyRules: All (the default) is supported"}
+WEBHOOK_UNSUPPORTED = {
+    "matchConditions": "webhook match conditions are not supported; express the scope with match/exclude",
 }
 # Fields that only affect generate/mutate rules or background scans: accepted, without effect.
 SPEC_IGNORED = frozenset(
@@ -349,6 +348,21 @@ def _override(fields: Fields) -> ActionOverride:
     return override
 
 
+def _webhook_settings(spec: Fields) -> tuple[FailurePolicy, int | None]:
+    """failurePolicy and timeout: ``spec.webhookConfiguration`` (Kyverno 1.13+) wins over the deprecated
+    ``spec.failurePolicy``/``spec.webhookTimeoutSeconds``, as in Kyverno."""
+    failure_policy = spec.choice("failurePolicy", FAILURE_POLICIES, default="Fail") or "Fail"
+    timeout = spec.integer("webhookTimeoutSeconds", minimum=1)
+    webhook = spec.child("webhookConfiguration")
+    if webhook is not None:
+        failure_policy = (
+            webhook.choice("failurePolicy", FAILURE_POLICIES, default=failure_policy) or failure_policy
+        )
+        timeout = webhook.integer("timeoutSeconds", minimum=1) or timeout
+        webhook.finish(WEBHOOK_UNSUPPORTED)
+    return failure_policy, timeout
+
+
 def _version(document: Mapping[str, Any]) -> str:
     """Content hash over what defines the policy (not resourceVersion, status, managedFields ...)."""
     metadata = document.get("metadata") or {}
@@ -403,6 +417,7 @@ def parse_policy(document: Mapping[str, Any], source: str = "<string>") -> Kyver
         raise FieldError("spec.rules", "needs at least one rule")
     if spec.string("applyRules", default="All") != "All":
         raise FieldError("spec.applyRules", SPEC_UNSUPPORTED["applyRules"])
+    failure_policy, timeout = _webhook_settings(spec)
     policy = KyvernoPolicy(
         kind=kind,
         name=name,
@@ -410,12 +425,12 @@ def parse_policy(document: Mapping[str, Any], source: str = "<string>") -> Kyver
         annotations=annotations,
         validation_failure_action=spec.choice("validationFailureAction", ACTIONS, default="Audit") or "Audit",
         overrides=tuple(_override(item) for item in spec.objects("validationFailureActionOverrides")),
-        failure_policy=spec.choice("failurePolicy", FAILURE_POLICIES, default="Fail") or "Fail",
+        failure_policy=failure_policy,
         background=spec.boolean("background", True),
         rules=_with_autogen(rules, annotations),
         version=_version(document),
         admission=spec.boolean("admission", True),
-        webhook_timeout_seconds=spec.integer("webhookTimeoutSeconds", minimum=1),
+        webhook_timeout_seconds=timeout,
         emit_warning=spec.boolean("emitWarning", False),
         source=source,
     )
