@@ -549,3 +549,19 @@ def test_dockerfile_builds_a_slim_non_root_python_311_image_of_the_package() -> 
     assert 'ENTRYPOINT ["trustwatch"]' in text
     ignore = (ROOT / ".dockerignore").read_text().splitlines()
     assert "*" in ignore and "!exporter/" in ignore and "!pyproject.toml" in ignore
+
+
+def test_values_example_in_deploy_docs_renders() -> None:
+    """docs/deploy.md's first-install values are accepted by the schema and yield the walkthrough policy."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    blocks = [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)]
+    values = blocks[0]
+    docs = render(values)
+    policy = yaml.safe_load(
+        one(docs, "ConfigMap", f"{FULLNAME}-policies")["data"]["check-image-signature.yaml"]
+    )
+    assert policy["spec"]["validationFailureActionOverrides"] == [
+        {"action": "Enforce", "namespaces": ["prod"]}
+    ]
+    assert one(docs, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    one(docs, "PrometheusRule")
