@@ -179,18 +179,23 @@ def test_configmap_symlink_swap_is_detected(tmp_path: Path) -> None:
     assert _names(reloader) == ["v2"]
 
 
+async def _poll_until_names(reloader: PolicyReloader, names: list[str], timeout: float = 10) -> None:
+    """Poll (with a deadline, not a fixed sleep) until the policy set in force has ``names``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    for _ in range(100_000):
+        if _names(reloader) == names or asyncio.get_running_loop().time() > deadline:
+            return
+        await asyncio.sleep(0.01)
+
+
 async def test_run_polls_until_cancelled(policy_dir: Path) -> None:
     reloader = PolicyReloader([policy_dir], _metrics(), interval=0.01)
     reloader.load_initial()
     task = asyncio.create_task(reloader.run())
     _replace(policy_dir / "seed.yaml", yaml.safe_dump(policy(name="polled")))
 
-    deadline = asyncio.get_running_loop().time() + 10
     try:
-        for _ in range(100_000):
-            if _names(reloader) == ["polled"] or asyncio.get_running_loop().time() > deadline:
-                break
-            await asyncio.sleep(0.01)
+        await _poll_until_names(reloader, ["polled"])
     finally:
         task.cancel()
     assert _names(reloader) == ["polled"]
@@ -201,3 +206,26 @@ async def test_run_polls_until_cancelled(policy_dir: Path) -> None:
 def test_interval_must_be_positive(policy_dir: Path) -> None:
     with pytest.raises(ValueError, match="interval"):
         PolicyReloader([policy_dir], _metrics(), interval=0)
+
+
+async def test_run_survives_an_unexpected_error(policy_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    reloader = PolicyReloader([policy_dir], _metrics(), interval=0.01)
+    reloader.load_initial()
+    real_check = reloader.check_once
+    calls: list[int] = []
+
+    def flaky_check() -> bool:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk went away")
+        return real_check()
+
+    reloader.check_once = flaky_check  # type: ignore[method-assign]
+    _replace(policy_dir / "seed.yaml", yaml.safe_dump(policy(name="after-error")))
+    task = asyncio.create_task(reloader.run())
+    try:
+        await _poll_until_names(reloader, ["after-error"])
+    finally:
+        task.cancel()
+    assert _names(reloader) == ["after-error"]
+    assert any("policy reload check failed" in r.getMessage() for r in caplog.records)

@@ -179,14 +179,16 @@ def policy_files(paths: Sequence[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
+            try:
+                candidates = sorted(path.rglob("*"))
+            except OSError as error:
+                raise PolicyLoadError(f"cannot list: {error}", source=str(path)) from None
             files.extend(
-                sorted(
-                    candidate
-                    for candidate in path.rglob("*")
-                    if candidate.suffix in POLICY_SUFFIXES
-                    and candidate.is_file()
-                    and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
-                )
+                candidate
+                for candidate in candidates
+                if candidate.suffix in POLICY_SUFFIXES
+                and candidate.is_file()
+                and not any(part.startswith(".") for part in candidate.relative_to(path).parts)
             )
         elif path.is_file():
             files.append(path)

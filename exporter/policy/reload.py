@@ -114,10 +114,14 @@ class PolicyReloader:
         return True
 
     async def run(self) -> None:
-        """Poll every ``interval`` seconds until cancelled (file reads happen off the event loop)."""
+        """Poll every ``interval`` seconds until cancelled (file reads happen off the event loop). An
+        unexpected error is logged and polling goes on: the set in force stays valid either way."""
         while True:
             await asyncio.sleep(self.interval)
-            await asyncio.to_thread(self.check_once)
+            try:
+                await asyncio.to_thread(self.check_once)
+            except Exception:
+                logger.exception("policy reload check failed; keeping the last good policy set")
 
     def _reject(self, error: PolicyLoadError, seen: Fingerprint | None) -> None:
         failure = (seen, str(error))
