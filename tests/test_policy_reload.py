@@ -179,9 +179,9 @@ def test_configmap_symlink_swap_is_detected(tmp_path: Path) -> None:
     assert _names(reloader) == ["v2"]
 
 
-async def _poll_until_names(reloader: PolicyReloader, names: list[str], timeout: float = 10) -> None:
-    """Poll (with a deadline, not a fixed sleep) until the policy set in force has ``names``."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def _poll_until_names(reloader: PolicyReloader, names: list[str]) -> None:
+    """Poll (with a 10 s deadline, not a fixed sleep) until the policy set in force has ``names``."""
+    deadline = asyncio.get_running_loop().time() + 10
     for _ in range(100_000):
         if _names(reloader) == names or asyncio.get_running_loop().time() > deadline:
             return
