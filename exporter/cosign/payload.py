@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
 
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
 
@@ -22,9 +21,8 @@ class SimpleSigningPayload:
     type: str
 
 
-@lru_cache(maxsize=1024)
 def parse_payload(payload: bytes) -> SimpleSigningPayload:
-    """Parse and validate payload bytes; cached because one payload is checked against many keys."""
+    """Parse and validate payload bytes (only after a trusted key verified them)."""
     try:
         document = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 
 from exporter.cosign.keys import HASH_NAMES, TrustedKey, signature_is_valid
 from exporter.cosign.outcomes import Invalid, Unsigned, VerificationError, VerificationOutcome, Verified
@@ -15,8 +16,29 @@ from exporter.cosign.signatures import SignatureLayer, SignatureSet, fetch_signa
 from exporter.registry.client import RegistryClient
 from exporter.registry.reference import ImageReference, InvalidReferenceError, parse_reference
 
-# The same (key, payload, signature) is checked again for every policy rule and cache miss; remember results.
-_signature_valid = lru_cache(maxsize=4096)(signature_is_valid)
+# The same (key, payload, signature) is checked again for every attestor and policy rule: remember verdicts,
+# keyed by a digest so that large payloads or signatures never sit in memory.
+MAX_CACHED_VERDICTS = 4096
+_verdicts: OrderedDict[bytes, bool] = OrderedDict()
+
+
+def _signature_valid(
+    key: TrustedKey, payload: bytes, payload_digest: bytes, signature: bytes, hash_name: str
+) -> bool:
+    cache_key = hashlib.sha256(
+        b"\0".join(
+            (key.fingerprint.encode(), payload_digest, hashlib.sha256(signature).digest(), hash_name.encode())
+        )
+    ).digest()
+    verdict = _verdicts.get(cache_key)
+    if verdict is None:
+        verdict = signature_is_valid(key, payload, signature, hash_name)
+        _verdicts[cache_key] = verdict
+        if len(_verdicts) > MAX_CACHED_VERDICTS:
+            _verdicts.popitem(last=False)
+    else:
+        _verdicts.move_to_end(cache_key)
+    return verdict
 
 
 @dataclass(frozen=True)
@@ -71,10 +93,11 @@ def _layer_check(
         signature = base64.b64decode(layer.signature, validate=True)
     except binascii.Error:
         return (), "signature annotation is not valid base64"
+    payload_digest = hashlib.sha256(layer.payload).digest()
     signers = tuple(
         key
         for key in options.keys
-        if _signature_valid(key, layer.payload, signature, options.signature_algorithm)
+        if _signature_valid(key, layer.payload, payload_digest, signature, options.signature_algorithm)
     )
     if not signers:
         return (), f"does not verify with any trusted key ({', '.join(key.name for key in options.keys)})"

@@ -182,11 +182,15 @@ class RegistryClient:
     def _url(self, ref: ImageReference, path: str) -> str:
         return f"{self._base_url(ref.api_host)}/v2/{ref.repository}/{path}"
 
-    def _remaining(self, host: str, url: str) -> float:
+    def _time_left(self) -> float:
         deadline = _DEADLINE.get()
         if deadline is None:  # pragma: no cover - every caller runs inside budget()
             return self.options.request_timeout
-        remaining = deadline - asyncio.get_running_loop().time()
+        return deadline - asyncio.get_running_loop().time()
+
+    def _remaining(self, host: str, url: str) -> float:
+        """Seconds left for this verification's requests; raises once the deadline has passed."""
+        remaining = self._time_left()
         if remaining <= 0:
             raise RegistryError(
                 f"{url}: gave up, the {self.options.deadline:g}s deadline for this verification passed; "
@@ -376,7 +380,7 @@ class RegistryClient:
             if attempt == MAX_ATTEMPTS:
                 break
             delay = _backoff(attempt, retry_after)
-            if delay >= self._remaining(host, url):
+            if delay >= self._time_left():
                 break
             log.debug(
                 "retrying registry request",
