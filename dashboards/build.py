@@ -14,7 +14,6 @@ request (each request reaches one replica), so they are summed across replicas.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Iterable
@@ -23,6 +22,10 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deploy import derived  # noqa: E402
+
 OUTPUT_DIRS = (ROOT / "dashboards", ROOT / "deploy" / "helm" / "trustwatch" / "dashboards")
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 SCHEMA_VERSION = 39
@@ -717,26 +720,13 @@ def render() -> dict[str, str]:
     return {name: json.dumps(build(), indent=2, sort_keys=True) + "\n" for name, build in DASHBOARDS.items()}
 
 
+def outputs() -> dict[Path, str]:
+    """Every committed copy: the repository's dashboards/ and the Helm chart's."""
+    return {directory / name: text for name, text in render().items() for directory in OUTPUT_DIRS}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only report files that are out of date")
-    args = parser.parse_args(argv)
-    stale = []
-    for name, text in render().items():
-        for directory in OUTPUT_DIRS:
-            path = directory / name
-            current = path.read_text(encoding="utf-8") if path.exists() else None
-            if current == text:
-                continue
-            if args.check:
-                stale.append(str(path.relative_to(ROOT)))
-            else:
-                directory.mkdir(parents=True, exist_ok=True)
-                path.write_text(text, encoding="utf-8")
-    if stale:
-        print("out of date (run python3 dashboards/build.py): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return derived.run(__file__, outputs, argv)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,13 @@ a metric added to exporter/metrics.py cannot be missing from the docs (tests/tes
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from deploy import derived  # noqa: E402
 from exporter.metrics import ALL_METRICS, MetricSpec  # noqa: E402
 
 DOC = ROOT / "docs" / "metrics.md"
@@ -48,18 +48,7 @@ def render(document: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only report whether the table is out of date")
-    args = parser.parse_args(argv)
-    current = DOC.read_text(encoding="utf-8")
-    wanted = render(current)
-    if current == wanted:
-        return 0
-    if args.check:
-        print(f"out of date: {DOC.relative_to(ROOT)} (run python3 deploy/metrics_table.py)", file=sys.stderr)
-        return 1
-    DOC.write_text(wanted, encoding="utf-8")
-    return 0
+    return derived.run(__file__, lambda: {DOC: render(DOC.read_text(encoding="utf-8"))}, argv)
 
 
 if __name__ == "__main__":

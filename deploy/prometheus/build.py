@@ -10,7 +10,6 @@ chart (which cannot read files outside its directory) get exact copies of its gr
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -18,6 +17,10 @@ import yaml
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
+sys.path.insert(0, str(ROOT))
+
+from deploy import derived  # noqa: E402
+
 RULES = HERE / "trustwatch-rules.yaml"
 MANIFEST = HERE / "prometheusrule.yaml"
 CHART_COPY = ROOT / "deploy" / "helm" / "trustwatch" / "files" / "trustwatch-rules.yaml"
@@ -62,22 +65,7 @@ def render() -> dict[Path, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="only report files that are out of date")
-    args = parser.parse_args(argv)
-    stale = []
-    for path, text in render().items():
-        if path.exists() and path.read_text(encoding="utf-8") == text:
-            continue
-        if args.check:
-            stale.append(str(path.relative_to(ROOT)))
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text, encoding="utf-8")
-    if stale:
-        print("out of date (run python3 deploy/prometheus/build.py): " + ", ".join(stale), file=sys.stderr)
-        return 1
-    return 0
+    return derived.run(__file__, render, argv)
 
 
 if __name__ == "__main__":
