@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import CollectorRegistry, Counter
 
 from exporter.admission.cache import SingleFlightCache
+from exporter.admission.children import MetricChildren
 
 
 class Clock:
@@ -107,3 +109,13 @@ async def test_failed_computation_is_not_cached_and_reaches_every_waiter() -> No
 def test_rejects_unbounded_settings() -> None:
     with pytest.raises(ValueError, match="max_entries"):
         SingleFlightCache(ttl=1, max_entries=0)
+
+
+def test_metric_children_are_memoised_up_to_a_bound() -> None:
+    registry = CollectorRegistry()
+    counter = Counter("c", "c", ["a"], registry=registry)
+    children = MetricChildren(max_entries=1)
+    assert children.get(counter, "x") is children.get(counter, "x")
+    children.get(counter, "y").inc()  # beyond the bound: still the right child, just not memoised
+    children.get(counter, "y").inc()
+    assert registry.get_sample_value("c_total", {"a": "y"}) == 2

@@ -16,10 +16,11 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from exporter.admission.cache import Lookup
+from exporter.admission.children import MetricChildren
 from exporter.admission.messages import (
     blocked_message,
     missing_digest,
@@ -28,7 +29,7 @@ from exporter.admission.messages import (
     warning,
 )
 from exporter.admission.review import AdmissionRequest, AdmissionResponse
-from exporter.admission.verifier import CacheSettings, ImageOutcome
+from exporter.admission.verifier import ImageOutcome
 from exporter.metrics import ServiceMetrics
 from exporter.policy.images import ContainerImage, extract_images
 from exporter.policy.match import ResourceInfo
@@ -71,7 +72,6 @@ class AdmissionConfig:
     """
 
     timeout: float = 10.0
-    cache: CacheSettings = field(default_factory=CacheSettings)
     namespace_include: tuple[str, ...] = ()
     namespace_exclude: tuple[str, ...] = ()
     report_source: str = "kyverno"
@@ -137,6 +137,7 @@ class AdmissionEngine:
         self._results = results
         self._namespace_labels = namespace_labels
         self._clock = clock
+        self._children = MetricChildren()
         self._namespaces = GlobFilter.of(self.config.namespace_include, self.config.namespace_exclude)
 
     # --- entry points -----------------------------------------------------------------------------------
@@ -145,13 +146,14 @@ class AdmissionEngine:
         """Answer one request for ``webhook``; records request metrics. Never raises for policy outcomes."""
         started = time.perf_counter()
         decision = await (self._mutate(request) if webhook == "mutate" else self._validate(request))
-        self._metrics.admission_requests.labels(
-            webhook=webhook,
-            operation=request.operation,
-            kind=request.kind,
-            decision="allowed" if decision.response.allowed else "denied",
+        decided = "allowed" if decision.response.allowed else "denied"
+        # Label values in spec order (exporter/metrics.py); the children are memoised for the hot path.
+        self._children.get(
+            self._metrics.admission_requests, webhook, request.operation, request.kind, decided
         ).inc()
-        self._metrics.admission_review_duration.labels(webhook=webhook).observe(time.perf_counter() - started)
+        self._children.get(self._metrics.admission_review_duration, webhook).observe(
+            time.perf_counter() - started
+        )
         return decision
 
     def namespace_label(self, namespace: str) -> str:
@@ -173,8 +175,7 @@ class AdmissionEngine:
             namespace_labels=labels,
             namespace=request.namespace or None,
         )
-        if request.name and not info.name:
-            info = dataclasses.replace(info, name=request.name)
+        info = dataclasses.replace(info, name=info.name or request.name, subresource=request.sub_resource)
         return plan_review(self._policies(), info, request.object)
 
     # --- /mutate ----------------------------------------------------------------------------------------
@@ -247,12 +248,9 @@ class AdmissionEngine:
         return outcome
 
     def _count_verification(self, check: ImageCheck, outcome: ImageOutcome, how: Lookup) -> None:
-        self._metrics.image_verifications.labels(
-            policy=check.policy.name,
-            rule=check.rule.name,
-            result=outcome.status,
-            cached="false" if how == "miss" else "true",
-        ).inc()
+        cached = "false" if how == "miss" else "true"
+        metric = self._metrics.image_verifications
+        self._children.get(metric, check.policy.name, check.rule.name, outcome.status, cached).inc()
 
     @staticmethod
     def _rule_result(plan: RulePlan, outcomes: Sequence[ImageOutcome]) -> RuleResult:
@@ -339,12 +337,9 @@ class AdmissionEngine:
     def _record(self, request: AdmissionRequest, results: Sequence[RuleResult], allowed: bool) -> None:
         namespace = self.namespace_label(request.namespace)
         for result in results:
-            self._metrics.policy_results.labels(
-                policy=result.policy.name,
-                rule=result.rule,
-                namespace=namespace,
-                result=result.status,
-                action=result.action,
+            metric = self._metrics.policy_results
+            self._children.get(
+                metric, result.policy.name, result.rule, namespace, result.status, result.action
             ).inc()
             labels = {"policy": result.policy.name, "rule": result.rule, "namespace": namespace}
             if not allowed or result.status not in ("fail", "error"):
@@ -357,9 +352,8 @@ class AdmissionEngine:
             self._count_denials(request, results)
         elif any(result.status != "skip" for result in results):
             verified = all(result.status in ("pass", "skip") for result in results)
-            self._metrics.admitted_workloads.labels(
-                namespace=namespace, verified="true" if verified else "false"
-            ).inc()
+            verified_label = "true" if verified else "false"
+            self._children.get(self._metrics.admitted_workloads, namespace, verified_label).inc()
 
     def _audit_results(self, request: AdmissionRequest, results: Iterable[RuleResult]) -> list[AuditResult]:
         metadata = (request.object or {}).get("metadata") or {}
