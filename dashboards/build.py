@@ -197,7 +197,11 @@ def _variable(name: str, label: str, query: str, *, multi: bool = True) -> dict[
         "multi": multi,
         "includeAll": True,
         "allValue": ".*",
-        "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
+        "current": {
+            "selected": True,
+            "text": ["All"] if multi else "All",
+            "value": ["$__all"] if multi else "$__all",
+        },
         "options": [],
         "hide": 0,
     }
