@@ -29,59 +29,32 @@ class KubernetesReportBackend:
     def update(self, target: ReportTarget, merge: Merge) -> None:
         existing = self._read(target)
         document = merge(existing)
-        api = target.api
         try:
             if existing is None:
-                if target.namespace:
-                    self._api.create_namespaced_custom_object(
-                        api.group,
-                        api.version,
-                        target.namespace,
-                        api.plural,
-                        document,
-                        _request_timeout=self._timeout,
-                    )
-                else:
-                    self._api.create_cluster_custom_object(
-                        api.group, api.version, api.plural, document, _request_timeout=self._timeout
-                    )
-            elif target.namespace:
-                self._api.replace_namespaced_custom_object(
-                    api.group,
-                    api.version,
-                    target.namespace,
-                    api.plural,
-                    target.name,
-                    document,
-                    _request_timeout=self._timeout,
-                )
+                self._call("create", target, document)
             else:
-                self._api.replace_cluster_custom_object(
-                    api.group, api.version, api.plural, target.name, document, _request_timeout=self._timeout
-                )
+                self._call("replace", target, target.name, document)
         except ApiException as exc:
             if exc.status == HTTP_CONFLICT:
                 raise ReportConflictError(str(target)) from exc
             raise
 
     def _read(self, target: ReportTarget) -> Mapping[str, Any] | None:
-        api = target.api
         try:
-            if target.namespace:
-                found = self._api.get_namespaced_custom_object(
-                    api.group,
-                    api.version,
-                    target.namespace,
-                    api.plural,
-                    target.name,
-                    _request_timeout=self._timeout,
-                )
-            else:
-                found = self._api.get_cluster_custom_object(
-                    api.group, api.version, api.plural, target.name, _request_timeout=self._timeout
-                )
+            found = self._call("get", target, target.name)
         except ApiException as exc:
             if exc.status == HTTP_NOT_FOUND:
                 return None
             raise
         return found if isinstance(found, Mapping) else None
+
+    def _call(self, verb: str, target: ReportTarget, *args: Any) -> Any:
+        """``<verb>_namespaced_custom_object`` or ``<verb>_cluster_custom_object``, by the target's scope."""
+        api = target.api
+        if target.namespace:
+            method = getattr(self._api, f"{verb}_namespaced_custom_object")
+            return method(
+                api.group, api.version, target.namespace, api.plural, *args, _request_timeout=self._timeout
+            )
+        method = getattr(self._api, f"{verb}_cluster_custom_object")
+        return method(api.group, api.version, api.plural, *args, _request_timeout=self._timeout)
