@@ -4,6 +4,7 @@ directory, metrics read back; a registry that hangs, malformed reviews and an in
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -226,6 +227,18 @@ async def test_the_cache_answers_repeated_reviews(webhook: Webhook) -> None:
         await webhook.review(workload("Deployment", "signed", "prod", webhook.image("signed")))
     assert webhook.sample("trustwatch_verification_cache_lookups_total", result="miss") == 1
     assert webhook.sample("trustwatch_verification_cache_lookups_total", result="hit") == 2
+
+
+async def test_concurrent_reviews_of_a_new_image_share_one_verification(webhook: Webhook) -> None:
+    deployment = workload("Deployment", "rollout", "prod", webhook.image("signed"))
+    answers = await asyncio.gather(*(webhook.review(deployment) for _ in range(30)))
+    assert all(answer["allowed"] for answer in answers)
+    assert webhook.sample("trustwatch_image_verification_duration_seconds_count", result="pass") == 1
+    assert webhook.sample("trustwatch_verification_cache_lookups_total", result="miss") == 1
+    shared = webhook.sample("trustwatch_verification_cache_lookups_total", result="shared")
+    hits = webhook.sample("trustwatch_verification_cache_lookups_total", result="hit")
+    assert shared > 0
+    assert shared + hits == 29
 
 
 async def test_a_hanging_registry_gets_an_error_before_the_deadline(webhook: Webhook) -> None:
