@@ -30,12 +30,13 @@ from tests.support.admission import review_body, walkthrough_policy_text, worklo
 from tests.support.prometheus import PrometheusQueryError, PrometheusServer
 from tests.support.promql import DashboardQuery, dashboard_queries, metric_names
 from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
-from tests.support.serve import ServeProcess
+from tests.support.serve import ServeProcess, poll
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD_DIR = ROOT / "dashboards"
 CHART_DASHBOARD_DIR = ROOT / "deploy" / "helm" / "trustwatch" / "dashboards"
 EXAMPLE_REPORTS = ROOT / "exporter" / "defaults" / "reports"
+ALERT_RULES = ROOT / "deploy" / "prometheus" / "trustwatch-rules.yaml"
 DEFINED_SERIES = {name for spec in ALL_METRICS for name in spec.series_names()}
 EXPECTED = {
     "trustwatch-policy-reports.json",
@@ -319,7 +320,8 @@ def test_prometheus_helper_scrapes_keeps_target_labels_and_reports_bad_queries(
 def test_every_dashboard_query_returns_data_from_trustwatch_serve(tmp_path: Path) -> None:
     """The issue's end-to-end check: a real Prometheus scrapes a real `trustwatch serve` that watches the
     shipped example reports and answers walkthrough admission traffic (signed and unsigned images from a real
-    registry, Enforce in prod, Audit in dev); then every panel and variable query returns data."""
+    registry, Enforce in prod, Audit in dev); then every panel and variable query returns data, and the alert
+    rules fire on the real label sets: a denial in prod, an unsigned image admitted in dev, nothing else."""
     if not registry_available():
         pytest.skip("needs Debian's docker-registry (/usr/bin/docker-registry)")
     key = generate_signing_key()
@@ -332,7 +334,7 @@ def test_every_dashboard_query_returns_data_from_trustwatch_serve(tmp_path: Path
         serve_args = ("--policies", str(policy), "--reports-dir", str(EXAMPLE_REPORTS))
         with (
             ServeProcess(tmp_path, *serve_args, "--insecure-registry", registry.host) as serve,
-            PrometheusServer(tmp_path, [serve.metrics_url]) as prometheus,
+            PrometheusServer(tmp_path, [serve.metrics_url], rule_files=[ALERT_RULES]) as prometheus,
         ):
             prometheus.wait_for_targets_up()
 
@@ -357,4 +359,24 @@ def test_every_dashboard_query_returns_data_from_trustwatch_serve(tmp_path: Path
                 for query in _all_queries()
                 if not prometheus.query(query.evaluable({"__rate_interval": "10s", "__range": "1m"}))
             ]
+            firing = poll(
+                lambda: _firing(
+                    prometheus, {"TrustwatchEnforcementDenied", "TrustwatchUnsignedImageAdmitted"}
+                )
+            )
+            active = {alert["labels"]["alertname"] for alert in prometheus.alerts()}
     assert not empty, "queries without data:\n" + "\n".join(empty)
+    routing = {"policy": "check-image-signature", "rule": "autogen-verify-image"}
+    assert firing["TrustwatchEnforcementDenied"] == {**routing, "namespace": "prod", "severity": "warning"}
+    assert firing["TrustwatchUnsignedImageAdmitted"] == {**routing, "namespace": "dev", "severity": "warning"}
+    assert active == set(firing), "alerts active on a healthy trustwatch"
+
+
+def _firing(prometheus: PrometheusServer, names: set[str]) -> dict[str, dict[str, str]] | None:
+    """Labels (without alertname) of each named alert once all of them fire, else None."""
+    firing = {
+        alert["labels"]["alertname"]: {k: v for k, v in alert["labels"].items() if k != "alertname"}
+        for alert in prometheus.alerts()
+        if alert["state"] == "firing"
+    }
+    return firing if names <= set(firing) else None

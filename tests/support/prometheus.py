@@ -14,14 +14,16 @@ Typical use (the end-to-end dashboard test)::
 
 API:
 
-* ``PrometheusServer(tmp_dir, targets, scrape_interval="1s", job="trustwatch", honor_labels=True)``: a context
-  manager; the config, TSDB and log live under ``tmp_dir``. The web UI/API listens on 127.0.0.1 at a port
-  picked free just before start (retried if another process took it). ``honor_labels`` mirrors the Helm
-  chart's ServiceMonitor, so report metrics keep their own ``namespace`` label.
+* ``PrometheusServer(tmp_dir, targets, scrape_interval="1s", job="trustwatch", honor_labels=True,
+  rule_files=())``: a context manager; rules are evaluated every ``scrape_interval``. The config, TSDB and
+  log live under ``tmp_dir``. The web UI/API listens on 127.0.0.1 at a port picked free just before start
+  (retried if another process took it). ``honor_labels`` mirrors the Helm chart's ServiceMonitor, so report
+  metrics keep their own ``namespace`` label.
 * ``.url``: ``http://127.0.0.1:PORT``.
 * ``.query(expr) -> list[dict]``: instant query at "now"; ``[{"metric": {labels}, "value": [ts, "str"]}]``
   (a scalar result comes back as one item with empty labels). Raises ``PrometheusQueryError`` carrying
   Prometheus's own error text for invalid PromQL.
+* ``.alerts() -> list[dict]``: active alerts (``labels``, ``annotations``, ``state`` pending|firing).
 * ``.wait_for_targets_up(timeout=30)``: every configured target has been scraped successfully.
 * ``.wait_for_data(expr, timeout=30) -> list[dict]``: polls ``query`` until the result is non-empty (for
   ``rate()``/``increase()`` this means two scrapes have happened).
@@ -87,12 +89,14 @@ class PrometheusServer:
         scrape_interval: str = "1s",
         job: str = "trustwatch",
         honor_labels: bool = True,
+        rule_files: Sequence[Path] = (),
     ) -> None:
         self.directory = Path(tmp_dir) / "prometheus"
         self.target_addresses = [_host_port(target) for target in targets]
         self.scrape_interval = scrape_interval
         self.job = job
         self.honor_labels = honor_labels
+        self.rule_files = [str(Path(path).resolve()) for path in rule_files]
         self.url = ""
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -108,7 +112,12 @@ class PrometheusServer:
 
     def _write_config(self) -> Path:
         config = {
-            "global": {"scrape_interval": self.scrape_interval, "scrape_timeout": self.scrape_interval},
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+                "evaluation_interval": self.scrape_interval,
+            },
+            "rule_files": self.rule_files,
             "scrape_configs": [
                 {
                     "job_name": self.job,
@@ -193,6 +202,10 @@ class PrometheusServer:
             return [{"metric": {}, "value": data["result"]}]
         result: list[dict[str, Any]] = data["result"]
         return result
+
+    def alerts(self) -> list[dict[str, Any]]:
+        active: list[dict[str, Any]] = self._api("alerts")["alerts"]
+        return active
 
     def targets(self) -> list[dict[str, Any]]:
         active: list[dict[str, Any]] = self._api("targets", {"state": "active"})["activeTargets"]
