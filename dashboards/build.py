@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +81,7 @@ class Panel:
     width: int = 12
     height: int = 8
     unit: str = "short"
-    options: dict[str, Any] = field(default_factory=dict)
-    thresholds: list[tuple[float | None, str]] = field(default_factory=lambda: [(None, "green")])
+    thresholds: Sequence[tuple[float | None, str]] = ((None, "green"),)
     stack: bool = False
 
 
@@ -123,7 +122,7 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
             "showPoints": "never",
         }
     steps = [{"color": color, "value": value} for value, color in panel.thresholds]
-    options = {
+    options_by_kind: dict[str, dict[str, Any]] = {
         "timeseries": {
             "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull"]},
             "tooltip": {"mode": "multi", "sort": "desc"},
@@ -140,8 +139,7 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
             "orientation": "horizontal",
         },
         "table": {"showHeader": True, "cellHeight": "sm"},
-    }[panel.kind]
-    options.update(panel.options)
+    }
     refs = "ABCDEFGHIJ"
     result: dict[str, Any] = {
         "type": panel.kind,
@@ -159,7 +157,7 @@ def _panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
             },
             "overrides": [],
         },
-        "options": options,
+        "options": options_by_kind[panel.kind],
         "targets": [_target_json(target, refs[i]) for i, target in enumerate(panel.targets)],
     }
     if panel.kind == "table":
