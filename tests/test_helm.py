@@ -565,3 +565,14 @@ def test_values_example_in_deploy_docs_renders() -> None:
     ]
     assert one(docs, "ServiceMonitor")["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     one(docs, "PrometheusRule")
+
+
+def test_image_digest_wins_over_tag_and_single_replica_has_no_pdb() -> None:
+    digest = "sha256:" + "a" * 64
+    docs = render({"image": {"tag": "1.2.3", "digest": digest}, "replicaCount": 1})
+    assert container(docs)["image"] == f"ghcr.io/trustwatch/trustwatch@{digest}"
+    assert "PodDisruptionBudget" not in kinds(docs), "a PDB with minAvailable 1 would block every drain"
+    assert container(render({"image": {"tag": "1.2.3"}}))["image"] == "ghcr.io/trustwatch/trustwatch:1.2.3"
+    assert container(render())["image"].endswith(
+        ":" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    )
