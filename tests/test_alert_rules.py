@@ -161,3 +161,29 @@ def test_prometheusrule_manifest_and_chart_copy_hold_the_same_rules() -> None:
     assert manifest["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
     chart_copy = ROOT / "deploy" / "helm" / "trustwatch" / "files" / "trustwatch-rules.yaml"
     assert chart_copy.read_text() == RULES.read_text()
+
+
+@pytest.mark.prometheus
+def test_prometheus_config_example_in_deploy_docs_is_valid(tmp_path: Path) -> None:
+    """docs/deploy.md's plain-Prometheus scrape config (with the real rules file) passes promtool."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    configs = [
+        yaml.safe_load(block)
+        for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.DOTALL)
+        if "scrape_configs:" in block
+    ]
+    assert len(configs) == 1
+    config = configs[0]
+    assert config["scrape_configs"][0]["honor_labels"] is True
+    config["rule_files"] = [str(RULES)]
+    job = config["scrape_configs"][0]
+    assert job["kubernetes_sd_configs"][0]["role"] == "pod"
+    # Debian builds Prometheus without Kubernetes service discovery; check everything else of the job.
+    job["static_configs"] = [{"targets": ["127.0.0.1:8080"]}]
+    del job["kubernetes_sd_configs"]
+    path = tmp_path / "prometheus.yml"
+    path.write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [_promtool(), "check", "config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
