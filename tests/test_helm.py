@@ -311,6 +311,13 @@ def test_policies_from_values_land_in_the_mounted_configmap() -> None:
     ]
 
 
+def test_policy_keys_become_yaml_file_names() -> None:
+    policy = {"apiVersion": "kyverno.io/v1", "kind": "ClusterPolicy", "metadata": {"name": "p"}, "spec": {}}
+    docs = render({"policies": {"one": policy, "two.yaml": policy, "three.yml": policy}})
+    data = one(docs, "ConfigMap", f"{FULLNAME}-policies")["data"]
+    assert set(data) == {"one.yaml", "two.yaml", "three.yml"}
+
+
 def test_values_file_carries_the_walkthrough_policy_as_commented_example() -> None:
     text = (CHART / "values.yaml").read_text()
     block = text.split("policies: {}\n", 1)[1].split("\n\n", 1)[0]
