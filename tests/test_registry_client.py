@@ -318,3 +318,39 @@ async def test_bearer_token_flow_with_credentials(tmp_path: Path) -> None:
                 await client.resolve_digest(ref)
         assert token_registry.token_server is not None
         assert token_registry.token_server.requests[0].username == "bob"
+
+
+async def test_digest_comes_from_the_manifest_when_head_omits_the_header(registry: RegistryServer) -> None:
+    digest = registry.push_image("client/no-header", "v1")
+
+    async def bare_head(request: web.Request) -> web.StreamResponse | None:
+        return web.Response(status=200) if request.method == "HEAD" else None
+
+    async with FaultyProxy(registry.url, bare_head) as proxy, RegistryClient(_options(proxy.host)) as client:
+        assert await client.resolve_digest(parse_reference(f"{proxy.host}/client/no-header:v1")) == digest
+    assert [method for method, _ in proxy.requests] == ["HEAD", "GET"]
+
+
+async def test_identity_token_is_exchanged_with_an_oauth2_refresh_request(tmp_path: Path) -> None:
+    async with RegistryServer(
+        tmp_path, token_auth=True, refresh_tokens={"rt-123": "ci-bot"}
+    ) as token_registry:
+        digest = token_registry.push_image("private/app", "v1")
+        ref = parse_reference(f"{token_registry.host}/private/app:v1")
+        secret = {"auths": {token_registry.host: {"username": "<token>", "identitytoken": "rt-123"}}}
+        async with RegistryClient(
+            _options(token_registry.host, credentials=load_docker_config(secret))
+        ) as client:
+            assert await client.resolve_digest(ref) == digest
+        revoked = {"auths": {token_registry.host: {"username": "<token>", "identitytoken": "revoked"}}}
+        async with RegistryClient(
+            _options(token_registry.host, credentials=load_docker_config(revoked))
+        ) as client:
+            with pytest.raises(RegistryError, match="answered HTTP 401; check the credentials"):
+                await client.resolve_digest(ref)
+        assert token_registry.token_server is not None
+        grants = [(r.grant, r.username, r.scope) for r in token_registry.token_server.requests]
+    assert grants == [
+        ("refresh_token", "ci-bot", "repository:private/app:pull"),
+        ("refresh_token", "!invalid", "repository:private/app:pull"),
+    ]

@@ -12,7 +12,8 @@ Typical use::
 
 Options: ``users={"alice": "secret"}`` turns on htpasswd basic auth; ``token_auth=True`` puts the registry
 behind the bearer-token flow, with a token endpoint served from this process (``registry.token_server``
-records every token request). The helper itself always pushes with full rights.
+records every token request; ``users`` then guard the token endpoint, and ``refresh_tokens`` lists the
+OAuth2 refresh tokens it accepts). The helper itself always pushes with full rights.
 
 Everything listens on 127.0.0.1 only; the registry's storage lives under the directory you pass.
 ``HangingServer`` (accepts, never answers) and ``FaultyProxy`` (forwards to a registry, or answers some
@@ -229,29 +230,49 @@ def parse_scope(scope: str) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class TokenRequest:
-    """One request the token endpoint received."""
+    """One request the token endpoint received; ``username`` is ``"!invalid"`` for rejected credentials."""
 
     service: str | None
     scope: str | None
     username: str | None
+    grant: str = "basic"  # "basic" (GET, with or without credentials) or "refresh_token" (OAuth2 POST)
 
 
 class TokenServer:
-    """The token endpoint (``GET /token``) of the bearer flow, on 127.0.0.1 in a background thread.
+    """The token endpoint of the bearer flow, on 127.0.0.1 in a background thread.
 
-    With ``users`` set, a request must carry valid basic credentials; anonymous requests get 401.
+    ``GET /token?service=…&scope=…``: with ``users`` set, a request must carry valid basic credentials
+    (anonymous ones get 401). ``POST /token`` with ``grant_type=refresh_token`` accepts the refresh tokens
+    in ``refresh_tokens`` (token -> subject), as registries that hand out docker identity tokens do.
     """
 
-    def __init__(self, issuer: TokenIssuer, users: Mapping[str, str] | None = None, lifetime: int = 300):
+    def __init__(
+        self,
+        issuer: TokenIssuer,
+        users: Mapping[str, str] | None = None,
+        refresh_tokens: Mapping[str, str] | None = None,
+        lifetime: int = 300,
+    ):
         self.issuer = issuer
         self.users = dict(users or {})
+        self.refresh_tokens = dict(refresh_tokens or {})
         self.lifetime = lifetime
         self.requests: list[TokenRequest] = []
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                server._handle(self)
+                query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+                server._answer(self, query, server._basic_subject(self))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                refresh = form.get("refresh_token", [""])[0]
+                subject = server.refresh_tokens.get(refresh, "!invalid")
+                if form.get("grant_type", [""])[0] != "refresh_token":
+                    subject = "!invalid"
+                server._answer(self, form, subject, grant="refresh_token")
 
             def log_message(self, format: str, *args: Any) -> None:
                 return
@@ -267,23 +288,27 @@ class TokenServer:
         self._httpd.shutdown()
         self._httpd.server_close()
 
-    def _handle(self, request: BaseHTTPRequestHandler) -> None:
-        query = urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)
-        username = None
+    def _basic_subject(self, request: BaseHTTPRequestHandler) -> str | None:
         header = request.headers.get("Authorization", "")
-        if header.startswith("Basic "):
-            username, _, password = base64.b64decode(header[6:]).decode().partition(":")
-            if self.users.get(username) != password:
-                username = "!invalid"
-        self.requests.append(
-            TokenRequest(query.get("service", [None])[0], query.get("scope", [None])[0], username)
-        )
-        if (self.users and username not in self.users) or username == "!invalid":
+        if not header.startswith("Basic "):
+            return None if not self.users else "!invalid"
+        username, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        return username if self.users.get(username) == password else "!invalid"
+
+    def _answer(
+        self,
+        request: BaseHTTPRequestHandler,
+        params: Mapping[str, list[str]],
+        subject: str | None,
+        grant: str = "basic",
+    ) -> None:
+        scope = params.get("scope", [""])[0]
+        self.requests.append(TokenRequest(params.get("service", [None])[0], scope or None, subject, grant))
+        if subject == "!invalid":
             request.send_response(401)
             request.end_headers()
             return
-        scope = query.get("scope", [""])[0]
-        token = self.issuer.token(username or "anonymous", parse_scope(scope), self.lifetime)
+        token = self.issuer.token(subject or "anonymous", parse_scope(scope), self.lifetime)
         body = json.dumps({"token": token, "expires_in": self.lifetime}).encode()
         request.send_response(200)
         request.send_header("Content-Type", "application/json")
@@ -314,10 +339,12 @@ class RegistryServer:
         *,
         users: Mapping[str, str] | None = None,
         token_auth: bool = False,
+        refresh_tokens: Mapping[str, str] | None = None,
     ) -> None:
         self.directory = Path(directory)
         self.users = dict(users or {})
         self.token_auth = token_auth
+        self.refresh_tokens = dict(refresh_tokens or {})
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
@@ -345,7 +372,7 @@ class RegistryServer:
         ]
         if self.token_auth:
             self._issuer = TokenIssuer(self.directory)
-            self.token_server = TokenServer(self._issuer, self.users)
+            self.token_server = TokenServer(self._issuer, self.users, self.refresh_tokens)
             self.token_server.start()
             lines += [
                 "auth:",
