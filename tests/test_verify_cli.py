@@ -217,3 +217,14 @@ async def test_a_hanging_registry_ends_in_an_error_inside_the_timeout(tmp_path: 
     assert process.returncode == 2
     assert out.decode().startswith(f"ERROR {server.host}/{image}:")
     assert server.connections >= 1
+
+
+def test_json_output_reports_argument_errors_too(
+    registry: RegistryServer, files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_cli(registry, files, "--output", "json", "--key", files["key"], "UPPER/case")) == 2
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert document["status"] == "error"
+    assert "invalid image reference 'UPPER/case'" in document["error"]
+    assert "invalid image reference" in captured.err

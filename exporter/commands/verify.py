@@ -213,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         registry_options = _registry_options(args)
     except (InvalidReferenceError, UsageError) as exc:
         if args.output == "json":
-            print(json.dumps(_as_json(args.image, None, str(exc))))
+            print(json.dumps(_as_json(args.image, None, str(exc)), indent=2))
         print(f"trustwatch verify: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     outcome = asyncio.run(_verify(reference, registry_options, options))
