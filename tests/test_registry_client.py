@@ -354,3 +354,14 @@ async def test_identity_token_is_exchanged_with_an_oauth2_refresh_request(tmp_pa
         ("refresh_token", "ci-bot", "repository:private/app:pull"),
         ("refresh_token", "!invalid", "repository:private/app:pull"),
     ]
+
+
+async def test_concurrent_requests_share_one_token_fetch(tmp_path: Path) -> None:
+    async with RegistryServer(tmp_path, token_auth=True) as token_registry:
+        digest = token_registry.push_image("busy/app", "v1")
+        ref = parse_reference(f"{token_registry.host}/busy/app:v1")
+        async with RegistryClient(_options(token_registry.host)) as client:
+            digests = await asyncio.gather(*(client.resolve_digest(ref) for _ in range(20)))
+        assert token_registry.token_server is not None
+        assert len(token_registry.token_server.requests) == 1
+    assert set(digests) == {digest}

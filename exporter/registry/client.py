@@ -92,6 +92,7 @@ class RegistryClient:
         self._tokens = TokenCache()
         # Hosts that asked for Basic auth: later requests send credentials up front.
         self._basic_hosts: set[str] = set()
+        self._token_fetches: dict[tuple[str, str], asyncio.Future[tuple[str, float | None]]] = {}
 
     async def __aenter__(self) -> RegistryClient:
         connector = aiohttp.TCPConnector(limit=self.options.max_connections, ttl_dns_cache=300)
@@ -214,7 +215,7 @@ class RegistryClient:
         response = await self._send(method, url, host, headers, max_bytes)
         if response.status == 401:
             challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
-            headers["Authorization"] = await self._authorize(ref, url, scope, challenge)
+            headers["Authorization"] = await self._authorize(ref, url, scope, challenge, authorization)
             response = await self._send(method, url, host, headers, max_bytes)
             if response.status == 401:
                 raise RegistryError(
@@ -258,7 +259,10 @@ class RegistryClient:
             return credential.basic_header()
         return None
 
-    async def _authorize(self, ref: ImageReference, url: str, scope: str, challenge: Challenge | None) -> str:
+    async def _authorize(
+        self, ref: ImageReference, url: str, scope: str, challenge: Challenge | None, rejected: str | None
+    ) -> str:
+        """The Authorization header to retry with after a 401 that rejected ``rejected`` (or no header)."""
         host = ref.api_host
         credential = self.options.credentials.lookup(ref.registry) if self.options.credentials else None
         if challenge is None:
@@ -283,10 +287,37 @@ class RegistryClient:
             raise RegistryError(
                 f"{url}: unsupported auth challenge {challenge.scheme!r}", registry=host, url=url, status=401
             )
-        scope = challenge.params.get("scope") or scope
-        token, lifetime = await self._fetch_token(ref, url, challenge, scope)
-        self._tokens.put(host, f"repository:{ref.repository}:pull", token, lifetime)
+        return await self._bearer_authorization(ref, url, scope, challenge, rejected)
+
+    async def _bearer_authorization(
+        self, ref: ImageReference, url: str, scope: str, challenge: Challenge, rejected: str | None
+    ) -> str:
+        """A bearer token for ``scope``: cached, joined from a fetch in flight, or fetched now.
+
+        Concurrent requests to one repository share a single token fetch instead of stampeding the token
+        endpoint (Docker Hub rate-limits it), and reuse a token fetched while their own 401 was in flight.
+        """
+        host = ref.api_host
+        cached = self._tokens.get(host, scope)
+        if cached is not None and f"Bearer {cached}" != rejected:
+            return f"Bearer {cached}"
+        key = (host, scope)
+        fetch = self._token_fetches.get(key)
+        if fetch is None:
+            requested = challenge.params.get("scope") or scope
+            fetch = asyncio.ensure_future(self._fetch_token(ref, url, challenge, requested))
+            self._token_fetches[key] = fetch
+            fetch.add_done_callback(lambda done: self._token_fetch_done(key, done))
+        token, lifetime = await asyncio.shield(fetch)
+        self._tokens.put(host, scope, token, lifetime)
         return f"Bearer {token}"
+
+    def _token_fetch_done(
+        self, key: tuple[str, str], fetch: asyncio.Future[tuple[str, float | None]]
+    ) -> None:
+        self._token_fetches.pop(key, None)
+        if not fetch.cancelled():
+            fetch.exception()  # mark as retrieved even if every waiter was cancelled meanwhile
 
     async def _fetch_token(
         self, ref: ImageReference, url: str, challenge: Challenge, scope: str
