@@ -365,3 +365,20 @@ async def test_concurrent_requests_share_one_token_fetch(tmp_path: Path) -> None
         assert token_registry.token_server is not None
         assert len(token_registry.token_server.requests) == 1
     assert set(digests) == {digest}
+
+
+async def test_large_error_pages_still_give_the_status_error(registry: RegistryServer) -> None:
+    page = "<html>" + "not here " * 5000 + "</html>"
+
+    async def html_errors(request: web.Request) -> web.StreamResponse:
+        status = 404 if "missing" in request.path else 500
+        return web.Response(status=status, text=page, content_type="text/html")
+
+    async with (
+        FaultyProxy(registry.url, html_errors) as proxy,
+        RegistryClient(_options(proxy.host)) as client,
+    ):
+        with pytest.raises(NotFoundError):
+            await client.get_manifest(parse_reference(f"{proxy.host}/client/missing"), "v1")
+        with pytest.raises(RegistryError, match=r"HTTP 500 \(gave up after"):
+            await client.get_manifest(parse_reference(f"{proxy.host}/client/broken"), "v1")

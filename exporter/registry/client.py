@@ -397,8 +397,12 @@ class RegistryClient:
                         last_problem = f"HTTP {response.status}"
                         retry_after = response.headers.get("Retry-After", "")
                     else:
-                        limit = max_bytes if response.status < 300 else MAX_ERROR_BODY_BYTES
-                        body = await _read_capped(response, limit, url, host) if method != "HEAD" else b""
+                        if method == "HEAD":
+                            body = b""
+                        elif response.status < 300:
+                            body = await _read_capped(response, max_bytes, url, host)
+                        else:  # only the start of an error page is kept, for the message
+                            body = await response.content.read(MAX_ERROR_BODY_BYTES)
                         return _Response(response.status, response.headers, body)
             except TimeoutError:
                 self._record(host, "error")
