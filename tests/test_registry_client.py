@@ -382,3 +382,13 @@ async def test_large_error_pages_still_give_the_status_error(registry: RegistryS
             await client.get_manifest(parse_reference(f"{proxy.host}/client/missing"), "v1")
         with pytest.raises(RegistryError, match=r"HTTP 500 \(gave up after"):
             await client.get_manifest(parse_reference(f"{proxy.host}/client/broken"), "v1")
+
+
+async def test_anonymous_token_without_access_says_credentials_are_needed(tmp_path: Path) -> None:
+    async with RegistryServer(tmp_path, token_auth=True, anonymous_pull=False) as token_registry:
+        token_registry.push_image("private/app", "v1")
+        async with RegistryClient(_options(token_registry.host)) as client:
+            with pytest.raises(RegistryError) as caught:
+                await client.resolve_digest(parse_reference(f"{token_registry.host}/private/app:v1"))
+    assert "registry refused anonymous access (401)" in str(caught.value)
+    assert f"give credentials for {token_registry.host}" in str(caught.value)

@@ -218,13 +218,15 @@ class RegistryClient:
             headers["Authorization"] = await self._authorize(ref, url, scope, challenge, authorization)
             response = await self._send(method, url, host, headers, max_bytes)
             if response.status == 401:
-                raise RegistryError(
-                    f"{url}: registry rejected our credentials (401); check the entry for {ref.registry} in "
-                    "the registry config / imagePullSecret",
-                    registry=host,
-                    url=url,
-                    status=401,
+                has_credentials = self.options.credentials and self.options.credentials.lookup(ref.registry)
+                hint = (
+                    f"registry rejected our credentials (401); check the entry for {ref.registry} in the "
+                    "registry config / imagePullSecret"
+                    if has_credentials
+                    else f"registry refused anonymous access (401); the repository may be private or not "
+                    f"exist: give credentials for {ref.registry}"
                 )
+                raise RegistryError(f"{url}: {hint}", registry=host, url=url, status=401)
         if response.status == 404:
             raise NotFoundError(
                 f"{url}: not found (404); check the repository name and the tag or digest",

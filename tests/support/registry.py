@@ -12,8 +12,9 @@ Typical use::
 
 Options: ``users={"alice": "secret"}`` turns on htpasswd basic auth; ``token_auth=True`` puts the registry
 behind the bearer-token flow, with a token endpoint served from this process (``registry.token_server``
-records every token request; ``users`` then guard the token endpoint, and ``refresh_tokens`` lists the
-OAuth2 refresh tokens it accepts). The helper itself always pushes with full rights.
+records every token request; ``users`` then guard the token endpoint, ``refresh_tokens`` lists the
+OAuth2 refresh tokens it accepts, and ``anonymous_pull=False`` makes anonymous tokens grant nothing).
+The helper itself always pushes with full rights.
 
 Everything listens on 127.0.0.1 only; the registry's storage lives under the directory you pass.
 ``HangingServer`` (accepts, never answers) and ``FaultyProxy`` (forwards to a registry, or answers some
@@ -252,8 +253,10 @@ class TokenServer:
         users: Mapping[str, str] | None = None,
         refresh_tokens: Mapping[str, str] | None = None,
         lifetime: int = 300,
+        anonymous_pull: bool = True,
     ):
         self.issuer = issuer
+        self.anonymous_pull = anonymous_pull
         self.users = dict(users or {})
         self.refresh_tokens = dict(refresh_tokens or {})
         self.lifetime = lifetime
@@ -308,7 +311,9 @@ class TokenServer:
             request.send_response(401)
             request.end_headers()
             return
-        token = self.issuer.token(subject or "anonymous", parse_scope(scope), self.lifetime)
+        # Like Docker Hub for a private repository: anonymous callers get a token that grants nothing.
+        access = parse_scope(scope) if subject is not None or self.anonymous_pull else []
+        token = self.issuer.token(subject or "anonymous", access, self.lifetime)
         body = json.dumps({"token": token, "expires_in": self.lifetime}).encode()
         request.send_response(200)
         request.send_header("Content-Type", "application/json")
@@ -340,8 +345,10 @@ class RegistryServer:
         users: Mapping[str, str] | None = None,
         token_auth: bool = False,
         refresh_tokens: Mapping[str, str] | None = None,
+        anonymous_pull: bool = True,
     ) -> None:
         self.directory = Path(directory)
+        self.anonymous_pull = anonymous_pull
         self.users = dict(users or {})
         self.token_auth = token_auth
         self.refresh_tokens = dict(refresh_tokens or {})
@@ -372,7 +379,9 @@ class RegistryServer:
         ]
         if self.token_auth:
             self._issuer = TokenIssuer(self.directory)
-            self.token_server = TokenServer(self._issuer, self.users, self.refresh_tokens)
+            self.token_server = TokenServer(
+                self._issuer, self.users, self.refresh_tokens, anonymous_pull=self.anonymous_pull
+            )
             self.token_server.start()
             lines += [
                 "auth:",
