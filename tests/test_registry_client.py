@@ -26,6 +26,7 @@ from tests.support.registry import (
     HangingServer,
     RegistryServer,
     free_port,
+    htpasswd_available,
     needs_registry,
     sha256_digest,
 )
@@ -250,6 +251,8 @@ async def test_plain_http_is_used_only_for_registries_marked_insecure(registry: 
 
 @pytest.fixture(scope="module")
 def basic_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    if not htpasswd_available():
+        pytest.skip("htpasswd auth needs bcrypt: stdlib crypt (Python <= 3.12) or the bcrypt package")
     with RegistryServer(tmp_path_factory.mktemp("basic"), users={"alice": "wonderland"}) as server:
         yield server
 

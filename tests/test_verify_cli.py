@@ -30,7 +30,10 @@ HANG_GUARD = 60
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
-    with RegistryServer(tmp_path_factory.mktemp("cli-registry"), users={"ci": "pass"}) as server:
+    # Bearer-token auth guarded by a user, so the CLI exercises the whole login flow.
+    with RegistryServer(
+        tmp_path_factory.mktemp("cli-registry"), token_auth=True, users={"ci": "pass"}
+    ) as server:
         digest = server.push_image("cli/signed", "v1")
         server.sign("cli/signed", digest, SIGNER)
         server.push_image("cli/unsigned", "v1")
@@ -143,7 +146,7 @@ def test_missing_credentials_and_unknown_image_exit_2(
         files["key"],
     ]
     assert main([*args, image]) == 2
-    assert "requires a login" in capsys.readouterr().out
+    assert "answered HTTP 401; the repository may be private" in capsys.readouterr().out
     assert main(_cli(registry, files, "--key", files["key"], f"{registry.host}/cli/absent:v1")) == 2
     assert "not found (404)" in capsys.readouterr().out
 

@@ -10,10 +10,11 @@ Typical use::
         registry.sign("team/app", digest, key)          # cosign layout: team/app:sha256-<hex>.sig
         ref = f"{registry.host}/team/app:v1"            # registry.host == "127.0.0.1:PORT" (plain HTTP)
 
-Options: ``users={"alice": "secret"}`` turns on htpasswd basic auth; ``token_auth=True`` puts the registry
-behind the bearer-token flow, with a token endpoint served from this process (``registry.token_server``
-records every token request; ``users`` then guard the token endpoint, ``refresh_tokens`` lists the
-OAuth2 refresh tokens it accepts, and ``anonymous_pull=False`` makes anonymous tokens grant nothing).
+Options: ``users={"alice": "secret"}`` turns on htpasswd basic auth (needs ``htpasswd_available()``);
+``token_auth=True`` puts the registry behind the bearer-token flow, with a token endpoint served from this
+process (``registry.token_server`` records every token request; ``users`` then guard the token endpoint,
+``refresh_tokens`` lists the OAuth2 refresh tokens it accepts, and ``anonymous_pull=False`` makes
+anonymous tokens grant nothing).
 The helper itself always pushes with full rights.
 
 Everything listens on 127.0.0.1 only; the registry's storage lives under the directory you pass.
@@ -53,11 +54,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
-
-with warnings.catch_warnings():
-    # stdlib in 3.11 (deprecated); the system's libxcrypt makes the bcrypt hashes htpasswd needs.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import crypt
 
 REGISTRY_BINARY = Path("/usr/bin/docker-registry")
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -325,10 +321,36 @@ class TokenServer:
 # --- the registry ---------------------------------------------------------------------------------------
 
 
+def _bcrypt(password: str) -> str | None:
+    """A bcrypt hash from the system's libcrypt (stdlib ``crypt``, Python <= 3.12) or the ``bcrypt``
+    package, whichever is present; None when neither is (htpasswd needs bcrypt, nothing else)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            import crypt  # noqa: PLC0415 - optional, deprecated stdlib module
+
+            hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4))
+            if hashed and hashed.startswith("$2"):
+                return hashed
+        except ImportError:
+            pass
+    try:
+        import bcrypt  # type: ignore[import-not-found]  # noqa: PLC0415 - optional
+
+        return str(bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode())
+    except ImportError:
+        return None
+
+
+def htpasswd_available() -> bool:
+    """True when basic-auth registries can be started here (a bcrypt implementation exists)."""
+    return _bcrypt("probe") is not None
+
+
 def _htpasswd_line(username: str, password: str) -> str:
-    hashed = crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=1 << 4))
-    if not hashed or not hashed.startswith("$2"):
-        raise RuntimeError("this system's crypt() cannot make bcrypt hashes, which htpasswd auth needs")
+    hashed = _bcrypt(password)
+    if hashed is None:
+        raise RuntimeError("no bcrypt implementation (stdlib crypt or the bcrypt package) for htpasswd auth")
     return f"{username}:{hashed}"
 
 
