@@ -25,6 +25,7 @@ DIGEST = "sha256:" + "ab" * 32
         ("registry.example.com/a/b/c/d:x_Y-1.0", "registry.example.com", "a/b/c/d", "x_Y-1.0", None),
         ("Registry.Example.com/app", "Registry.Example.com", "app", "latest", None),
         ("my-org/my__app.x", "docker.io", "my-org/my__app.x", "latest", None),
+        ("Registry/app", "Registry", "app", "latest", None),
     ],
 )
 def test_parses_references_people_write(

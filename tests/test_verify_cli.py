@@ -110,7 +110,7 @@ def test_unsigned_and_invalid_exit_1(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--key", "{key}", "Not/Valid"], "invalid image reference 'Not/Valid'"),
+        (["--key", "{key}", "team/App:1"], "invalid image reference 'team/App:1'"),
         (["--key", "/nonexistent/key.pub", "{image}"], "cannot read key file /nonexistent/key.pub"),
         (["--key", "{garbage}", "{image}"], "not a PEM public key"),
         (["--key", "{key}", "--count", "3", "{image}"], "threshold (count) 3 must be between 1"),
@@ -225,9 +225,9 @@ async def test_a_hanging_registry_ends_in_an_error_inside_the_timeout(tmp_path: 
 def test_json_output_reports_argument_errors_too(
     registry: RegistryServer, files: dict[str, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(_cli(registry, files, "--output", "json", "--key", files["key"], "UPPER/case")) == 2
+    assert main(_cli(registry, files, "--output", "json", "--key", files["key"], "team/Case")) == 2
     captured = capsys.readouterr()
     document = json.loads(captured.out)
     assert document["status"] == "error"
-    assert "invalid image reference 'UPPER/case'" in document["error"]
+    assert "invalid image reference 'team/Case'" in document["error"]
     assert "invalid image reference" in captured.err

@@ -89,7 +89,9 @@ class ImageReference:
 
 def _split_registry(reference: str, name: str) -> tuple[str, str]:
     first, sep, rest = name.partition("/")
-    if sep and ("." in first or ":" in first or first == "localhost"):
+    # distribution's rule: the first component names a registry if it has '.', ':' or an uppercase
+    # letter (repositories are lowercase), or is 'localhost'.
+    if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         if _DOMAIN.fullmatch(first) is None:
             raise InvalidReferenceError(reference, f"registry host {first!r} is not a valid host[:port]")
         registry = normalize_registry(first)
