@@ -15,6 +15,7 @@ from exporter.cli import main
 from tests.support.registry import (
     HangingServer,
     RegistryServer,
+    SignatureLayerSpec,
     generate_signing_key,
     needs_registry,
     public_pem,
@@ -231,3 +232,59 @@ def test_json_output_reports_argument_errors_too(
     assert document["status"] == "error"
     assert "invalid image reference 'team/Case'" in document["error"]
     assert "invalid image reference" in captured.err
+
+
+VECTORS = Path(__file__).resolve().parents[2] / "shared/interop/cosign-vectors"
+REKOR_CASE = VECTORS / "ci-key-cosign2-rekor"
+
+
+@pytest.mark.skipif(not REKOR_CASE.exists(), reason=f"cosign interop vectors not found at {VECTORS}")
+def test_rekor_flags_with_a_real_cosign_bundle(
+    registry: RegistryServer, files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    payload = (REKOR_CASE / "payload.json").read_bytes()
+    digest = json.loads(payload)["critical"]["image"]["docker-manifest-digest"]
+    annotations = json.loads((REKOR_CASE / "annotations.json").read_text())["annotations"]
+    registry.push_signature_layers("cli/rekor", digest, [SignatureLayerSpec(payload, annotations)])
+    image = f"{registry.host}/cli/rekor@{digest}"
+    key, rekor = str(REKOR_CASE / "key.pub"), str(REKOR_CASE / "rekor.pub")
+    assert main(_cli(registry, files, "--key", key, "--rekor-key", rekor, "--require-tlog", image)) == 0
+    assert "VERIFIED" in capsys.readouterr().out
+    # The image's own key is no Rekor key: the bundle's log is then unknown and the tlog requirement fails.
+    assert main(_cli(registry, files, "--key", key, "--rekor-key", key, "--require-tlog", image)) == 1
+    assert "matches no trusted Rekor key" in capsys.readouterr().out
+
+
+def test_signature_algorithm_and_reference_flags(
+    registry: RegistryServer, files: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    digest = registry.push_image("cli/sha512", "v1")
+    registry.sign("cli/sha512", digest, SIGNER, hash_name="sha512", docker_reference="elsewhere.test/copy")
+    image = f"{registry.host}/cli/sha512:v1"
+    assert main(_cli(registry, files, "--key", files["key"], image)) == 1
+    assert main(_cli(registry, files, "--key", files["key"], "--signature-algorithm", "sha512", image)) == 0
+    strict = ["--key", files["key"], "--signature-algorithm", "sha512", "--require-reference", image]
+    capsys.readouterr()
+    assert main(_cli(registry, files, *strict)) == 1
+    assert "'elsewhere.test/copy', not" in capsys.readouterr().out
+
+
+def test_registry_credentials_default_to_docker_config(
+    registry: RegistryServer,
+    files: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    (tmp_path / "config.json").write_text(Path(files["config"]).read_text())
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    args = [
+        "verify",
+        "--insecure-registry",
+        registry.host,
+        "--key",
+        files["key"],
+        f"{registry.host}/cli/signed:v1",
+    ]
+    assert main(args) == 0
+    assert "VERIFIED" in capsys.readouterr().out
