@@ -1,4 +1,4 @@
-"""Credentials from docker config / dockerconfigjson, auth challenges and the token cache (no network)."""
+"""Docker config credentials, auth challenges, the token cache and option checks (no network)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter.registry import DockerConfigError, load_docker_config
+from exporter.registry import DockerConfigError, RegistryOptions, load_docker_config
 from exporter.registry.auth import TokenCache, parse_challenge, token_from_response
 
 
@@ -136,3 +136,10 @@ def test_token_responses(body: bytes, expected: tuple[str, float | None]) -> Non
 def test_bad_token_responses_are_refused(body: bytes) -> None:
     with pytest.raises(ValueError, match="token endpoint answer"):
         token_from_response(body)
+
+
+def test_registry_options_refuse_non_positive_limits() -> None:
+    with pytest.raises(ValueError, match=r"timeouts must be positive \(request_timeout=0, deadline=10\)"):
+        RegistryOptions(request_timeout=0)
+    with pytest.raises(ValueError, match="max_connections must be at least 1"):
+        RegistryOptions(max_connections=0)

@@ -70,6 +70,15 @@ class RegistryOptions:
     on_request: Callable[[str, str], None] | None = None
     max_connections: int = 100
 
+    def __post_init__(self) -> None:
+        if self.request_timeout <= 0 or self.deadline <= 0:
+            raise ValueError(
+                f"registry timeouts must be positive (request_timeout={self.request_timeout:g}, "
+                f"deadline={self.deadline:g})"
+            )
+        if self.max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {self.max_connections}")
+
 
 @dataclass(frozen=True)
 class _Response:
