@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -321,8 +322,12 @@ class KubeReportSource:
         with self._streams_lock:
             streams = list(self._open_streams)
         for stream in streams:
-            with contextlib.suppress(Exception):  # best effort while shutting down
-                stream.close()
+            # Shut the socket down rather than close() the response: close() waits for the lock the reading
+            # thread holds, while a shutdown wakes that thread up with end-of-stream.
+            sock = getattr(getattr(stream, "connection", None), "sock", None)
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
 
 
 class _Pages:
