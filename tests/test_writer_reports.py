@@ -230,3 +230,19 @@ async def test_kubernetes_backend_writes_cluster_reports_and_counts_errors() -> 
             "name": "node-thing",
         }
         assert sample(metrics, "trustwatch_report_writes_total", result="error") == 1
+
+
+async def test_openreports_output() -> None:
+    async with FakeKubeServer() as server:
+        metrics = ServiceMetrics(CollectorRegistry())
+        writer = ReportWriter(
+            KubernetesReportBackend(server.api_client()), metrics, report_api="openreports.io/v1alpha1"
+        )
+        writer.submit([result("signed"), result("node-thing", namespace="")])
+        await writer.flush()
+        namespaced = server.get_object("openreports.io/v1alpha1", "Report", TARGET.name, "prod")
+        cluster = server.get_object("openreports.io/v1alpha1", "ClusterReport", TARGET.name)
+        assert namespaced is not None
+        assert cluster is not None
+        assert namespaced["results"][0]["message"] == "image verified"
+        assert parse_report(cluster).api.kind == "ClusterReport"
