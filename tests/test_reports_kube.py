@@ -83,11 +83,14 @@ async def test_initial_sync_then_updates_and_deletes() -> None:
             assert watch.query["resourceVersion"] == str(server.resource_version)
             assert run.value("trustwatch_report_watch_up", api=POLR) == 1
             assert run.source.health()[POLR] == "watching"
+            transitions = run.store.aggregate_for(ReportsConfig(tuning=FAST)).transitions
+            assert transitions == {}  # failures found by the initial sync are state, not new violations
 
             server.put_object(polr("r0", status="pass"))
             server.put_object(polr("r9"))
             server.delete_object(POLR_API, "PolicyReport", "r1", "dev")
             await run.until(lambda: run.names() == {"r0", "r2", "r3", "r4", "r9"})
+            assert transitions == {("dev", "require-signed", "fail"): 1}  # r9 is a new failure
             await run.until(lambda: run.store.get((POLR, "dev", "r0")).results[0].status == "pass")  # type: ignore[union-attr]
             assert (run.value("trustwatch_report_watch_last_event_timestamp_seconds", api=POLR) or 0) > 0
             assert len(server.watch_requests("policyreports")) == 1  # one watch did it all

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from exporter.metrics import ServiceMetrics
+from exporter.reports.config import ReportsConfig
 from exporter.reports.sources.local import LocalReportSource
 from exporter.reports.store import ReportStore
 
@@ -32,6 +33,7 @@ def test_every_good_file_layout_is_read(tmp_path: Path) -> None:
     for name in ("kubectl-list.yaml", "multi-document.yaml", "single.json"):
         shutil.copy(DATA / name, tmp_path / name)
     source, store, metrics = source_for(tmp_path)
+    aggregate = store.aggregate_for(ReportsConfig())
     outcome = source.scan_once()
     assert len(outcome.read) == 3
     assert set(store.keys()) == {
@@ -47,6 +49,8 @@ def test_every_good_file_layout_is_read(tmp_path: Path) -> None:
     assert gauge(metrics, "trustwatch_report_files_skipped") == 0
     assert gauge(metrics, "trustwatch_report_watch_up", api="local") == 1
     assert source.scan_once().read == ()  # nothing changed: nothing read again
+    assert aggregate.transitions == {}  # the first scan is state, not news
+    assert aggregate.namespaced_results  # ... while the results themselves count
 
 
 def test_bad_file_is_named_and_skipped_while_the_rest_count(

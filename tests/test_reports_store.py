@@ -113,6 +113,19 @@ def test_oldest_failure_uses_timestamps_else_first_seen() -> None:
     assert dict(aggregate.oldest_failures()) == {("dev", "q"): 1000.0}
 
 
+def test_initial_sync_seeds_state_without_counting_transitions() -> None:
+    store = ReportStore()
+    aggregate = store.aggregate_for(ReportsConfig())
+    store.replace_all(
+        "wgpolicyk8s.io/v1alpha2/PolicyReport",
+        [report("a", "dev", report_result("p", "fail"))],
+        count_transitions=False,
+    )
+    assert aggregate.transitions == {}
+    store.apply(report("a", "dev", report_result("p", "fail"), report_result("p", "warn", resource=pod("y"))))
+    assert aggregate.transitions == {("dev", "p", "warn"): 1}
+
+
 def test_replace_all_deletes_reports_not_listed() -> None:
     store = ReportStore()
     aggregate = store.aggregate_for(ReportsConfig())
@@ -133,6 +146,7 @@ def test_a_new_label_config_is_filled_once_from_reports_held() -> None:
     store.apply(report("a", "dev", report_result("p", "fail", resource=pod("x"))))
     detailed = store.aggregate_for(ReportsConfig(label_mode="detailed"))
     assert detailed.namespaced_results == {(*default_key("dev", "p", "fail"), "x", "a"): 1}
+    assert detailed.transitions == {}  # existing failures are state, not new violations
     assert store.aggregate_for(ReportsConfig(label_mode="detailed")) is detailed
 
 

@@ -57,13 +57,17 @@ class ReportAggregate:
         self._oldest: dict[PolicyPair, float] = {}
         self._stale_pairs: set[PolicyPair] = set()
 
-    def update(self, key: ReportKey, new: Report | None, now: float) -> None:
-        """Replace the contribution of report ``key`` with that of ``new`` (None: the report is gone)."""
+    def update(self, key: ReportKey, new: Report | None, now: float, count_transitions: bool = True) -> None:
+        """Replace the contribution of report ``key`` with that of ``new`` (None: the report is gone).
+
+        ``count_transitions`` is False while an API is first synced: failures that existed before trustwatch
+        started are state, not new violations, and counting them would spike ``increase()`` at each restart.
+        """
         old = self._contributions.pop(key, None)
         if old is not None:
             self._withdraw(key, old)
         if new is not None and self._filters.allows_report(new):
-            contribution = self._contribution(new, old, now)
+            contribution = self._contribution(new, old, now, count_transitions)
             self._contributions[key] = contribution
             self._add(key, new, contribution)
 
@@ -79,7 +83,9 @@ class ReportAggregate:
         self._stale_pairs.clear()
         return iter(self._oldest.items())
 
-    def _contribution(self, report: Report, previous: _Contribution | None, now: float) -> _Contribution:
+    def _contribution(
+        self, report: Report, previous: _Contribution | None, now: float, count_transitions: bool
+    ) -> _Contribution:
         filters = self._filters
         scheme = self.scheme
         extract = scheme.namespaced if report.api.namespaced else scheme.cluster
@@ -104,7 +110,7 @@ class ReportAggregate:
                     continue
                 identity = (result.policy, result.rule, resource.identity(), result.source)
                 contribution.violations[identity] = status
-                if old_violations.get(identity) != status:
+                if count_transitions and old_violations.get(identity) != status:
                     transition = (namespace, result.policy, status)
                     self.transitions[transition] = self.transitions.get(transition, 0) + 1
                 if status != "fail":

@@ -37,19 +37,22 @@ class ReportStore:
                 aggregate = ReportAggregate(config)
                 now = self._clock()
                 for key, report in self._reports.items():
-                    aggregate.update(key, report, now)
+                    aggregate.update(key, report, now, count_transitions=False)
                 self._aggregates[config] = aggregate
             return aggregate
 
-    def apply(self, report: Report) -> None:
-        """Add or replace one report; costs O(results of the old and new versions)."""
+    def apply(self, report: Report, *, count_transitions: bool = True) -> None:
+        """Add or replace one report; costs O(results of the old and new versions).
+
+        Pass ``count_transitions=False`` for the initial sync of a source: what already fails is not new.
+        """
         key = report.key
         with self._lock:
             old = self._reports.get(key)
             self._reports[key] = report
             self._count(old, -1)
             self._count(report, 1)
-            self._update(key, report)
+            self._update(key, report, count_transitions)
 
     def delete(self, key: ReportKey) -> bool:
         """Forget one report; returns whether it was held."""
@@ -61,7 +64,7 @@ class ReportStore:
             self._update(key, None)
             return True
 
-    def replace_all(self, api: str, reports: Iterable[Report]) -> int:
+    def replace_all(self, api: str, reports: Iterable[Report], *, count_transitions: bool = True) -> int:
         """Make the reports of ``api`` exactly ``reports`` (a relist): apply each, delete those not listed.
 
         ``reports`` may be a lazy iterable; the lock is taken per report, so scrapes are not blocked while
@@ -71,7 +74,7 @@ class ReportStore:
         for report in reports:
             if report.api.name != api:
                 raise ValueError(f"replace_all({api!r}) got a {report.api.name} report")
-            self.apply(report)
+            self.apply(report, count_transitions=count_transitions)
             listed.add(report.key)
         stale = [key for key in self.keys(api) if key not in listed]
         for key in stale:
@@ -110,9 +113,9 @@ class ReportStore:
         self._held_per_api[api] = self._held_per_api.get(api, 0) + sign
         self._results_held += sign * len(report.results)
 
-    def _update(self, key: ReportKey, report: Report | None) -> None:
+    def _update(self, key: ReportKey, report: Report | None, count_transitions: bool = True) -> None:
         if not self._aggregates:
             return
         now = self._clock()
         for aggregate in self._aggregates.values():
-            aggregate.update(key, report, now)
+            aggregate.update(key, report, now, count_transitions)

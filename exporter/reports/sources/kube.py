@@ -209,7 +209,10 @@ class KubeReportSource:
         """List every page and replace this API's reports with the result; the watch resumes from the
         list's resourceVersion."""
         pages = _Pages(custom, api, self._tuning.list_page_size, self._tuning.request_timeout)
-        deleted = self._store.replace_all(api.name, self._held(pages.items(), api))
+        first_sync = not self._synced[api.name].is_set()
+        deleted = self._store.replace_all(
+            api.name, self._held(pages.items(), api), count_transitions=not first_sync
+        )
         self._metrics.watch_last_event.labels(api=api.name).set(time.time())
         log.info(
             "report API synced",
@@ -343,14 +346,21 @@ class _Pages:
     def items(self) -> Iterator[Any]:
         token: str | None = None
         while True:
-            page = self._custom.list_cluster_custom_object(
+            response = self._custom.list_cluster_custom_object(
                 self._api.group,
                 self._api.version,
                 self._api.plural,
                 limit=self._page_size,
                 _continue=token,
                 _request_timeout=self._timeout,
+                _preload_content=False,  # decode the bytes once ourselves instead of bytes -> str -> json
             )
+            try:
+                page = json.loads(response.data)
+            finally:
+                response.release_conn()
+            if not isinstance(page, dict):
+                raise WatchStreamError("invalid_event", f"list of {self._api.name} is not a JSON object")
             metadata = page.get("metadata") or {}
             if not self.resource_version:
                 self.resource_version = str(metadata.get("resourceVersion", ""))

@@ -74,6 +74,7 @@ class LocalReportSource:
         self._files: dict[Path, _FileState] = {}
         self._owners: dict[ReportKey, Path] = {}
         self._missing: set[Path] = set()
+        self._scanned_once = False  # the first scan is state, not transitions
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
@@ -108,6 +109,7 @@ class LocalReportSource:
             if state is None or state.signature != signature:
                 self._read(path, signature)
                 read.append(path)
+        self._scanned_once = True
         skipped = tuple(path for path, state in self._files.items() if state.error)
         self._metrics.report_files_skipped.set(len(skipped))
         self._metrics.watch_up.labels(api=API_LABEL).set(0 if self._missing else 1)
@@ -160,7 +162,7 @@ class LocalReportSource:
                     extra={"report": "/".join(report.key), "file": str(path), "other_file": str(owner)},
                 )
             self._owners[report.key] = path
-            self._store.apply(report)
+            self._store.apply(report, count_transitions=self._scanned_once)
         state.keys = keys
 
     def _forget(self, path: Path) -> None:
