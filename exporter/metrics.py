@@ -278,7 +278,7 @@ POLICY_REPORT_OLDEST_FAILURE = _spec(
 REPORTS_HELD = _spec(
     "reports",
     "gauge",
-    "Reports held by the watcher, by api (group/version/kind or 'local').",
+    "Reports held by the watcher, by api (the report's group/version/kind, whichever source it came from).",
     "api",
 )
 REPORT_RESULTS_HELD = _spec(
