@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from exporter.registry.reference import ImageReference, InvalidReferenceError, p
 # keyed by a digest so that large payloads or signatures never sit in memory.
 MAX_CACHED_VERDICTS = 4096
 _verdicts: OrderedDict[bytes, bool] = OrderedDict()
+_verdicts_lock = threading.Lock()  # verify_signatures may also be called from worker threads
 
 
 def _signature_valid(
@@ -30,14 +32,16 @@ def _signature_valid(
             (key.fingerprint.encode(), payload_digest, hashlib.sha256(signature).digest(), hash_name.encode())
         )
     ).digest()
-    verdict = _verdicts.get(cache_key)
-    if verdict is None:
-        verdict = signature_is_valid(key, payload, signature, hash_name)
+    with _verdicts_lock:
+        verdict = _verdicts.get(cache_key)
+        if verdict is not None:
+            _verdicts.move_to_end(cache_key)
+            return verdict
+    verdict = signature_is_valid(key, payload, signature, hash_name)
+    with _verdicts_lock:
         _verdicts[cache_key] = verdict
         if len(_verdicts) > MAX_CACHED_VERDICTS:
             _verdicts.popitem(last=False)
-    else:
-        _verdicts.move_to_end(cache_key)
     return verdict
 
 
