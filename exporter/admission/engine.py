@@ -147,7 +147,9 @@ class AdmissionEngine:
     async def review(self, webhook: Webhook, request: AdmissionRequest) -> Decision:
         """Answer one request for ``webhook``; records request metrics. Never raises for policy outcomes."""
         started = time.perf_counter()
-        decision = await (self._mutate(request) if webhook == "mutate" else self._validate(request))
+        # The budget counts from arrival: planning time is taken out of the time left to verify.
+        deadline = asyncio.get_running_loop().time() + self.config.decision_budget
+        decision = await (self._mutate(request, deadline) if webhook == "mutate" else self._validate(request))
         decided = "allowed" if decision.response.allowed else "denied"
         # Label values in spec order (exporter/metrics.py); the children are memoised for the hot path.
         self._children.get(
@@ -182,12 +184,12 @@ class AdmissionEngine:
 
     # --- /mutate ----------------------------------------------------------------------------------------
 
-    async def _mutate(self, request: AdmissionRequest) -> Decision:
+    async def _mutate(self, request: AdmissionRequest, deadline: float) -> Decision:
         plans = self._plans(request)
         if not plans:
             return Decision(AdmissionResponse(allowed=True))
         checks = [check for plan in plans for check in plan.checks]
-        outcomes = await self._verify_all(checks)
+        outcomes = await self._verify_all(checks, deadline)
         results = tuple(
             self._rule_result(plan, [outcomes[id(check)] for check in plan.checks]) for plan in plans
         )
@@ -198,7 +200,7 @@ class AdmissionEngine:
             self._results.submit(self._audit_results(request, results))
         return decision
 
-    async def _verify_all(self, checks: Sequence[ImageCheck]) -> dict[int, ImageOutcome]:
+    async def _verify_all(self, checks: Sequence[ImageCheck], deadline: float) -> dict[int, ImageOutcome]:
         """Outcome per check (by id), every one settled within the decision budget.
 
         Cached outcomes are taken synchronously; only the rest become tasks the deadline applies to.
@@ -215,7 +217,8 @@ class AdmissionEngine:
                 outcomes[id(check)] = hit
         if not tasks:
             return outcomes
-        await asyncio.wait(tasks.values(), timeout=self.config.decision_budget)
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        await asyncio.wait(tasks.values(), timeout=remaining)
         for check in checks:
             task = tasks.get(id(check))
             if task is None:
