@@ -325,3 +325,21 @@ async def test_unscored_policy_reports_failures_as_warn() -> None:
     engine, sink, _metrics = make_engine(policies)
     await run(engine, review_body(workload("Deployment", "d", "dev", "user/test:unsigned")))
     assert [(r.result, r.scored) for r in sink.results] == [("warn", False)]
+
+
+async def test_rules_selecting_no_image_skip_and_bad_images_error() -> None:
+    policies = walkthrough_policy(
+        public_pem(generate_signing_key()), **{"- image: '*'": "- imageReferences: ['ghcr.io/*']"}
+    )
+    verifier = ScriptedVerifier()
+    engine, sink, _metrics = make_engine(policies, verifier)
+    decision = await run(engine, review_body(workload("Deployment", "d", "prod", "user/test:unsigned")))
+    assert decision.response.allowed is True
+    [skipped] = sink.results
+    assert skipped.result == "skip"
+    assert skipped.message.startswith("skip run verification as image in resource not found in imageRefs")
+    assert verifier.calls == []
+    bad = await run(engine, review_body(workload("Deployment", "d", "prod", "Not A Valid Image!")))
+    assert bad.response.allowed is False
+    assert "for resource error:" in bad.response.message
+    assert sink.results[-1].result == "error"
