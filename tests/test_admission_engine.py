@@ -49,6 +49,8 @@ class ScriptedVerifier:
         self.calls.append(image)
         if image in self.hang:
             await asyncio.Event().wait()
+        if image.endswith(":crash"):
+            raise RuntimeError("verifier bug")
         shown = "docker.io/" + image
         if image.endswith(":signed"):
             return ImageOutcome("pass", IMAGE_VERIFIED, DIGEST), "miss"
@@ -343,3 +345,11 @@ async def test_rules_selecting_no_image_skip_and_bad_images_error() -> None:
     assert bad.response.allowed is False
     assert "for resource error:" in bad.response.message
     assert sink.results[-1].result == "error"
+
+
+async def test_a_crashing_verification_is_an_error_result_not_a_crash(policies: list[KyvernoPolicy]) -> None:
+    engine, sink, _metrics = make_engine(policies)
+    decision = await run(engine, review_body(workload("Deployment", "d", "dev", "user/test:crash")))
+    assert decision.response.allowed is True
+    assert "internal error: verifier bug" in decision.response.warnings[0]
+    assert [r.result for r in sink.results] == ["error"]
