@@ -150,3 +150,11 @@ def test_collector_describes_without_collecting() -> None:
         metrics.REPORT_RESULTS_HELD.name,
     ]
     assert all(not family.samples for family in collector.describe())
+
+
+def test_per_report_summaries_can_be_turned_off() -> None:
+    _store, registry = build(ReportsConfig(report_summaries=False))
+    series = scrape(registry)
+    assert named(series, metrics.POLICY_REPORT_SUMMARY.name) == {}
+    assert named(series, metrics.CLUSTER_POLICY_REPORT_SUMMARY.name) == {}
+    assert named(series, metrics.POLICY_REPORT_RESULTS.name)  # everything else stays

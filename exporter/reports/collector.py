@@ -26,6 +26,7 @@ class ReportCollector(Collector):
     def __init__(self, store: ReportStore, config: ReportsConfig) -> None:
         self._store = store
         self._aggregate = store.aggregate_for(config)
+        self._summaries = config.report_summaries
 
     def describe(self) -> list[Metric]:
         """Families without samples, so registering never runs a full collection."""
@@ -37,7 +38,7 @@ class ReportCollector(Collector):
         with self._store.reading():
             _fill(families.results, aggregate.namespaced_results.items())
             _fill(families.cluster_results, aggregate.cluster_results.items())
-            for (namespace, report), counts in aggregate.summaries.items():
+            for (namespace, report), counts in aggregate.summaries.items() if self._summaries else ():
                 if namespace:
                     for status, count in zip(STATUSES, counts[1:], strict=True):
                         families.summary.add_metric((namespace, report, status), count)

@@ -32,6 +32,8 @@ class ReportsConfig:
     custom_labels: tuple[str, ...] = ()
     filters: ResultFilters = field(default_factory=ResultFilters)
     namespaces: GlobFilter = ALLOW_ALL
+    # Per-report summary series: 5 per report, so at 10 000 reports they are most of a default scrape.
+    report_summaries: bool = True
     tuning: WatchTuning = field(default_factory=WatchTuning)
 
     def scheme(self) -> LabelScheme:

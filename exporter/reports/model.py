@@ -12,7 +12,6 @@ Parsing is defensive: a report without a name or with ``results`` that is not a 
 
 from __future__ import annotations
 
-import contextlib
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -103,7 +102,6 @@ class ResourceRef:
         return f"ResourceRef({self.kind}/{self.namespace}/{self.name})"
 
 
-_REF_FIELDS = ("apiVersion", "kind", "name", "namespace", "uid")
 _NO_RESOURCE = ResourceRef("", "", "", "", "")
 _EMPTY: Mapping[str, str] = {}
 
@@ -290,16 +288,23 @@ class _ResultParser:
         return self._shared(items)
 
     def _shared(self, items: tuple[Mapping[str, Any], ...]) -> tuple[ResourceRef, ...]:
-        key = tuple(tuple(item.get(field) for field in _REF_FIELDS) for item in items)
+        key = tuple(
+            (
+                item.get("apiVersion"),
+                item.get("kind"),
+                item.get("name"),
+                item.get("namespace"),
+                item.get("uid"),
+            )
+            for item in items
+        )
         try:
-            shared = self._resources.get(key)
-        except TypeError:  # an unhashable value where a string belongs; no sharing for this one
-            shared = None
-        if shared is None:
-            shared = tuple(self._new_resource(item) for item in items)
-            with contextlib.suppress(TypeError):
-                self._resources[key] = shared
-        return shared
+            return self._resources[key]
+        except KeyError:
+            shared = self._resources[key] = tuple(self._new_resource(item) for item in items)
+            return shared
+        except TypeError:  # an unhashable value where a string belongs: no sharing for this one
+            return tuple(self._new_resource(item) for item in items)
 
     def _new_resource(self, raw: Mapping[str, Any]) -> ResourceRef:
         return ResourceRef(
