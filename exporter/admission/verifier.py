@@ -13,9 +13,10 @@ brief cache of their own, because a tag may move while a digest never does.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
@@ -35,7 +36,7 @@ from exporter.cosign import (
     verify_signatures,
 )
 from exporter.metrics import ServiceMetrics
-from exporter.policy.model import Attestor, ImageVerification, KeyEntry
+from exporter.policy.model import Attestor, ImageVerification, KeyEntry, SecretRef
 from exporter.registry.client import RegistryClient, RegistryError
 from exporter.registry.errors import NotFoundError
 from exporter.registry.reference import ImageReference, InvalidReferenceError, parse_reference
@@ -43,6 +44,14 @@ from exporter.registry.reference import ImageReference, InvalidReferenceError, p
 log = logging.getLogger(__name__)
 
 RuleStatus = Literal["pass", "fail", "error"]
+# Reads the PEM of a key kept in a Secret, raising SecretKeyError (see exporter.admission.secret_keys).
+SecretKeys = Callable[[SecretRef], Awaitable[str]]
+
+
+class SecretKeyError(Exception):
+    """The key in a Secret cannot be read; the message names the Secret and what to fix."""
+
+
 NO_MATCHING_SIGNATURES = "no matching signatures"
 
 
@@ -81,7 +90,7 @@ def _entry_options(entry: KeyEntry) -> VerifyOptions:
     if entry.public_keys is None:
         secret = entry.secret
         where = f"{secret.namespace}/{secret.name}" if secret else "?"
-        raise KeyLoadError(f"keys from Secret {where} are not supported yet; put the PEM in publicKeys")
+        raise KeyLoadError(f"the key in Secret {where} cannot be read without cluster access")
     rekor_keys: tuple[TrustedKey, ...] = ()
     require_tlog = False
     if entry.rekor is not None and entry.rekor.pubkey and not entry.rekor.ignore_tlog:
@@ -149,9 +158,11 @@ class ImageVerifier:
         metrics: ServiceMetrics,
         settings: CacheSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        secret_keys: SecretKeys | None = None,
     ) -> None:
         self._client = client
         self._metrics = metrics
+        self._secret_keys = secret_keys
         settings = settings or CacheSettings()
         self._outcomes: SingleFlightCache[ImageOutcome] = SingleFlightCache(
             ttl=settings.ttl,
@@ -223,19 +234,44 @@ class ImageVerifier:
     ) -> ImageOutcome:
         started = time.perf_counter()
         signatures = await fetch_signatures(self._client, reference)
-        if isinstance(signatures, VerificationError):
+        resolved = await self._with_secret_keys(verification)
+        if isinstance(resolved, str):
+            outcome = ImageOutcome("error", verification_failed(display, resolved), reference.digest)
+        elif isinstance(signatures, VerificationError):
             outcome = ImageOutcome(
                 "error",
                 verification_failed(display, f"{_first_path(verification)}: {signatures.cause}"),
                 reference.digest,
             )
         else:
-            outcome = judge(signatures, verification, display)
+            outcome = judge(signatures, resolved, display)
         self._metrics.image_verification_duration.labels(result=outcome.status).observe(
             time.perf_counter() - started
         )
         log.debug("verified image", extra={"image": display, "result": outcome.status})
         return outcome
+
+    async def _with_secret_keys(self, verification: ImageVerification) -> ImageVerification | str:
+        """``verification`` with keys kept in Secrets filled in, or the failure at its entry's path.
+
+        Without a reader (no cluster) such entries stay empty and fail as unusable keys.
+        """
+        if self._secret_keys is None:
+            return verification
+        attestors: list[Attestor] = []
+        for i, attestor in enumerate(verification.attestors):
+            entries: list[KeyEntry] = []
+            for j, entry in enumerate(attestor.entries):
+                if entry.secret is not None and entry.public_keys is None:
+                    try:
+                        pem = await self._secret_keys(entry.secret)
+                    except SecretKeyError as exc:
+                        return f".attestors[{i}].entries[{j}].keys: {exc}"
+                    entries.append(dataclasses.replace(entry, public_keys=pem))
+                else:
+                    entries.append(entry)
+            attestors.append(dataclasses.replace(attestor, entries=tuple(entries)))
+        return dataclasses.replace(verification, attestors=tuple(attestors))
 
     async def close(self) -> None:
         await self._outcomes.close()
