@@ -101,32 +101,11 @@ def _default_cluster(rep: Report, res: Result, ref: ResourceRef) -> tuple[str, .
 
 
 def _detailed(rep: Report, res: Result, ref: ResourceRef) -> tuple[str, ...]:
-    return (
-        rep.namespace,
-        res.policy,
-        res.rule,
-        res.status,
-        res.severity,
-        res.category,
-        res.source,
-        ref.kind,
-        ref.name,
-        rep.name,
-    )
+    return (*_default(rep, res, ref), ref.name, rep.name)
 
 
 def _detailed_cluster(rep: Report, res: Result, ref: ResourceRef) -> tuple[str, ...]:
-    return (
-        res.policy,
-        res.rule,
-        res.status,
-        res.severity,
-        res.category,
-        res.source,
-        ref.kind,
-        ref.name,
-        rep.name,
-    )
+    return (*_default_cluster(rep, res, ref), ref.name, rep.name)
 
 
 def _custom(custom_labels: Sequence[str]) -> LabelScheme:
