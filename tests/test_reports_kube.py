@@ -189,6 +189,16 @@ async def test_missing_group_is_skipped_then_picked_up_and_dropped_when_it_vanis
             await run.until(lambda: run.source.health()[OPENREPORTS] == "missing")
             assert run.names() == {"a"}
 
+            lists = len(
+                [r for r in server.requests if r.path.endswith("/reports") and "watch" not in r.query]
+            )
+            server.add_group("openreports.io")  # back again, with its object still there: listed afresh
+            await run.until(lambda: run.names(OPENREPORTS) == {"trivy"})
+            assert (
+                len([r for r in server.requests if r.path.endswith("/reports") and "watch" not in r.query])
+                > lists
+            )
+
 
 async def test_no_report_api_at_all_is_ready_with_the_reason() -> None:
     async with FakeKubeServer(groups_present=[]) as server, running(server) as run:

@@ -302,6 +302,7 @@ class KubeReportSource:
     # --- helpers -----------------------------------------------------------------------------------------
     def _vanished(self, api: ReportApi) -> None:
         removed = self._store.replace_all(api.name, [])
+        self._resume.pop(api.name, None)  # if it comes back, it is listed afresh
         self._state[api.name] = "missing"
         self._synced[api.name].set()  # nothing left to wait for
         self._metrics.watch_up.remove(api.name)
