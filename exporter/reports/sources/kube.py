@@ -305,7 +305,8 @@ class KubeReportSource:
         self._resume.pop(api.name, None)  # if it comes back, it is listed afresh
         self._state[api.name] = "missing"
         self._synced[api.name].set()  # nothing left to wait for
-        self._metrics.watch_up.remove(api.name)
+        with contextlib.suppress(KeyError):  # never set if it vanished before its first list
+            self._metrics.watch_up.remove(api.name)
         log.warning(
             "report API disappeared; its reports were dropped", extra={"api": api.name, "reports": removed}
         )
