@@ -254,3 +254,27 @@ async def test_openreports_and_filters_end_to_end() -> None:
             assert aggregate.namespaced_results == {
                 ("prod", "CVE-2024-1", "", "fail", "critical", "", "trivy", "Pod", "shop", "pod-shop"): 1
             }
+
+
+async def test_a_kind_that_cannot_be_listed_keeps_the_source_unready_and_says_why() -> None:
+    async with FakeKubeServer(groups_present=["wgpolicyk8s.io"]) as server:
+        server.put_object(polr("a"))
+        server.fail_next(10_000, 403, path_contains="/policyreports")
+        run = Running(server, ReportsConfig(tuning=FAST))
+        task = asyncio.create_task(run.source.run())
+        try:
+            await run.until(
+                lambda: (
+                    (run.value("trustwatch_report_watch_restarts_total", api=POLR, reason="http_error") or 0)
+                    >= 2
+                )
+            )
+            assert run.source.health()[POLR].startswith("retrying after error: HTTP 403")
+            assert not run.source.ready.is_set()
+            server.clear_failures()  # RBAC fixed
+            await asyncio.wait_for(run.source.ready.wait(), 10)
+            assert run.names() == {"a"}
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -20,6 +20,7 @@ of them is atomic as seen by clients)::
 
         server.expire_history()                      # compaction: watches/continues from older RVs get 410
         server.fail_next(n, status=500, path_contains="")   # next n matching requests fail with `status`
+        server.clear_failures()                      # forget failures not yet used
         server.cut_watches()                         # send half an event, then reset every watch connection
         server.send_bookmarks()                      # a BOOKMARK to every watch that allowed them
         server.remove_group(group) / server.add_group(group)   # a CRD group vanishes / (re)appears
@@ -66,6 +67,18 @@ import kubernetes.client
 from aiohttp import web
 
 STATUSES = ("pass", "fail", "warn", "error", "skip")
+# Status.reason the API server uses for each HTTP status an injected failure may have.
+_REASONS = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    409: "Conflict",
+    410: "Expired",
+    429: "TooManyRequests",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+    504: "Timeout",
+}
 # Events kept for watch replay; older resourceVersions get 410 Gone, as after etcd compaction.
 HISTORY_LIMIT = 100_000
 
@@ -242,6 +255,9 @@ class FakeKubeServer:
     def fail_next(self, count: int, status: int = 500, path_contains: str = "") -> None:
         self._failures.extend([(status, path_contains)] * count)
 
+    def clear_failures(self) -> None:
+        self._failures.clear()
+
     def cut_watches(self) -> None:
         for watch in list(self._watches):
             watch.queue.put_nowait(_CUT)
@@ -327,7 +343,7 @@ class FakeKubeServer:
         for index, (status, fragment) in enumerate(self._failures):
             if fragment in request.path_qs:
                 del self._failures[index]
-                return _status(status, "InternalError", f"injected failure {status}")
+                return _status(status, _REASONS.get(status, "InternalError"), f"injected failure {status}")
         response: web.StreamResponse = await handler(request)
         return response
 
