@@ -11,6 +11,7 @@ import pytest
 
 from exporter.metrics import ServiceMetrics
 from exporter.reports.config import ReportsConfig, WatchTuning
+from exporter.reports.filters import GlobFilter
 from exporter.reports.sources.kube import KubeReportSource
 from exporter.reports.store import ReportStore
 from tests.support.fake_kube import FakeKubeServer, report_document, report_result
@@ -207,7 +208,9 @@ async def test_no_report_api_at_all_is_ready_with_the_reason() -> None:
 
 
 async def test_namespace_include_and_exclude() -> None:
-    config = ReportsConfig(namespace_include=("team-*",), namespace_exclude=("team-sandbox",), tuning=FAST)
+    config = ReportsConfig(
+        namespaces=GlobFilter.of(include=["team-*"], exclude=["team-sandbox"]), tuning=FAST
+    )
     async with FakeKubeServer() as server:
         for namespace in ("team-a", "team-sandbox", "other"):
             server.put_object(polr(f"r-{namespace}", namespace))

@@ -24,15 +24,14 @@ class WatchTuning:
 class ReportsConfig:
     """What the watcher keeps and how its metrics are labelled.
 
-    ``namespace_include``/``namespace_exclude`` (globs) decide which namespaced reports are held at all
-    (cluster-scoped reports always are); ``filters`` decides which held results become metrics.
+    ``namespaces`` (include/exclude globs) decides which namespaced reports are held at all (cluster-scoped
+    reports always are); ``filters`` decides which held results become metrics.
     """
 
     label_mode: LabelMode = "default"
     custom_labels: tuple[str, ...] = ()
     filters: ResultFilters = field(default_factory=ResultFilters)
-    namespace_include: tuple[str, ...] = ()
-    namespace_exclude: tuple[str, ...] = ()
+    namespaces: GlobFilter = ALLOW_ALL
     # Per-report summary series: 5 per report, so at 10 000 reports they are most of a default scrape.
     report_summaries: bool = True
     tuning: WatchTuning = field(default_factory=WatchTuning)
@@ -41,11 +40,6 @@ class ReportsConfig:
         """The label scheme of ``label_mode``; raises LabelConfigError with the fix for a bad custom list."""
         return build_scheme(self.label_mode, self.custom_labels)
 
-    _namespaces: GlobFilter = field(default=ALLOW_ALL, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_namespaces", GlobFilter.of(self.namespace_include, self.namespace_exclude))
-
     def holds_namespace(self, namespace: str) -> bool:
         """Whether reports of ``namespace`` ("" for cluster scope) are held at all."""
-        return not namespace or self._namespaces.allows(namespace)
+        return not namespace or self.namespaces.allows(namespace)
