@@ -150,6 +150,11 @@ def test_a_new_label_config_is_filled_once_from_reports_held() -> None:
     assert store.aggregate_for(ReportsConfig(label_mode="detailed")) is detailed
 
 
+def test_filters_given_as_lists_still_make_a_usable_config() -> None:
+    config = ReportsConfig(filters=ResultFilters(policies=GlobFilter(["a*"], ["ab"])))  # type: ignore[arg-type]
+    assert ReportStore().aggregate_for(config).config.filters.policies.include == ("a*",)
+
+
 def test_filters_apply_to_every_dimension() -> None:
     filters = ResultFilters(
         namespaces=GlobFilter.of(exclude=["kube-*"]),

@@ -29,6 +29,9 @@ class GlobFilter:
     _cache: dict[str, bool] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # Tuples whatever was passed, so configs stay hashable (the store keys aggregates by config).
+        object.__setattr__(self, "include", tuple(self.include))
+        object.__setattr__(self, "exclude", tuple(self.exclude))
         object.__setattr__(self, "_include_re", _compile(self.include))
         object.__setattr__(self, "_exclude_re", _compile(self.exclude))
 
