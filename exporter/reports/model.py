@@ -86,18 +86,6 @@ class ResourceRef:
         """Stable identity across report updates: the uid, else kind/namespace/name."""
         return self.uid or f"{self.kind}/{self.namespace}/{self.name}"
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ResourceRef) and (
-            self.api_version,
-            self.kind,
-            self.name,
-            self.namespace,
-            self.uid,
-        ) == (other.api_version, other.kind, other.name, other.namespace, other.uid)
-
-    def __hash__(self) -> int:
-        return hash((self.kind, self.name, self.namespace, self.uid))
-
     def __repr__(self) -> str:
         return f"ResourceRef({self.kind}/{self.namespace}/{self.name})"
 
