@@ -192,3 +192,20 @@ async def test_injected_failures_and_cut_watches() -> None:
         with pytest.raises(urllib3.exceptions.ProtocolError):
             await reader
         assert server.active_watches == 0
+
+
+async def test_simultaneous_updates_from_one_version_let_exactly_one_win() -> None:
+    async with FakeKubeServer() as server:
+        created = server.put_object(polr("a", "dev"))
+        api = kubernetes.client.CustomObjectsApi(server.api_client())
+        args = ("wgpolicyk8s.io", "v1alpha2", "dev", "policyreports", "a")
+
+        def replace(marker: int) -> int:
+            try:
+                api.replace_namespaced_custom_object(*args, dict(created, summary={"pass": marker}))
+            except ApiException as error:
+                return int(error.status)
+            return 200
+
+        outcomes = await asyncio.gather(*(asyncio.to_thread(replace, n) for n in range(6)))
+        assert sorted(outcomes) == [200, 409, 409, 409, 409, 409]

@@ -551,11 +551,13 @@ class FakeKubeServer:
         return await self._update(request, merge=True)
 
     async def _update(self, request: web.Request, merge: bool) -> web.Response:
+        body = await _json_body(request)
+        # Everything from here on is synchronous: the resourceVersion check and the write are one atomic
+        # step, so of two simultaneous updates from the same version exactly one wins, as on a real server.
         resource = self._resource(request)
         stored = self._objects.get(self._key(request, resource)) if resource else None
         if resource is None or stored is None:
             return _status(404, "NotFound", f'"{request.match_info["name"]}" not found')
-        body = await _json_body(request)
         if body is None:
             return _status(400, "BadRequest", "body must be a JSON object")
         wanted = body.get("metadata", {}).get("resourceVersion")
