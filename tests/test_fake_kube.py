@@ -202,7 +202,9 @@ async def test_simultaneous_updates_from_one_version_let_exactly_one_win() -> No
 
         def replace(marker: int) -> int:
             try:
-                api.replace_namespaced_custom_object(*args, dict(created, summary={"pass": marker}))
+                # a body large enough to arrive in many segments, so the server awaits it part by part
+                body = dict(created, summary={"pass": marker}, padding="x" * 1_500_000)
+                api.replace_namespaced_custom_object(*args, body)
             except ApiException as error:
                 return int(error.status)
             return 200

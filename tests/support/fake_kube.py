@@ -168,7 +168,8 @@ class FakeKubeServer:
 
     # --- lifecycle --------------------------------------------------------------------------------------
     async def __aenter__(self) -> FakeKubeServer:
-        app = web.Application(middlewares=[self._middleware])
+        # kube-apiserver accepts request bodies up to 3 MiB
+        app = web.Application(middlewares=[self._middleware], client_max_size=3 * 1024 * 1024)
         app.router.add_get("/api", self._core_versions)
         app.router.add_get("/api/", self._core_versions)
         app.router.add_get("/apis/", self._group_list)
