@@ -1,0 +1,80 @@
+"""`trustwatch serve` connected to a Kubernetes API (the in-repo fake, through a kubeconfig).
+
+The real process discovers the report APIs, lists and watches them, writes its own audit results as
+PolicyReports through the API, reads them back through its watch, and exits 0 on SIGTERM while watches
+are open.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.support.admission import review_body, walkthrough_policy_text, workload
+from tests.support.background import BackgroundLoop
+from tests.support.fake_kube import FakeKubeServer, report_document, report_result
+from tests.support.registry import RegistryServer, generate_signing_key, needs_registry, public_pem
+from tests.support.serve import ServeProcess, poll
+from tests.test_serve import result_count
+
+pytestmark = needs_registry
+
+
+def test_cluster_reports_and_own_audit_results_round_trip(tmp_path: Path) -> None:
+    key = generate_signing_key()
+    with BackgroundLoop() as background, RegistryServer(tmp_path / "registry") as registry:
+        api = background.enter(FakeKubeServer())
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        background.call(
+            api.put_object,
+            report_document(
+                "trivy-vuln-web",
+                "team-a",
+                [report_result("CVE-2024-0001", "fail", severity="critical", source="Trivy Vulnerability")],
+            ),
+        )
+        registry.push_image("user/test", "unsigned")
+        policy = tmp_path / "policy.yaml"
+        policy.write_text(walkthrough_policy_text(public_pem(key)))
+        with ServeProcess(
+            tmp_path,
+            "--kubernetes", "on",
+            "--policies", str(policy),
+            "--insecure-registry", registry.host,
+            env={"KUBECONFIG": str(kubeconfig)},
+        ) as serve:  # fmt: skip
+            poll(lambda: serve.get("/readyz")[0] == 200)
+            assert result_count(serve, "team-a", "CVE-2024-0001", "fail") == 1
+            assert any("kubeconfig" in str(entry.get("cluster")) for entry in serve.logs)
+
+            # An update and a deletion through the watch.
+            background.call(
+                api.put_object,
+                report_document("trivy-vuln-web", "team-a", [report_result("CVE-2024-0001", "pass")]),
+            )
+            poll(lambda: result_count(serve, "team-a", "CVE-2024-0001", "pass") == 1)
+            assert result_count(serve, "team-a", "CVE-2024-0001", "fail") == 0
+
+            # An Audit failure at admission becomes a PolicyReport in the API, then a metric.
+            unsigned = f"{registry.host}/user/test:unsigned"
+            answer = serve.review(review_body(workload("Pod", "unsigned", "dev", unsigned)))["response"]
+            assert answer["allowed"] is True
+            written = poll(
+                lambda: background.call(
+                    api.get_object,
+                    "wgpolicyk8s.io/v1alpha2",
+                    "PolicyReport",
+                    "cpol-check-image-signature",
+                    "dev",
+                )
+            )
+            assert written["summary"]["fail"] == 1
+            assert written["results"][0]["resources"][0]["name"] == "unsigned"
+            poll(lambda: result_count(serve, "dev", "check-image-signature", "fail") == 1)
+            assert not (serve.state_dir / "reports").exists()
+
+            background.call(
+                api.delete_object, "wgpolicyk8s.io/v1alpha2", "PolicyReport", "trivy-vuln-web", "team-a"
+            )
+            poll(lambda: result_count(serve, "team-a", "CVE-2024-0001", "pass") == 0)
+            assert background.call(lambda: api.active_watches) > 0
+        assert serve.returncode == 0
