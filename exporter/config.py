@@ -108,6 +108,13 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "custom_labels", "Labels for --label-mode custom, comma-separated (see docs/reports.md).", kind="list"
     ),
+    Option(
+        "report_summaries",
+        "Expose per-report summary series (5 per report); turn off on very large "
+        "clusters to keep scrapes fast.",
+        True,
+        kind="bool",
+    ),
     Option("namespace_include", "Only watch/count reports in namespaces matching these globs.", kind="list"),
     Option("namespace_exclude", "Ignore reports in namespaces matching these globs.", kind="list"),
     Option("policy_include", "Only count results of policies matching these globs.", kind="list"),
@@ -164,6 +171,7 @@ class ServeConfig:
     report_api: str = "wgpolicyk8s.io/v1alpha2"
     label_mode: str = "default"
     custom_labels: tuple[str, ...] = ()
+    report_summaries: bool = True
     namespace_include: tuple[str, ...] = ()
     namespace_exclude: tuple[str, ...] = ()
     policy_include: tuple[str, ...] = ()
@@ -229,6 +237,8 @@ def _convert(option: Option, raw: Any, origin: str) -> Any:
             return int(raw)
         if option.kind == "path":
             return Path(str(raw))
+        if option.kind == "bool":
+            return _as_bool(raw)
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -237,6 +247,19 @@ def _convert(option: Option, raw: Any, origin: str) -> Any:
     if option.choices and value not in option.choices:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(option.choices)}")
     return value
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _as_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise ValueError(f"{raw!r} is not true or false")
+    return text in _TRUE
 
 
 def _as_items(raw: Any) -> list[str]:

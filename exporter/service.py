@@ -14,7 +14,7 @@ import contextlib
 import logging
 import signal
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,9 +24,10 @@ from aiohttp import web
 
 from exporter import __version__
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine
+from exporter.admission.secret_keys import KubernetesSecretKeys
 from exporter.admission.server import build_webhook_app
 from exporter.admission.tls import ServingCertificate, TLSConfig, TLSError
-from exporter.admission.verifier import CacheSettings, ImageVerifier
+from exporter.admission.verifier import CacheSettings, ImageVerifier, registry_metrics_hook
 from exporter.cluster import ClusterConnection, ClusterUnavailableError, connect
 from exporter.config import ServeConfig, split_address
 from exporter.listen import start_site
@@ -49,6 +50,12 @@ from exporter.reports.writer_local import LocalReportBackend
 from exporter.status_server import Readiness, build_status_app
 
 log = logging.getLogger(__name__)
+
+
+def _source_state(ready: asyncio.Event, states: Mapping[str, str]) -> tuple[bool, str]:
+    """Readiness of a report source, with what it is still waiting for (or what went wrong) as detail."""
+    detail = "; ".join(f"{name}: {state}" for name, state in sorted(states.items()) if state != "watching")
+    return ready.is_set(), detail or "first sync not finished"
 
 
 class StartupError(RuntimeError):
@@ -112,7 +119,6 @@ def make_plan(config: ServeConfig, cluster: ClusterConnection | None) -> Plan:
 def reports_config(config: ServeConfig) -> ReportsConfig:
     """The watcher's label mode, result filters and namespace scope from the serve options."""
     filters = ResultFilters(
-        namespaces=GlobFilter(config.namespace_include, config.namespace_exclude),
         policies=GlobFilter(config.policy_include, config.policy_exclude),
         sources=GlobFilter(config.source_include, config.source_exclude),
         statuses=GlobFilter(config.status_include, config.status_exclude),
@@ -124,6 +130,7 @@ def reports_config(config: ServeConfig) -> ReportsConfig:
         custom_labels=config.custom_labels,
         filters=filters,
         namespaces=GlobFilter(config.namespace_include, config.namespace_exclude),
+        report_summaries=config.report_summaries,
     )
 
 
@@ -192,23 +199,16 @@ class Service:
             await self._start_webhook(webhook_inputs)
 
     def _start_report_sources(self, reports: ReportsConfig) -> None:
-        events: list[asyncio.Event] = []
         if self.plan.cluster is not None:
             kube = KubeReportSource(self.plan.cluster.api_client_factory, self.store, self.metrics, reports)
             self._spawn("kube-report-source", kube.run())
-            events.append(kube.ready)
+            self.readiness.add("kubernetes-reports", lambda: _source_state(kube.ready, kube.health()))
         if self.plan.report_dirs:
-            for directory in self.plan.report_dirs:
-                directory.mkdir(
-                    parents=True, exist_ok=True
-                ) if directory == self.plan.local_report_dir else None
+            if self.plan.report_output == "local":
+                self.plan.local_report_dir.mkdir(parents=True, exist_ok=True)
             local = LocalReportSource(self.plan.report_dirs, self.store, self.metrics, interval=POLL_INTERVAL)
             self._spawn("local-report-source", local.run())
-            events.append(local.ready)
-        self.readiness.add(
-            "reports",
-            lambda: (all(event.is_set() for event in events), "first sync of report sources not done"),
-        )
+            self.readiness.add("local-reports", lambda: _source_state(local.ready, local.problems))
 
     def _report_backend(self) -> ReportBackend | None:
         if self.plan.report_output == "kubernetes" and self.plan.cluster is not None:
@@ -247,11 +247,14 @@ class Service:
             insecure_registries=frozenset(config.insecure_registry),
             credentials=inputs.credentials,
             deadline=config.timeout,
-            on_request=lambda host, status: self.metrics.registry_requests.labels(host, status).inc(),
+            on_request=registry_metrics_hook(self.metrics),
         )
         client = await self._resources.enter_async_context(RegistryClient(registry_options))
         settings = CacheSettings(ttl=config.cache_ttl, max_entries=config.cache_size)
-        verifier = ImageVerifier(client, self.metrics, settings)
+        secret_keys = (
+            KubernetesSecretKeys(plan.cluster.api_client_factory()) if plan.cluster is not None else None
+        )
+        verifier = ImageVerifier(client, self.metrics, settings, secret_keys=secret_keys)
         self._resources.push_async_callback(verifier.close)
         engine = AdmissionEngine(
             lambda: reloader.current().policies,
@@ -259,7 +262,6 @@ class Service:
             self.metrics,
             config=AdmissionConfig(
                 timeout=config.timeout,
-                cache=settings,
                 namespace_include=config.namespace_include,
                 namespace_exclude=config.namespace_exclude,
             ),

@@ -64,6 +64,17 @@ def test_bad_values_name_the_option_and_origin(env: dict[str, str], message: str
         resolve(parse(), env)
 
 
+def test_booleans_from_flags_environment_and_yaml(tmp_path: Path) -> None:
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("report_summaries: false\n")
+    assert resolve(parse("--config", str(config_file)), {}).report_summaries is False
+    assert resolve(parse(), {"TRUSTWATCH_REPORT_SUMMARIES": "no"}).report_summaries is False
+    assert resolve(parse("--report-summaries", "on"), {"TRUSTWATCH_REPORT_SUMMARIES": "0"}).report_summaries
+    assert resolve(parse(), {}).report_summaries is True
+    with pytest.raises(ConfigError, match="--report-summaries .*'maybe' is not a valid bool"):
+        resolve(parse("--report-summaries", "maybe"), {})
+
+
 def test_config_file_errors_are_explained(tmp_path: Path) -> None:
     unknown = tmp_path / "unknown.yaml"
     unknown.write_text("timeout: 3\ntimout: 4\n")

@@ -7,6 +7,7 @@ are open.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tests.support.admission import review_body, walkthrough_policy_text, workload
@@ -77,4 +78,22 @@ def test_cluster_reports_and_own_audit_results_round_trip(tmp_path: Path) -> Non
             )
             poll(lambda: result_count(serve, "team-a", "CVE-2024-0001", "pass") == 0)
             assert background.call(lambda: api.active_watches) > 0
+        assert serve.returncode == 0
+
+
+def test_not_ready_while_a_report_api_is_forbidden_and_says_why(tmp_path: Path) -> None:
+    with BackgroundLoop() as background:
+        api = background.enter(FakeKubeServer())
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        background.call(api.fail_next, 10_000, 403, "clusterpolicyreports")
+        with ServeProcess(
+            tmp_path, "--kubernetes", "on", "--webhook", "off", env={"KUBECONFIG": str(kubeconfig)}
+        ) as serve:
+            status, body = poll(lambda: (answer := serve.get("/readyz"))[1] and "403" in answer[1] and answer)
+            assert status == 503
+            detail = json.loads(body)["checks"]["kubernetes-reports"]
+            assert detail.startswith("not ready: ")
+            assert "ClusterPolicyReport" in detail
+            background.call(api.clear_failures)
+            poll(lambda: serve.get("/readyz")[0] == 200)
         assert serve.returncode == 0

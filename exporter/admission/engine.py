@@ -16,7 +16,7 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from exporter.admission.cache import Lookup
@@ -29,7 +29,7 @@ from exporter.admission.messages import (
     warning,
 )
 from exporter.admission.review import AdmissionRequest, AdmissionResponse
-from exporter.admission.verifier import CacheSettings, ImageOutcome
+from exporter.admission.verifier import ImageOutcome
 from exporter.metrics import ServiceMetrics
 from exporter.policy.images import ContainerImage, extract_images
 from exporter.policy.match import ResourceInfo
@@ -72,8 +72,6 @@ class AdmissionConfig:
     """
 
     timeout: float = 10.0
-    # The settings the verifier was built with; kept here so one object describes the webhook's tuning.
-    cache: CacheSettings = field(default_factory=CacheSettings)
     namespace_include: tuple[str, ...] = ()
     namespace_exclude: tuple[str, ...] = ()
     report_source: str = "kyverno"
