@@ -71,7 +71,7 @@ def test_booleans_from_flags_environment_and_yaml(tmp_path: Path) -> None:
     assert resolve(parse(), {"TRUSTWATCH_REPORT_SUMMARIES": "no"}).report_summaries is False
     assert resolve(parse("--report-summaries", "on"), {"TRUSTWATCH_REPORT_SUMMARIES": "0"}).report_summaries
     assert resolve(parse(), {}).report_summaries is True
-    with pytest.raises(ConfigError, match="--report-summaries .*'maybe' is not a valid bool"):
+    with pytest.raises(ConfigError, match=r"--report-summaries .*'maybe' is not a valid bool"):
         resolve(parse("--report-summaries", "maybe"), {})
 
 

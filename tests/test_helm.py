@@ -580,7 +580,8 @@ def test_image_digest_wins_over_tag_and_single_replica_has_no_pdb() -> None:
     assert container(docs)["image"] == f"ghcr.io/trustwatch/trustwatch@{digest}"
     assert "PodDisruptionBudget" not in kinds(docs), "a PDB with minAvailable 1 would block every drain"
     assert container(render({"image": {"tag": "1.2.3"}}))["image"] == "ghcr.io/trustwatch/trustwatch:1.2.3"
-    assert container(render({"image": {"tag": 1.2}}))["image"] == "ghcr.io/trustwatch/trustwatch:1.2"  # --set tag=1.2
+    # what `--set image.tag=1.2` gives: a number, which must render as text
+    assert container(render({"image": {"tag": 1.2}}))["image"] == "ghcr.io/trustwatch/trustwatch:1.2"
     assert container(render())["image"].endswith(
         ":" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     )
