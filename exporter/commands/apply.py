@@ -15,7 +15,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from exporter.commands.verify import DEFAULT_TIMEOUT, UsageError, _read, _registry_options
+from exporter.commands.registry_args import (
+    UsageError,
+    add_registry_arguments,
+    build_registry_options,
+    read_text_file,
+)
 
 if TYPE_CHECKING:
     from exporter.admission.engine import Decision
@@ -54,23 +59,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--policy-report", action="store_true", help="also print the PolicyReports the webhook would write"
     )
-    parser.add_argument(
-        "--insecure-registry",
-        metavar="HOST[:PORT]",
-        action="append",
-        default=[],
-        help="registry to reach over plain HTTP; repeatable",
-    )
-    parser.add_argument(
-        "--registry-config", metavar="FILE", help="docker config.json with registry credentials"
-    )
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="S",
-        help=f"decision deadline per resource in seconds (default {DEFAULT_TIMEOUT:g})",
-    )
+    add_registry_arguments(parser, "decision deadline per resource in seconds")
     parser.set_defaults(run=run)
 
 
@@ -78,7 +67,7 @@ def _yaml_documents(path: str) -> list[Any]:
     import yaml  # noqa: PLC0415
 
     try:
-        documents = list(yaml.safe_load_all(_read(path, "resource file")))
+        documents = list(yaml.safe_load_all(read_text_file(path, "resource file")))
     except yaml.YAMLError as exc:
         raise UsageError(f"{path} is not valid YAML: {exc}") from None
     return documents
@@ -236,12 +225,10 @@ def _reports_yaml(results: list[AuditResult]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        if args.timeout <= 0:
-            raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
         policies = _policies(args.policy)
         resources = _resources(args.resource)
         labels = _namespace_labels(args.namespace_labels)
-        registry_options = _registry_options(args)
+        registry_options = build_registry_options(args)
     except UsageError as exc:
         print(f"trustwatch apply: error: {exc}", file=sys.stderr)
         return EXIT_ERROR

@@ -10,10 +10,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from exporter.commands.registry_args import (
+    UsageError,
+    add_registry_arguments,
+    build_registry_options,
+    read_text_file,
+)
 
 if TYPE_CHECKING:
     from exporter.cosign import VerificationOutcome, VerifyOptions
@@ -22,12 +27,6 @@ if TYPE_CHECKING:
 EXIT_VERIFIED = 0
 EXIT_NOT_VERIFIED = 1
 EXIT_ERROR = 2
-DEFAULT_TIMEOUT = 10.0
-MAX_REQUEST_TIMEOUT = 5.0
-
-
-class UsageError(Exception):
-    """Bad arguments or unreadable input files: reported on stderr, exit code 2."""
 
 
 def register(subparsers: Any) -> None:
@@ -73,51 +72,20 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="also require the signed docker-reference to name IMAGE's repository",
     )
-    parser.add_argument(
-        "--insecure-registry",
-        metavar="HOST[:PORT]",
-        action="append",
-        default=[],
-        help="registry to reach over plain HTTP; repeatable",
-    )
-    parser.add_argument(
-        "--registry-config",
-        metavar="FILE",
-        help="docker config.json with registry credentials (default: $DOCKER_CONFIG/config.json or "
-        "~/.docker/config.json when present)",
-    )
     parser.add_argument("--output", choices=("text", "json"), default="text", help="result format")
-    parser.add_argument(
-        "--timeout",
-        type=float,
-        default=DEFAULT_TIMEOUT,
-        metavar="S",
-        help=f"give up after S seconds of registry traffic (default {DEFAULT_TIMEOUT:g})",
-    )
+    add_registry_arguments(parser, "give up after S seconds of registry traffic")
     parser.set_defaults(run=run)
-
-
-def _read(path: str, what: str) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise UsageError(f"cannot read {what} {path}: {detail}") from None
-
-
-def _default_registry_config() -> str | None:
-    directory = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
-    path = Path(directory) / "config.json"
-    return str(path) if path.is_file() else None
 
 
 def _verify_options(args: argparse.Namespace) -> VerifyOptions:
     from exporter.cosign import KeyLoadError, VerifyOptions, load_public_key, load_public_keys  # noqa: PLC0415
 
     try:
-        keys = tuple(key for path in args.key for key in load_public_keys(_read(path, "key file"), path))
+        keys = tuple(
+            key for path in args.key for key in load_public_keys(read_text_file(path, "key file"), path)
+        )
         rekor_keys = (
-            (load_public_key(_read(args.rekor_key, "Rekor key file"), args.rekor_key),)
+            (load_public_key(read_text_file(args.rekor_key, "Rekor key file"), args.rekor_key),)
             if args.rekor_key
             else ()
         )
@@ -131,24 +99,6 @@ def _verify_options(args: argparse.Namespace) -> VerifyOptions:
         )
     except (KeyLoadError, ValueError) as exc:
         raise UsageError(str(exc)) from None
-
-
-def _registry_options(args: argparse.Namespace) -> RegistryOptions:
-    from exporter.registry import DockerConfigError, RegistryOptions, load_docker_config  # noqa: PLC0415
-
-    if args.timeout <= 0:
-        raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
-    config_path = args.registry_config or _default_registry_config()
-    try:
-        credentials = load_docker_config(config_path) if config_path else None
-    except DockerConfigError as exc:
-        raise UsageError(str(exc)) from None
-    return RegistryOptions(
-        insecure_registries=frozenset(args.insecure_registry),
-        credentials=credentials,
-        request_timeout=min(MAX_REQUEST_TIMEOUT, args.timeout),
-        deadline=args.timeout,
-    )
 
 
 async def _verify(
@@ -210,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         reference = parse_reference(args.image)
         options = _verify_options(args)
-        registry_options = _registry_options(args)
+        registry_options = build_registry_options(args)
     except (InvalidReferenceError, UsageError) as exc:
         if args.output == "json":
             print(json.dumps(_as_json(args.image, None, str(exc)), indent=2))
