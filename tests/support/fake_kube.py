@@ -95,8 +95,11 @@ class FakeResource:
 
     @property
     def api_version(self) -> str:
-        return f"{self.group}/{self.version}"
+        return f"{self.group}/{self.version}" if self.group else self.version
 
+
+# The core group's Namespaces, for code that watches namespace labels (add to ``resources``).
+NAMESPACES = FakeResource("", "v1", "Namespace", "namespaces", False)
 
 REPORT_RESOURCES = (
     FakeResource("wgpolicyk8s.io", "v1alpha2", "PolicyReport", "policyreports", True),
@@ -177,7 +180,12 @@ class FakeKubeServer:
         app.router.add_get("/apis", self._group_list)
         app.router.add_get("/apis/{group}", self._group)
         app.router.add_get("/apis/{group}/{version}", self._resource_list)
-        for prefix in ("/apis/{group}/{version}", "/apis/{group}/{version}/namespaces/{namespace}"):
+        for prefix in (
+            "/apis/{group}/{version}",
+            "/apis/{group}/{version}/namespaces/{namespace}",
+            "/api/{version}",
+            "/api/{version}/namespaces/{namespace}",
+        ):
             app.router.add_get(prefix + "/{plural}", self._list_or_watch)
             app.router.add_post(prefix + "/{plural}", self._create)
             app.router.add_get(prefix + "/{plural}/{name}", self._get)
@@ -363,7 +371,7 @@ class FakeKubeServer:
         return {"name": group, "versions": versions, "preferredVersion": versions[0]}
 
     async def _group_list(self, request: web.Request) -> web.Response:
-        groups = [self._group_doc(group) for group in sorted(self._groups)]
+        groups = [self._group_doc(group) for group in sorted(self._groups) if group]
         return web.json_response({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 
     async def _group(self, request: web.Request) -> web.Response:
@@ -398,7 +406,7 @@ class FakeKubeServer:
 
     def _resource(self, request: web.Request) -> FakeResource | None:
         info = request.match_info
-        resource = self._resources.get((info["group"], info["version"], info["plural"]))
+        resource = self._resources.get((info.get("group", ""), info["version"], info["plural"]))
         if resource is None or resource.group not in self._groups:
             return None
         if "namespace" in info and not resource.namespaced:
