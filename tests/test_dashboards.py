@@ -26,10 +26,10 @@ from prometheus_client.core import (
 )
 
 from exporter.metrics import ALL_METRICS, MetricSpec
-from tests.support.admission import review_body, walkthrough_policy_text, workload
+from tests.support.admission import prepare_walkthrough, review_body, workload
 from tests.support.prometheus import PrometheusQueryError, PrometheusServer
 from tests.support.promql import DashboardQuery, dashboard_queries, metric_names
-from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
+from tests.support.registry import RegistryServer, registry_available
 from tests.support.serve import ServeProcess, poll
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,14 +324,9 @@ def test_every_dashboard_query_returns_data_from_trustwatch_serve(tmp_path: Path
     rules fire on the real label sets: a denial in prod, an unsigned image admitted in dev, nothing else."""
     if not registry_available():
         pytest.skip("needs Debian's docker-registry (/usr/bin/docker-registry)")
-    key = generate_signing_key()
     with RegistryServer(tmp_path / "registry") as registry:
-        digest = registry.push_image("user/test", "signed")
-        registry.sign("user/test", digest, key)
-        registry.push_image("user/test", "unsigned")
-        policy = tmp_path / "policy.yaml"
-        policy.write_text(walkthrough_policy_text(public_pem(key)))
-        serve_args = ("--policies", str(policy), "--reports-dir", str(EXAMPLE_REPORTS))
+        walkthrough = prepare_walkthrough(registry, tmp_path)
+        serve_args = ("--policies", str(walkthrough.policy_file), "--reports-dir", str(EXAMPLE_REPORTS))
         with (
             ServeProcess(tmp_path, *serve_args, "--insecure-registry", registry.host) as serve,
             PrometheusServer(tmp_path, [serve.metrics_url], rule_files=[ALERT_RULES]) as prometheus,
@@ -340,8 +335,7 @@ def test_every_dashboard_query_returns_data_from_trustwatch_serve(tmp_path: Path
 
             def traffic(round_: int) -> None:
                 for namespace in ("prod", "dev"):
-                    for tag in ("signed", "unsigned"):
-                        image = f"{registry.host}/user/test:{tag}"
+                    for tag, image in (("signed", walkthrough.signed), ("unsigned", walkthrough.unsigned)):
                         body = review_body(workload("Deployment", f"{tag}-{round_}", namespace, image))
                         serve.review(body)
                         serve.review(body, path="/validate")

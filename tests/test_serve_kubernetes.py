@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support.admission import review_body, walkthrough_policy_text, workload
+from tests.support.admission import prepare_walkthrough, review_body, workload
 from tests.support.background import BackgroundLoop
 from tests.support.fake_kube import FakeKubeServer, report_document, report_result
-from tests.support.registry import RegistryServer, generate_signing_key, needs_registry, public_pem
+from tests.support.registry import RegistryServer, needs_registry
 from tests.support.serve import ServeProcess, poll
 from tests.test_serve import result_count
 
@@ -21,7 +21,6 @@ pytestmark = needs_registry
 
 
 def test_cluster_reports_and_own_audit_results_round_trip(tmp_path: Path) -> None:
-    key = generate_signing_key()
     with BackgroundLoop() as background, RegistryServer(tmp_path / "registry") as registry:
         api = background.enter(FakeKubeServer())
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
@@ -33,13 +32,11 @@ def test_cluster_reports_and_own_audit_results_round_trip(tmp_path: Path) -> Non
                 [report_result("CVE-2024-0001", "fail", severity="critical", source="Trivy Vulnerability")],
             ),
         )
-        registry.push_image("user/test", "unsigned")
-        policy = tmp_path / "policy.yaml"
-        policy.write_text(walkthrough_policy_text(public_pem(key)))
+        walkthrough = prepare_walkthrough(registry, tmp_path)
         with ServeProcess(
             tmp_path,
             "--kubernetes", "on",
-            "--policies", str(policy),
+            "--policies", str(walkthrough.policy_file),
             "--insecure-registry", registry.host,
             env={"KUBECONFIG": str(kubeconfig)},
         ) as serve:  # fmt: skip
@@ -56,8 +53,8 @@ def test_cluster_reports_and_own_audit_results_round_trip(tmp_path: Path) -> Non
             assert result_count(serve, "team-a", "CVE-2024-0001", "fail") == 0
 
             # An Audit failure at admission becomes a PolicyReport in the API, then a metric.
-            unsigned = f"{registry.host}/user/test:unsigned"
-            answer = serve.review(review_body(workload("Pod", "unsigned", "dev", unsigned)))["response"]
+            pod = workload("Pod", "unsigned", "dev", walkthrough.unsigned)
+            answer = serve.review(review_body(pod))["response"]
             assert answer["allowed"] is True
             written = poll(
                 lambda: background.call(

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from tests.support.admission import review_body, walkthrough_policy_text, workload
-from tests.support.registry import RegistryServer, generate_signing_key, needs_registry, public_pem
+from tests.support.admission import prepare_walkthrough, review_body, workload
+from tests.support.registry import RegistryServer, needs_registry
 from tests.support.serve import ServeProcess, poll
 from tests.test_serve import result_count
 
@@ -21,24 +21,17 @@ pytestmark = needs_registry
 
 
 def test_walkthrough_end_to_end(tmp_path: Path) -> None:
-    key = generate_signing_key()
     with RegistryServer(tmp_path / "registry") as registry:
-        signed_digest = registry.push_image("user/test", "signed")
-        registry.sign("user/test", signed_digest, key)
-        registry.push_image("user/test", "unsigned")
-        policy = tmp_path / "policy.yaml"
-        policy.write_text(walkthrough_policy_text(public_pem(key)))
+        walkthrough = prepare_walkthrough(registry, tmp_path)
+        signed, unsigned, signed_digest = walkthrough.signed, walkthrough.unsigned, walkthrough.signed_digest
         empty_reports = tmp_path / "cluster-reports"
         empty_reports.mkdir()
         with ServeProcess(
             tmp_path,
-            "--policies", str(policy),
+            "--policies", str(walkthrough.policy_file),
             "--reports-dir", str(empty_reports),
             "--insecure-registry", registry.host,
         ) as serve:  # fmt: skip
-            signed = f"{registry.host}/user/test:signed"
-            unsigned = f"{registry.host}/user/test:unsigned"
-
             denied = serve.review(review_body(workload("Deployment", "unsigned", "prod", unsigned)))[
                 "response"
             ]

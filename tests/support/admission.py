@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import textwrap
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import yaml
 
 from exporter.policy.loader import parse_policies
 from exporter.policy.model import KyvernoPolicy
+from tests.support.registry import RegistryServer, generate_signing_key, public_pem
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "admission"
 
@@ -59,3 +61,26 @@ def review_body(
         "userInfo": {"username": "kubernetes-admin"},
     }
     return json.dumps({"apiVersion": api_version, "kind": "AdmissionReview", "request": request}).encode()
+
+
+@dataclass(frozen=True)
+class Walkthrough:
+    """The README walkthrough set up in a real registry: image references and the policy file."""
+
+    signed: str
+    unsigned: str
+    signed_digest: str
+    policy_file: Path
+
+
+def prepare_walkthrough(registry: RegistryServer, directory: Path) -> Walkthrough:
+    """Push ``user/test:signed`` (signed with a fresh key) and ``user/test:unsigned``; write the policy."""
+    key = generate_signing_key()
+    digest = registry.push_image("user/test", "signed")
+    registry.sign("user/test", digest, key)
+    registry.push_image("user/test", "unsigned")
+    policy_file = directory / "policy.yaml"
+    policy_file.write_text(walkthrough_policy_text(public_pem(key)))
+    return Walkthrough(
+        f"{registry.host}/user/test:signed", f"{registry.host}/user/test:unsigned", digest, policy_file
+    )
