@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import itertools
 import json
@@ -348,11 +349,7 @@ def test_every_dashboard_query_returns_data_from_trustwatch_serve(tmp_path: Path
             prometheus.wait_for_data(
                 'increase(trustwatch_admission_requests_total{webhook="mutate"}[10s]) > 0'
             )
-            empty = [
-                str(query)
-                for query in _all_queries()
-                if not prometheus.query(query.evaluable({"__rate_interval": "10s", "__range": "1m"}))
-            ]
+            empty = _queries_still_without_data(prometheus)
             firing = poll(
                 lambda: _firing(
                     prometheus, {"TrustwatchEnforcementDenied", "TrustwatchUnsignedImageAdmitted"}
@@ -364,6 +361,24 @@ def test_every_dashboard_query_returns_data_from_trustwatch_serve(tmp_path: Path
     assert firing["TrustwatchEnforcementDenied"] == {**routing, "namespace": "prod", "severity": "warning"}
     assert firing["TrustwatchUnsignedImageAdmitted"] == {**routing, "namespace": "dev", "severity": "warning"}
     assert active == set(firing), "alerts active on a healthy trustwatch"
+
+
+def _queries_still_without_data(prometheus: PrometheusServer, timeout: float = 30.0) -> list[str]:
+    """Dashboard queries that return nothing, re-asking the empty ones until ``timeout``: report files are
+    written and re-read asynchronously, and increase() needs two scrapes of a series to answer."""
+    pending = {
+        str(query): query.evaluable({"__rate_interval": "10s", "__range": "1m"}) for query in _all_queries()
+    }
+
+    def all_answered() -> bool:
+        for name, expr in list(pending.items()):
+            if prometheus.query(expr):
+                del pending[name]
+        return not pending
+
+    with contextlib.suppress(AssertionError):
+        poll(all_answered, timeout=timeout, interval=0.5)
+    return sorted(pending)
 
 
 def _firing(prometheus: PrometheusServer, names: set[str]) -> dict[str, dict[str, str]] | None:
