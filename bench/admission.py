@@ -36,8 +36,9 @@ from prometheus_client import CollectorRegistry
 
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine
 from exporter.admission.server import build_webhook_app
-from exporter.admission.tls import ServingCertificate, TLSConfig, serve_tls
+from exporter.admission.tls import ServingCertificate, TLSConfig
 from exporter.admission.verifier import ImageVerifier
+from exporter.listen import start_site
 from exporter.metrics import ServiceMetrics
 from exporter.policy.loader import parse_policies
 from exporter.registry import RegistryClient, RegistryOptions
@@ -81,7 +82,7 @@ def _serve_child(kind: str, tls_dir: str, policy_text: str, registry_host: str, 
 
             app = web.Application()
             app.router.add_post("/mutate", null)
-        _runner, port = await serve_tls(app, "127.0.0.1", 0, certificate.context)
+        _runner, port = await start_site(app, "127.0.0.1", 0, ssl_context=certificate.context)
         ports.put((port, str(certificate.ca_file)))
         await asyncio.Event().wait()
 
@@ -134,7 +135,8 @@ async def _cold_path(policy_text: str, registry: RegistryServer, key: Any, tls_d
     metrics = ServiceMetrics(CollectorRegistry())
     certificate = ServingCertificate.open(TLSConfig(generate_dir=tls_dir / "cold"), metrics)
     engine, verifier, client = await _webhook(policy_text, registry.host, metrics)
-    runner, port = await serve_tls(build_webhook_app(engine, metrics), "127.0.0.1", 0, certificate.context)
+    app = build_webhook_app(engine, metrics)
+    runner, port = await start_site(app, "127.0.0.1", 0, ssl_context=certificate.context)
     body = review_body(workload("Deployment", "cold", "prod", f"{registry.host}/bench/cold:v1"))
     context = ssl.create_default_context(cafile=str(certificate.ca_file))
     try:

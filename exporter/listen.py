@@ -1,4 +1,4 @@
-"""Starting an aiohttp application on an address, reporting the URL actually bound (port 0 resolved)."""
+"""Starting an aiohttp application on an address, reporting the port actually bound (port 0 resolved)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ async def start_site(
     *,
     ssl_context: ssl.SSLContext | None = None,
     shutdown_timeout: float = 10.0,
-) -> tuple[web.AppRunner, str]:
+) -> tuple[web.AppRunner, int]:
     """Listen on ``host:port``; ``await runner.cleanup()`` stops accepting and waits for in-flight requests
     up to ``shutdown_timeout`` seconds."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
@@ -22,6 +22,4 @@ async def start_site(
     site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
     await site.start()
     bound = int(runner.addresses[0][1]) if runner.addresses else port
-    scheme = "https" if ssl_context is not None else "http"
-    display_host = f"[{host}]" if ":" in host else host
-    return runner, f"{scheme}://{display_host}:{bound}"
+    return runner, bound

@@ -37,8 +37,8 @@ from exporter.policy.loader import PolicyLoadError
 from exporter.policy.reload import PolicyReloader
 from exporter.registry.auth import CredentialStore, DockerConfigError, load_docker_config
 from exporter.registry.client import RegistryClient, RegistryOptions
-from exporter.reports.collector import ReportCollector
 from exporter.reports.config import ReportsConfig
+from exporter.reports.exposition import ReportExposition
 from exporter.reports.filters import GlobFilter, ResultFilters
 from exporter.reports.labels import LabelConfigError
 from exporter.reports.sources.kube import KubeReportSource
@@ -137,8 +137,12 @@ def reports_config(config: ServeConfig) -> ReportsConfig:
 async def _listen(
     app: web.Application, address: str, option: str, grace: float, ssl_context: ssl.SSLContext | None = None
 ) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on ``address``; returns the runner and the URL actually bound."""
     host, port = split_address(address, option)
-    return await start_site(app, host, port, ssl_context=ssl_context, shutdown_timeout=grace)
+    runner, bound = await start_site(app, host, port, ssl_context=ssl_context, shutdown_timeout=grace)
+    scheme = "https" if ssl_context is not None else "http"
+    display_host = f"[{host}]" if ":" in host else host
+    return runner, f"{scheme}://{display_host}:{bound}"
 
 
 @dataclass(frozen=True)
@@ -184,9 +188,9 @@ class Service:
         reports.scheme()  # fail fast on a bad custom label list
         # Everything that can be wrong in the configuration is checked before anything listens.
         webhook_inputs = self._prepare_webhook() if plan.webhook else None
-        self.metrics.registry.register(ReportCollector(self.store, reports))
+        # The report families are rendered by their own fast path, not through the registry.
         runner, url = await _listen(
-            build_status_app(self.metrics.registry, self.readiness),
+            build_status_app(self.metrics.registry, self.readiness, ReportExposition(self.store, reports)),
             config.metrics_address,
             "--metrics-address",
             config.grace_period,

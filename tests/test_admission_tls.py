@@ -11,7 +11,8 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from exporter.admission.tls import ServingCertificate, TLSConfig, TLSError, generate_self_signed, serve_tls
+from exporter.admission.tls import ServingCertificate, TLSConfig, TLSError, generate_self_signed
+from exporter.listen import start_site
 from exporter.metrics import ServiceMetrics
 
 
@@ -46,7 +47,7 @@ async def test_generated_pair_serves_https_trusted_by_its_ca(tmp_path: Path) -> 
     assert (expiry(metrics) or 0) > 0
     app = web.Application()
     app.router.add_get("/", ok)
-    runner, port = await serve_tls(app, "127.0.0.1", 0, cert.context)
+    runner, port = await start_site(app, "127.0.0.1", 0, ssl_context=cert.context)
     try:
         first = await fetch_peer_cert(port, cert.ca_file)
         # Rotate: a new pair from a new CA lands in the same files; the live context follows.

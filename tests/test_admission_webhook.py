@@ -20,8 +20,9 @@ from prometheus_client import CollectorRegistry
 
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine
 from exporter.admission.server import MAX_BODY_BYTES, build_webhook_app
-from exporter.admission.tls import ServingCertificate, TLSConfig, serve_tls
+from exporter.admission.tls import ServingCertificate, TLSConfig
 from exporter.admission.verifier import CacheSettings, ImageVerifier, registry_metrics_hook
+from exporter.listen import start_site
 from exporter.metrics import ServiceMetrics
 from exporter.policy.reload import PolicyReloader
 from exporter.registry.client import RegistryClient, RegistryOptions
@@ -110,8 +111,8 @@ async def webhook(tmp_path: Path) -> AsyncIterator[Webhook]:
                 config=AdmissionConfig(timeout=TIMEOUT),
                 results=writer,
             )
-            runner, port = await serve_tls(
-                build_webhook_app(engine, metrics), "127.0.0.1", 0, certificate.context
+            runner, port = await start_site(
+                build_webhook_app(engine, metrics), "127.0.0.1", 0, ssl_context=certificate.context
             )
             try:
                 yield Webhook(

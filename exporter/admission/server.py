@@ -89,7 +89,8 @@ class WebhookHandlers:
 def build_webhook_app(
     engine: AdmissionEngine, metrics: ServiceMetrics, ready: Callable[[], bool] = lambda: True
 ) -> web.Application:
-    """The aiohttp application serving the webhook endpoints (mount it behind TLS with serve_tls)."""
+    """The aiohttp application serving the webhook endpoints (serve it over TLS with
+    :func:`exporter.listen.start_site`)."""
     handlers = WebhookHandlers(engine, metrics, ready)
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app.router.add_post("/mutate", handlers.mutate)

@@ -18,7 +18,6 @@ import ssl
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -212,15 +211,3 @@ class ServingCertificate:
         while True:
             await asyncio.sleep(interval)
             self.reload_if_changed()
-
-
-async def serve_tls(
-    app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext
-) -> tuple[web.AppRunner, int]:
-    """Start ``app`` on HTTPS; returns the runner (``await runner.cleanup()`` to stop) and the bound port."""
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=5.0)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-    await site.start()
-    bound = runner.addresses[0][1] if runner.addresses else port
-    return runner, int(bound)
