@@ -7,12 +7,17 @@ first full sync, the webhook once policies are loaded), and ``/readyz`` says whi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics.exposition import ALLOWUTF8, ESCAPING_HEADER_TAG, UNDERSCORES
+from prometheus_client.registry import Collector
+
+from exporter.reports.exposition import ReportExposition
 
 ReadinessCheck = Callable[[], tuple[bool, str]]
 
@@ -37,12 +42,58 @@ class Readiness:
         return ready, states
 
 
-def build_status_app(registry: CollectorRegistry, readiness: Readiness) -> web.Application:
-    """The aiohttp application behind the metrics address."""
+def render_metrics(
+    registry: CollectorRegistry, reports: ReportExposition | None, accept: str
+) -> tuple[bytes, str]:
+    """The exposition body and its content type for an ``Accept`` header, negotiated by prometheus_client.
+
+    The instrumented metrics go through prometheus_client; the report families, most of a scrape at
+    cluster scale, through their own renderer, appended before OpenMetrics' final ``# EOF``. The escaping
+    schemes that rewrite even legal names (``dots``, ``values``) get prometheus_client for everything.
+    """
+    encoder, content_type = choose_encoder(accept)
+    if reports is None:
+        return encoder(registry), content_type
+    if _escaping(content_type) not in _NAMES_KEPT:
+        return encoder(_Joined(registry, reports.collector)), content_type
+    if content_type.startswith("application/openmetrics-text"):
+        eof = b"# EOF\n"
+        body = encoder(registry)
+        return body.removesuffix(eof) + reports.render(openmetrics=True) + eof, content_type
+    return encoder(registry) + reports.render(openmetrics=False), content_type
+
+
+# Escaping schemes under which legal names are written as they are, like the report renderer writes them.
+_NAMES_KEPT = (UNDERSCORES, ALLOWUTF8)
+
+
+def _escaping(content_type: str) -> str:
+    """The name escaping choose_encoder picked: named in the content type unless it is the default."""
+    for parameter in content_type.split(";"):
+        key, _, value = parameter.strip().partition("=")
+        if key == ESCAPING_HEADER_TAG:
+            return value
+    return UNDERSCORES
+
+
+class _Joined(Collector):
+    """Several collectors as one, for an encoder that takes a single registry."""
+
+    def __init__(self, *parts: Collector) -> None:
+        self._parts = parts
+
+    def collect(self) -> Iterator[Metric]:
+        for part in self._parts:
+            yield from part.collect()
+
+
+def build_status_app(
+    registry: CollectorRegistry, readiness: Readiness, reports: ReportExposition | None = None
+) -> web.Application:
+    """The aiohttp application behind the metrics address; ``reports`` adds the report families."""
 
     async def metrics(request: web.Request) -> web.Response:
-        encoder, content_type = choose_encoder(request.headers.get("Accept", ""))
-        body = encoder(registry)
+        body, content_type = render_metrics(registry, reports, request.headers.get("Accept", ""))
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def healthz(_request: web.Request) -> web.Response:
