@@ -6,6 +6,7 @@ first full sync, the webhook once policies are loaded), and ``/readyz`` says whi
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -93,7 +94,9 @@ def build_status_app(
     """The aiohttp application behind the metrics address; ``reports`` adds the report families."""
 
     async def metrics(request: web.Request) -> web.Response:
-        body, content_type = render_metrics(registry, reports, request.headers.get("Accept", ""))
+        # Off the event loop: at cluster scale a scrape is tens of milliseconds the webhook should not wait.
+        accept = request.headers.get("Accept", "")
+        body, content_type = await asyncio.to_thread(render_metrics, registry, reports, accept)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def healthz(_request: web.Request) -> web.Response:

@@ -98,8 +98,8 @@ def _help_and_type(name: str, documentation: str, type_: str) -> str:
 class ReportExposition:
     """Renders the report families of one store and label config as exposition text.
 
-    Call :meth:`render` from one thread at a time (the status server's event loop); it reads the store
-    under the store's lock.
+    :meth:`render` may be called from any thread: it runs entirely under the store's lock, which also
+    serialises it with other renders and with the sources' updates.
     """
 
     def __init__(self, store: ReportStore, config: ReportsConfig) -> None:
