@@ -272,7 +272,8 @@ async def test_a_kind_that_cannot_be_listed_keeps_the_source_unready_and_says_wh
                     >= 2
                 )
             )
-            assert run.source.health()[POLR].startswith("retrying after error: HTTP 403")
+            # Between retries the state flips to "listing" for a moment; wait until it shows the error.
+            await run.until(lambda: run.source.health()[POLR].startswith("retrying after error: HTTP 403"))
             assert not run.source.ready.is_set()
             server.clear_failures()  # RBAC fixed
             await asyncio.wait_for(run.source.ready.wait(), 10)
