@@ -52,10 +52,17 @@ from exporter.status_server import Readiness, build_status_app
 log = logging.getLogger(__name__)
 
 
-def _source_state(ready: asyncio.Event, states: Mapping[str, str]) -> tuple[bool, str]:
-    """Readiness of a report source, with what it is still waiting for (or what went wrong) as detail."""
-    detail = "; ".join(f"{name}: {state}" for name, state in sorted(states.items()) if state != "watching")
-    return ready.is_set(), detail or "first sync not finished"
+def _source_state(
+    ready: asyncio.Event, states: Mapping[str, str], problem: str | None = None
+) -> tuple[bool, str]:
+    """Readiness of a report source, and as detail what is not simply being watched (APIs missing, listing
+    or failing; files skipped) or what went wrong overall."""
+    details = [f"{name}: {state}" for name, state in sorted(states.items()) if state != "watching"]
+    if problem:
+        details.insert(0, problem)
+    if not ready.is_set() and not details:
+        details.append("first sync not finished")
+    return ready.is_set(), "; ".join(details)
 
 
 class StartupError(RuntimeError):
@@ -206,7 +213,9 @@ class Service:
         if self.plan.cluster is not None:
             kube = KubeReportSource(self.plan.cluster.api_client_factory, self.store, self.metrics, reports)
             self._spawn("kube-report-source", kube.run())
-            self.readiness.add("kubernetes-reports", lambda: _source_state(kube.ready, kube.health()))
+            self.readiness.add(
+                "kubernetes-reports", lambda: _source_state(kube.ready, kube.health(), kube.problem)
+            )
         if self.plan.report_dirs:
             if self.plan.report_output == "local":
                 self.plan.local_report_dir.mkdir(parents=True, exist_ok=True)

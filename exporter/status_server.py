@@ -1,7 +1,8 @@
 """The plain-HTTP status server: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for the kubelet.
 
-Readiness is the conjunction of named checks registered by the components (the watcher is ready after its
-first full sync, the webhook once policies are loaded), and ``/readyz`` says which check is not ready yet.
+Readiness is the conjunction of named checks registered by the components (a report source is ready after
+its first full sync), and ``/readyz`` says which check is not ready yet, and what each one has to report
+(report APIs missing from the cluster, report files skipped as unreadable) even when it is ready.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class Readiness:
         for name, check in self.checks.items():
             ok, detail = check()
             ready = ready and ok
-            states[name] = "ok" if ok else f"not ready: {detail}"
+            states[name] = ("ok" if ok else "not ready") + (f": {detail}" if detail else "")
         return ready, states
 
 

@@ -94,3 +94,18 @@ def test_not_ready_while_a_report_api_is_forbidden_and_says_why(tmp_path: Path) 
             background.call(api.clear_failures)
             poll(lambda: serve.get("/readyz")[0] == 200)
         assert serve.returncode == 0
+
+
+def test_a_cluster_without_report_apis_is_ready_and_says_so(tmp_path: Path) -> None:
+    with BackgroundLoop() as background:
+        api = background.enter(FakeKubeServer(groups_present=[]))
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        with ServeProcess(
+            tmp_path, "--kubernetes", "on", "--webhook", "off", env={"KUBECONFIG": str(kubeconfig)}
+        ) as serve:
+            _status, body = poll(lambda: (answer := serve.get("/readyz"))[0] == 200 and answer)
+            detail = json.loads(body)["checks"]["kubernetes-reports"]
+            assert detail.startswith("ok: none of the report APIs is served by this cluster")
+            assert "install the PolicyReport (wgpolicyk8s.io) or openreports.io CRDs" in detail
+            assert "wgpolicyk8s.io/v1alpha2/PolicyReport: missing" in detail
+            assert "openreports.io/v1alpha1/Report: missing" in detail
