@@ -5,8 +5,8 @@ defined here. Two kinds live side by side:
 
 * instrumented metrics (admission, verification, report writing, health) are ``prometheus_client`` objects
   created by :class:`ServiceMetrics` on a registry the caller owns, so tests get fresh ones;
-* report metrics are produced at scrape time by the report store's collector from the specs below
-  (``POLICY_REPORT_*``), so series of deleted results vanish by construction.
+* report metrics are rendered at scrape time from the report store, using the specs below
+  (``POLICY_REPORT_*``) for names, help and labels, so series of deleted results vanish by construction.
 """
 
 from __future__ import annotations
