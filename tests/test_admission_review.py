@@ -59,7 +59,7 @@ def test_name_falls_back_to_generate_name() -> None:
     ("body", "problem"),
     [
         (b"not json", "body is not JSON"),
-        (b"[]", "must be a JSON object"),
+        (b"[]", "body is not a JSON object"),
         (json.dumps({"kind": "Pod"}).encode(), "kind must be AdmissionReview"),
         (json.dumps({"kind": "AdmissionReview", "apiVersion": "v2"}).encode(), "apiVersion must be one of"),
         (

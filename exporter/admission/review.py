@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from exporter.jsondoc import parse_json_object
+
 SUPPORTED_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 
@@ -77,12 +79,7 @@ def _object(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
 
 def parse_review(body: bytes) -> AdmissionRequest:
     """Parse an AdmissionReview body, or raise ReviewError saying what is wrong with it."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReviewError(f"body is not JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise ReviewError("body must be a JSON object (an AdmissionReview)")
+    document = parse_json_object(body, "body", ReviewError)
     if document.get("kind") != "AdmissionReview":
         raise ReviewError(f"kind must be AdmissionReview, got {document.get('kind')!r}")
     api_version = document.get("apiVersion")

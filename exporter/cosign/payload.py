@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
+
+from exporter.jsondoc import parse_json_object
 
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
 
@@ -23,12 +24,7 @@ class SimpleSigningPayload:
 
 def parse_payload(payload: bytes) -> SimpleSigningPayload:
     """Parse and validate payload bytes (only after a trusted key verified them)."""
-    try:
-        document = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise PayloadError(f"payload is not JSON ({exc.__class__.__name__}: {exc})") from None
-    if not isinstance(document, dict):
-        raise PayloadError("payload is not a JSON object")
+    document = parse_json_object(payload, "payload", PayloadError)
     critical = document.get("critical")
     if not isinstance(critical, dict):
         raise PayloadError("payload has no 'critical' object")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter.jsondoc import parse_json_object
 from exporter.registry.reference import normalize_registry
 
 
@@ -192,12 +193,7 @@ class TokenCache:
 
 def token_from_response(body: bytes) -> tuple[str, float | None]:
     """The token and lifetime from a token endpoint's JSON (``token`` or OAuth2 ``access_token``)."""
-    try:
-        document = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ValueError("token endpoint answer is not JSON") from None
-    if not isinstance(document, dict):
-        raise ValueError("token endpoint answer is not a JSON object")
+    document = parse_json_object(body, "token endpoint answer", ValueError)
     token = document.get("token") or document.get("access_token")
     if not isinstance(token, str) or not token:
         raise ValueError("token endpoint answer has no 'token' or 'access_token'")

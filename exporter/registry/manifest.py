@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from exporter.jsondoc import parse_json_object
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -70,12 +71,7 @@ def _descriptors(document: dict[str, Any], key: str) -> tuple[Descriptor, ...]:
 
 def parse_manifest(raw: bytes, digest: str, content_type: str | None) -> Manifest:
     """Parse manifest bytes already checked against ``digest``; the body's mediaType wins over the header."""
-    try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ManifestFormatError(f"manifest is not JSON ({exc})") from None
-    if not isinstance(document, dict):
-        raise ManifestFormatError("manifest is not a JSON object")
+    document = parse_json_object(raw, "manifest", ManifestFormatError)
     header_type = (content_type or "").split(";")[0].strip()
     media_type = document.get("mediaType") or header_type
     if not isinstance(media_type, str) or media_type not in MANIFEST_MEDIA_TYPES:
