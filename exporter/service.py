@@ -175,6 +175,7 @@ class Service:
         self.writer: ReportWriter | None = None
         self.urls: dict[str, str] = {}
         self._resources = contextlib.AsyncExitStack()
+        self.crashed = asyncio.Event()
 
     def _spawn(self, name: str, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine, name=name)
@@ -182,11 +183,15 @@ class Service:
         self._tasks.append(task)
 
     def _report_crash(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "component stopped unexpectedly",
-                extra={"component": task.get_name(), "error": repr(task.exception())},
-            )
+        """A component that dies takes the process down (exit 1), so the kubelet restarts it, rather than
+        leaving a process that looks healthy with a part missing."""
+        if task.cancelled() or task.exception() is None:
+            return
+        log.error(
+            "component stopped unexpectedly; shutting down",
+            extra={"component": task.get_name(), "error": repr(task.exception())},
+        )
+        self.crashed.set()
 
     async def start(self) -> None:
         """Start every component; returns once all listeners are bound."""
@@ -337,9 +342,12 @@ async def run(config: ServeConfig) -> int:
             await service.start()
         except _STARTUP_ERRORS as exc:
             raise StartupError(str(exc)) from exc
-        await stopping.wait()
+        waiters = [asyncio.create_task(event.wait()) for event in (stopping, service.crashed)]
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in waiters:
+            waiter.cancel()
         log.info("stopping", extra={"grace_period_seconds": config.grace_period})
     finally:
         await service.stop()
     log.info("stopped")
-    return 0
+    return 1 if service.crashed.is_set() else 0

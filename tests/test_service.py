@@ -1,0 +1,40 @@
+"""The serve lifecycle in process: a component that dies takes the process down with exit code 1."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from exporter import service
+from exporter.config import ServeConfig
+from exporter.reports.sources.local import LocalReportSource
+
+
+class CrashingSource(LocalReportSource):
+    """A report source whose loop fails after its first scan, like a bug would make it."""
+
+    async def run(self) -> None:
+        self.scan_once()
+        self.ready.set()
+        await asyncio.sleep(0)
+        raise RuntimeError("simulated bug in the report source")
+
+
+async def test_a_crashed_component_stops_the_process_with_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(service, "LocalReportSource", CrashingSource)
+    config = ServeConfig(
+        metrics_address="127.0.0.1:0",
+        state_dir=tmp_path,
+        kubernetes="off",
+        webhook="off",
+        reports_dir=(tmp_path / "reports",),
+    )
+    (tmp_path / "reports").mkdir()
+    assert await asyncio.wait_for(service.run(config), 30) == 1
+    crash = next(r for r in caplog.records if r.getMessage().startswith("component stopped unexpectedly"))
+    assert crash.component == "local-report-source"
+    assert "simulated bug" in crash.error
