@@ -100,28 +100,25 @@ def _eligible(rule: Rule) -> bool:
     return not exclude_kinds or _names_pod(exclude_kinds)
 
 
-def _controller_rule(rule: Rule, controllers: frozenset[str]) -> Rule:
-    kinds = tuple(CONTROLLER_GVKS[kind] for kind in sorted(controllers - {CRONJOB}))
+def _autogen_rule(rule: Rule, prefix: str, kinds: tuple[str, ...], only_pod_filters: bool) -> Rule:
+    """``rule`` retargeted from Pods to ``kinds``, named ``<prefix>-<rule>``."""
     return replace(
         rule,
-        name=_autogen_name("autogen", rule.name),
-        match=_retarget(rule.match, kinds, only_pod_filters=True),
-        exclude=_retarget(rule.exclude, kinds, only_pod_filters=True) if rule.exclude else None,
+        name=_autogen_name(prefix, rule.name),
+        match=_retarget(rule.match, kinds, only_pod_filters=only_pod_filters),
+        exclude=_retarget(rule.exclude, kinds, only_pod_filters=only_pod_filters) if rule.exclude else None,
         is_autogen=True,
         autogen_of=rule.name,
     )
+
+
+def _controller_rule(rule: Rule, controllers: frozenset[str]) -> Rule:
+    kinds = tuple(CONTROLLER_GVKS[kind] for kind in sorted(controllers - {CRONJOB}))
+    return _autogen_rule(rule, "autogen", kinds, only_pod_filters=True)
 
 
 def _cronjob_rule(rule: Rule) -> Rule:
-    kinds = (CONTROLLER_GVKS[CRONJOB],)
-    return replace(
-        rule,
-        name=_autogen_name("autogen-cronjob", rule.name),
-        match=_retarget(rule.match, kinds, only_pod_filters=False),
-        exclude=_retarget(rule.exclude, kinds, only_pod_filters=False) if rule.exclude else None,
-        is_autogen=True,
-        autogen_of=rule.name,
-    )
+    return _autogen_rule(rule, "autogen-cronjob", (CONTROLLER_GVKS[CRONJOB],), only_pod_filters=False)
 
 
 def with_autogen_rules(rules: tuple[Rule, ...], controllers: frozenset[str]) -> tuple[Rule, ...]:
