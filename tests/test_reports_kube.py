@@ -182,7 +182,8 @@ async def test_missing_group_is_skipped_then_picked_up_and_dropped_when_it_vanis
                 )
             )
             await run.until(lambda: run.names(OPENREPORTS) == {"trivy"})
-            assert run.value("trustwatch_report_watch_up", api=OPENREPORTS) == 1
+            # The list lands in the store from the worker thread just before the loop marks the watch up.
+            await run.until(lambda: run.value("trustwatch_report_watch_up", api=OPENREPORTS) == 1)
 
             server.remove_group("openreports.io")
             await run.until(lambda: run.names(OPENREPORTS) == set())
