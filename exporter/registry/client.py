@@ -316,12 +316,20 @@ class RegistryClient:
         fetch = self._token_fetches.get(key)
         if fetch is None:
             requested = challenge.params.get("scope") or scope
-            fetch = asyncio.ensure_future(self._fetch_token(ref, url, challenge, requested))
+            fetch = asyncio.ensure_future(self._fetch_and_cache_token(ref, url, challenge, requested, scope))
             self._token_fetches[key] = fetch
             fetch.add_done_callback(lambda done: self._token_fetch_done(key, done))
-        token, lifetime = await asyncio.shield(fetch)
-        self._tokens.put(host, scope, token, lifetime)
+        token, _lifetime = await asyncio.shield(fetch)
         return f"Bearer {token}"
+
+    async def _fetch_and_cache_token(
+        self, ref: ImageReference, url: str, challenge: Challenge, requested: str, scope: str
+    ) -> tuple[str, float | None]:
+        """Fetch a token and cache it before the fetch counts as done, so a 401 handled between the end of
+        the fetch and its waiters resuming finds the token cached instead of starting a second fetch."""
+        token, lifetime = await self._fetch_token(ref, url, challenge, requested)
+        self._tokens.put(ref.api_host, scope, token, lifetime)
+        return token, lifetime
 
     def _token_fetch_done(
         self, key: tuple[str, str], fetch: asyncio.Future[tuple[str, float | None]]
