@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from exporter.policy.model import MatchBlock, ResourceFilter, Rule, frozen_mapping
@@ -72,10 +73,12 @@ def _string_map(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
+@lru_cache(maxsize=1024)
 def parse_kind_selector(selector: str) -> tuple[str, str, str, str]:
     """Split a ``kinds`` entry into (group, version, kind, subresource) patterns, as Kyverno does:
     ``Pod`` -> any group/version; ``v1/Pod`` -> version v1, any group; ``apps/v1/Deployment``;
-    ``Pod/exec`` or ``Pod.exec`` -> a subresource; ``*`` -> everything."""
+    ``Pod/exec`` or ``Pod.exec`` -> a subresource; ``*`` -> everything. Cached: every review of every
+    policy asks again for the same few selectors."""
     parts = selector.split("/")
     parts = parts[:-1] + parts[-1].split(".")
     if len(parts) == 1:
