@@ -114,6 +114,9 @@ def make_plan(config: ServeConfig, cluster: ClusterConnection | None) -> Plan:
     report_output = config.report_output
     if report_output == "auto":
         report_output = "kubernetes" if cluster is not None else "local"
+    elif report_output == "kubernetes" and cluster is None:
+        report_output = "local"
+        notes.append(f"--report-output kubernetes but no cluster: writing reports to {local_report_dir}")
     if cluster is None and not report_dirs:
         report_dirs = (embedded_defaults() / "reports",)
         notes.append(f"no cluster and no --reports-dir: watching the embedded examples in {report_dirs[0]}")
@@ -173,7 +176,6 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self.writer: ReportWriter | None = None
-        self.urls: dict[str, str] = {}
         self._resources = contextlib.AsyncExitStack()
         self.crashed = asyncio.Event()
 
@@ -208,7 +210,6 @@ class Service:
             config.grace_period,
         )
         self._runners.append(runner)
-        self.urls["metrics"] = url
         log.info("status server listening", extra={"url": url})
         self._start_report_sources(reports)
         if webhook_inputs is not None:
@@ -229,10 +230,10 @@ class Service:
             self.readiness.add("local-reports", lambda: _source_state(local.ready, local.problems))
 
     def _report_backend(self) -> ReportBackend | None:
+        """Where audit results go; the local directory exists already (it is also a report source)."""
         if self.plan.report_output == "kubernetes" and self.plan.cluster is not None:
             return KubernetesReportBackend(self.plan.cluster.api_client_factory())
-        if self.plan.report_output in ("local", "kubernetes"):
-            self.plan.local_report_dir.mkdir(parents=True, exist_ok=True)
+        if self.plan.report_output == "local":
             return LocalReportBackend(self.plan.local_report_dir)
         return None
 
@@ -295,7 +296,6 @@ class Service:
             certificate.context,
         )
         self._runners.insert(0, runner)  # stopped first on shutdown
-        self.urls["webhook"] = url
         log.info(
             "admission webhook listening", extra={"url": url, "policies": [str(p) for p in plan.policies]}
         )

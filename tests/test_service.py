@@ -38,3 +38,14 @@ async def test_a_crashed_component_stops_the_process_with_exit_1(
     crash = next(r for r in caplog.records if r.getMessage().startswith("component stopped unexpectedly"))
     assert crash.component == "local-report-source"
     assert "simulated bug" in crash.error
+
+
+def test_report_output_kubernetes_without_a_cluster_writes_locally_where_it_is_watched(
+    tmp_path: Path,
+) -> None:
+    plan = service.make_plan(
+        ServeConfig(state_dir=tmp_path, report_output="kubernetes", reports_dir=(tmp_path / "r",)), None
+    )
+    assert plan.report_output == "local"
+    assert plan.report_dirs == (tmp_path / "r", tmp_path / "reports")
+    assert any("--report-output kubernetes but no cluster" in note for note in plan.notes)
