@@ -25,8 +25,7 @@ END = "<!-- END metrics table -->"
 
 
 def _row(spec: MetricSpec) -> str:
-    # _created samples are bookkeeping of the client library; the table lists what users query.
-    names = [name for name in spec.series_names() if not name.endswith("_created")]
+    names = spec.series_names()
     series = "<br>".join(f"`{name}`" for name in names)
     labels = ", ".join(f"`{label}`" for label in spec.labels) or "none"
     return f"| {series} | {spec.type} | {labels} | {spec.documentation} |"

@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from exporter import __version__
 
@@ -14,14 +15,25 @@ from exporter import __version__
 COMMANDS = ("serve", "verify", "apply")
 
 
+class _ExactParser(argparse.ArgumentParser):
+    """A parser that takes flags only as spelt: prefix matching turned ``--policy`` into an ambiguity error
+    and let ``--policy-include`` be typed where ``--policies`` was meant."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser, with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    parser = _ExactParser(
         prog="trustwatch",
         description="Admit only trusted container images, and turn every PolicyReport into metrics.",
     )
     parser.add_argument("--version", action="version", version=f"trustwatch {__version__}")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    subparsers = parser.add_subparsers(
+        dest="command", metavar="COMMAND", required=True, parser_class=_ExactParser
+    )
     for name in COMMANDS:
         module = importlib.import_module(f"exporter.commands.{name}")
         module.register(subparsers)

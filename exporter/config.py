@@ -8,6 +8,7 @@ apart. Precedence: command-line flag, then environment variable, then config fil
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -30,6 +31,8 @@ class Option:
     default: Any = None
     kind: Literal["str", "float", "int", "path", "list", "paths", "bool"] = "str"
     choices: tuple[str, ...] = ()
+    # Other spellings of the flag, e.g. ``--policy`` for ``--policies`` (``trustwatch apply`` says --policy).
+    aliases: tuple[str, ...] = ()
 
     @property
     def flag(self) -> str:
@@ -66,6 +69,7 @@ OPTIONS: tuple[Option, ...] = (
         "Kyverno ClusterPolicy/Policy YAML files or directories (a mounted ConfigMap works); "
         "repeatable or comma-separated. Enables the webhook. Default with no cluster: the embedded example.",
         kind="paths",
+        aliases=("--policy",),
     ),
     Option(
         "webhook",
@@ -219,7 +223,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["action"] = "append"
         if option.choices:
             kwargs["choices"] = option.choices
-        parser.add_argument(option.flag, **kwargs)
+        parser.add_argument(option.flag, *option.aliases, **kwargs)
 
 
 def _convert(option: Option, raw: Any, origin: str) -> Any:
@@ -295,6 +299,7 @@ def resolve(
 ) -> ServeConfig:
     """Merge flags, environment and config file into a :class:`ServeConfig` (flags win)."""
     env = os.environ if environ is None else environ
+    _reject_unknown_environment(env)
     values: dict[str, Any] = {}
     config_path = getattr(args, "config", None) or env.get(OPTIONS_BY_NAME["config"].env)
     file_values = read_file(Path(config_path)) if config_path else {}
@@ -310,10 +315,31 @@ def resolve(
     return ServeConfig(**{key: value for key, value in values.items() if key in known})
 
 
+ENV_PREFIX = "TRUSTWATCH_"
+
+
+def _reject_unknown_environment(env: Mapping[str, str]) -> None:
+    """A misspelt ``TRUSTWATCH_*`` variable is an error, like an unknown config-file key: silently ignoring
+    it would run with a setting the user believes is applied."""
+    known = {option.env for option in OPTIONS}
+    unknown = sorted(name for name in env if name.startswith(ENV_PREFIX) and name not in known)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, sorted(known), n=1)
+        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    raise ConfigError(
+        f"unknown environment variable(s) {', '.join(hints)}; "
+        "see `trustwatch serve --help` for the TRUSTWATCH_* variables"
+    )
+
+
 def describe_options(options: Sequence[Option] = OPTIONS) -> str:
     """A Markdown table of every option, for the README (a test keeps the README current)."""
     lines = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for option in options:
         default = "" if option.default is None else f"`{option.default}`"
-        lines.append(f"| `{option.flag}` | `{option.env}` | {default} | {option.help} |")
+        flags = ", ".join(f"`{flag}`" for flag in (option.flag, *option.aliases))
+        lines.append(f"| {flags} | `{option.env}` | {default} | {option.help} |")
     return "\n".join(lines)

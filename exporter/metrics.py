@@ -14,9 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, disable_created_metrics
 
 PREFIX = "trustwatch"
+
+# ``_created`` series double the series count of every counter and histogram and nothing queries them.
+disable_created_metrics()  # type: ignore[no-untyped-call]
 
 MetricType = Literal["counter", "gauge", "histogram", "info"]
 
@@ -36,9 +39,9 @@ class MetricSpec:
     def series_names(self) -> tuple[str, ...]:
         """The sample names this family produces in the exposition format."""
         if self.type == "counter":
-            return (f"{self.name}_total", f"{self.name}_created")
+            return (f"{self.name}_total",)
         if self.type == "histogram":
-            return tuple(f"{self.name}_{suffix}" for suffix in ("bucket", "sum", "count", "created"))
+            return tuple(f"{self.name}_{suffix}" for suffix in ("bucket", "sum", "count"))
         if self.type == "info":
             return (f"{self.name}_info",)
         return (self.name,)

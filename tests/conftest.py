@@ -1,1 +1,32 @@
-"""Suite-wide pytest configuration."""
+"""Suite-wide pytest configuration.
+
+The cosign interop vectors live beside the repository (``../shared/interop/cosign-vectors``), not in it.
+Outside CI their tests skip and the run's header names the missing folder once; under ``.ci/run``
+(``REQUIRE_INTEROP_VECTORS=1``) a missing folder stops the run instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+INTEROP_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "interop" / "cosign-vectors"
+
+
+def _vectors_present() -> bool:
+    return (INTEROP_VECTORS / "vectors.json").is_file()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if os.environ.get("REQUIRE_INTEROP_VECTORS") == "1" and not _vectors_present():
+        raise pytest.UsageError(
+            f"the cosign interop vectors are required but missing: expected {INTEROP_VECTORS}/vectors.json"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    if _vectors_present():
+        return None
+    return f"cosign interop vectors not found at {INTEROP_VECTORS}: the tests that read them are skipped"

@@ -36,6 +36,9 @@ def test_default_serve_shows_the_embedded_examples(tmp_path: Path) -> None:
         assert serve.webhook_url.startswith("https://127.0.0.1:")
         assert serve.ca_file.read_text().startswith("-----BEGIN CERTIFICATE-----")
         assert serve.get("/healthz") == (200, "ok\n")
+        status, exposition = serve.get("/metrics")
+        assert status == 200 and "trustwatch_admission_requests" in exposition
+        assert "_created" not in exposition  # they doubled the series count for no use
     assert serve.returncode == 0
     assert any(entry.get("message") == "stopped" for entry in serve.logs)
 

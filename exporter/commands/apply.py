@@ -42,7 +42,13 @@ def register(subparsers: Any) -> None:
         "registries. Exit 0 when nothing is denied, 1 when an Enforce rule denies a resource, 2 on error.",
     )
     parser.add_argument(
-        "--policy", metavar="FILE", action="append", required=True, help="policy YAML file or directory"
+        "--policy",
+        "--policies",
+        dest="policy",
+        metavar="FILE",
+        action="append",
+        required=True,
+        help="policy YAML file or directory; repeatable",
     )
     parser.add_argument(
         "--resource",

@@ -46,7 +46,7 @@ class ReportCollector(Collector):
                     for status, count in zip(STATUSES, counts[1:], strict=True):
                         families.cluster_summary.add_metric((report, status), count)
             for labels, count in aggregate.transitions.items():
-                families.transitions.add_metric(labels, count, created=self._store.created)
+                families.transitions.add_metric(labels, count)
             _fill(families.oldest_failure, aggregate.oldest_failures())
             for api, count in sorted(self._store.held_per_api().items()):
                 families.reports_held.add_metric((api,), count)

@@ -114,7 +114,6 @@ class ReportExposition:
         self._summary = _Prefixes(metrics.POLICY_REPORT_SUMMARY.name, ("namespace", "report"), "status")
         self._cluster_summary = _Prefixes(metrics.CLUSTER_POLICY_REPORT_SUMMARY.name, ("report",), "status")
         self._transitions = _Prefixes(f"{transitions.name}_total", transitions.labels)
-        self._transitions_created = _Prefixes(f"{transitions.name}_created", transitions.labels)
         self._oldest = _Prefixes(metrics.POLICY_REPORT_OLDEST_FAILURE.name, ("namespace", "policy"))
         self._held = _Prefixes(metrics.REPORTS_HELD.name, metrics.REPORTS_HELD.labels)
         self._results_held = _Prefixes(metrics.REPORT_RESULTS_HELD.name, ())
@@ -124,7 +123,6 @@ class ReportExposition:
             self._summary,
             self._cluster_summary,
             self._transitions,
-            self._transitions_created,
             self._oldest,
             self._held,
             self._results_held,
@@ -152,9 +150,6 @@ class ReportExposition:
             spec.name: _help_and_type(spec.name, escape_label_value(spec.documentation), spec.type)
             for spec in specs
         }
-        self._text_created_header = _help_and_type(
-            f"{transitions.name}_created", _text_help(transitions), "gauge"
-        )
 
     @property
     def cached_prefixes(self) -> int:
@@ -172,7 +167,9 @@ class ReportExposition:
             out.append(headers[metrics.CLUSTER_POLICY_REPORT_RESULTS.name])
             _series(out, self._cluster_results, aggregate.cluster_results.items())
             self._render_summaries(out, headers)
-            self._render_transitions(out, headers, openmetrics)
+            out.append(headers[metrics.POLICY_REPORT_TRANSITIONS.name])
+            # Transitions only ever grow (a counter's series never vanishes): their prefixes need no pruning.
+            _series(out, self._transitions, self._aggregate.transitions.items())
             oldest = dict(aggregate.oldest_failures())
             out.append(headers[metrics.POLICY_REPORT_OLDEST_FAILURE.name])
             _series(out, self._oldest, oldest.items())
@@ -203,24 +200,6 @@ class ReportExposition:
                 for tail, count in zip(tails, counts[1:], strict=True):
                     append(f"{prefix}{tail}{format_value(count)}\n")
             prefixes.prune([key for key, _ in reports])
-
-    def _render_transitions(self, out: list[str], headers: dict[str, str], openmetrics: bool) -> None:
-        """OpenMetrics keeps ``_created`` beside each ``_total``; 0.0.4 lists them as a gauge family after.
-
-        Transitions only ever grow (a counter's series never vanishes), so their prefixes need no pruning.
-        """
-        transitions = self._aggregate.transitions
-        created = format_value(self._store.created)
-        out.append(headers[metrics.POLICY_REPORT_TRANSITIONS.name])
-        total_of, created_of = self._transitions.of, self._transitions_created.of
-        if openmetrics:
-            for labels, count in transitions.items():
-                out.append(f"{total_of(labels)} {format_value(count)}\n{created_of(labels)} {created}\n")
-        else:
-            _series(out, self._transitions, transitions.items())
-            if transitions:
-                out.append(self._text_created_header)
-                out.extend(f"{created_of(labels)} {created}\n" for labels in transitions)
 
 
 def _text_help(spec: MetricSpec) -> str:

@@ -27,7 +27,6 @@ class ReportStore:
         self._held_per_api: dict[str, int] = {}
         self._results_held = 0
         self._lock = threading.RLock()
-        self.created = clock()
 
     def aggregate_for(self, config: ReportsConfig) -> ReportAggregate:
         """The aggregate for ``config``, created (and filled from the reports held) on first use."""
