@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.registry import ImageReference, InvalidReferenceError, parse_reference
+from exporter.registry import ImageReference, InvalidReferenceError, RegistryOptions, parse_reference
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -23,9 +23,9 @@ DIGEST = "sha256:" + "ab" * 32
         ("127.0.0.1:5000/team/app:v1", "127.0.0.1:5000", "team/app", "v1", None),
         ("[::1]:5000/app:v1", "[::1]:5000", "app", "v1", None),
         ("registry.example.com/a/b/c/d:x_Y-1.0", "registry.example.com", "a/b/c/d", "x_Y-1.0", None),
-        ("Registry.Example.com/app", "Registry.Example.com", "app", "latest", None),
+        ("Registry.Example.com/app", "registry.example.com", "app", "latest", None),
         ("my-org/my__app.x", "docker.io", "my-org/my__app.x", "latest", None),
-        ("Registry/app", "Registry", "app", "latest", None),
+        ("Registry/app", "registry", "app", "latest", None),
     ],
 )
 def test_parses_references_people_write(
@@ -75,3 +75,124 @@ def test_bad_references_name_the_reference_and_the_problem(text: str, problem: s
 def test_with_digest_rejects_a_non_digest() -> None:
     with pytest.raises(InvalidReferenceError, match="sha256"):
         parse_reference("nginx").with_digest("latest")
+
+
+# --- distribution's reference grammar (github.com/distribution/reference, ParseNormalizedNamed) -----------
+# Names distribution accepts; trustwatch must parse every one (a name it refused would make a rule `error`).
+DISTRIBUTION_VALID = [
+    "docker/docker",
+    "library/debian",
+    "debian",
+    "docker.io/docker/docker",
+    "docker.io/library/debian",
+    "docker.io/debian",
+    "index.docker.io/docker/docker",
+    "index.docker.io/library/debian",
+    "index.docker.io/debian",
+    "127.0.0.1:5000/docker/docker",
+    "127.0.0.1:5000/debian",
+    "192.168.0.1:8/debian",
+    "[fc00::1]:5000/docker",
+    "[fc00::1]:5000/docker/docker",
+    "[fc00:1:2:3:4:5:6:7]:5000/library/debian",
+    "docker.io/1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a",
+    "Docker/docker",
+    "DOCKER/docker",
+    "docker-rules/docker",
+    "docker---rules/docker",
+    "d/docker",
+    "dock__er/docker",
+    "xn--n3h.com:18080/foo",
+    "test_com/foo",
+    f"busybox:latest@{DIGEST}",
+]
+# Names distribution refuses; so must trustwatch (the runtime could not pull them either).
+DISTRIBUTION_INVALID = [
+    "https://github.com/docker/docker",
+    "docker/Docker",
+    "-docker",
+    "-docker/docker",
+    "-docker.io/docker/docker",
+    "docker///docker",
+    "docker.io/docker/Docker",
+    "[fc00::1]",
+    "[fc00::1]:5000",
+    "fc00::1:5000/debian",
+    "[fe80::1%eth0]:5000/debian",
+    "[2001:db8:3:4::192.0.2.33]:5000/debian",
+    "1a3f5e7d9c1b3a5f7e9d1c3b5a7f9e1d3c5b7a9f1e3d5d7c9b1a3f5e7d9c1b3a",
+    "docker-/docker",
+    "____/____",
+    "_docker/_docker",
+    "dock..er/docker",
+    "dock_.er/docker",
+    "docker/",
+    "docker.io/library/nginx@sha256:" + "AB" * 32,  # digests are lowercase hex
+]
+
+
+@pytest.mark.parametrize("text", DISTRIBUTION_VALID)
+def test_every_name_distribution_accepts_parses(text: str) -> None:
+    assert parse_reference(text).repository
+
+
+@pytest.mark.parametrize("text", DISTRIBUTION_INVALID)
+def test_every_name_distribution_refuses_is_refused(text: str) -> None:
+    with pytest.raises(InvalidReferenceError):
+        parse_reference(text)
+
+
+@pytest.mark.parametrize(
+    ("spellings", "canonical"),
+    [
+        (
+            [
+                "myorg/app:1",
+                "docker.io/myorg/app:1",
+                "index.docker.io/myorg/app:1",
+                "registry-1.docker.io/myorg/app:1",
+                "Docker.IO/myorg/app:1",
+                "INDEX.DOCKER.IO/myorg/app:1",
+                "docker.io:443/myorg/app:1",
+                "registry-1.docker.io:0443/myorg/app:1",
+            ],
+            "docker.io/myorg/app:1",
+        ),
+        (
+            [
+                "ubuntu",
+                "ubuntu:latest",
+                "library/ubuntu",
+                "docker.io/ubuntu",
+                "index.docker.io/library/ubuntu",
+            ],
+            "docker.io/library/ubuntu:latest",
+        ),
+        (["ghcr.io/org/app:v1", "GHCR.io/org/app:v1", "ghcr.io:443/org/app:v1"], "ghcr.io/org/app:v1"),
+        (
+            ["[fc00::1]:5000/app:v", "[FC00::1]:5000/app:v", "[fc00:0:0::1]:05000/app:v"],
+            "[fc00::1]:5000/app:v",
+        ),
+        ([f"nginx:1@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"], f"docker.io/library/nginx@{DIGEST}"),
+    ],
+)
+def test_every_spelling_of_one_image_has_one_canonical_form(spellings: list[str], canonical: str) -> None:
+    assert {parse_reference(text).canonical for text in spellings} == {canonical}
+
+
+@pytest.mark.parametrize(
+    ("text", "canonical"),
+    [
+        ("docker.io:5000/myorg/app", "docker.io:5000/myorg/app:latest"),  # another port, another registry
+        ("localhost:5000/app", "localhost:5000/app:latest"),
+        ("localhost/app", "localhost/app:latest"),
+        ("ghcr.io/org/app:V1", "ghcr.io/org/app:V1"),  # tags are case-sensitive
+    ],
+)
+def test_different_registries_and_tags_stay_different(text: str, canonical: str) -> None:
+    assert parse_reference(text).canonical == canonical
+
+
+def test_insecure_registry_option_is_read_canonically() -> None:
+    options = RegistryOptions(insecure_registries=frozenset({"Registry.Local:5000", "[FC00::1]:5000"}))
+    assert options.insecure_registries == {"registry.local:5000", "[fc00::1]:5000"}

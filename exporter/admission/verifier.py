@@ -183,7 +183,7 @@ class ImageVerifier:
         The webhook's hot path: a warm request is answered without scheduling any task.
         """
         try:
-            reference = _parse(image)
+            reference = parse_reference(image)
         except InvalidReferenceError:
             return None
         digest = reference.digest or self._digests.peek(_tag_key(reference))
@@ -203,10 +203,10 @@ class ImageVerifier:
         Digest resolution happens here (it is part of the key); its failures become outcomes, not errors.
         """
         try:
-            reference = _parse(image)
+            reference = parse_reference(image)
         except InvalidReferenceError as exc:
             return ImageOutcome("fail", verification_failed(image, str(exc))), "miss"
-        display = _display(reference)
+        display = reference.canonical
         try:
             digest = reference.digest or await self._resolve(reference)
         except RegistryError as exc:
@@ -278,19 +278,8 @@ class ImageVerifier:
         await self._digests.close()
 
 
-# Pod specs repeat the same few image strings; parsing one costs ~10 µs, a hot-path cost worth caching.
-_parse = lru_cache(maxsize=4096)(parse_reference)
-
-
 def _tag_key(reference: ImageReference) -> tuple[str, str | None]:
     return (reference.repository_path, reference.tag)
-
-
-def _display(reference: ImageReference) -> str:
-    """Kyverno's form of an image in messages: ``registry/path:tag``, or ``registry/path@digest``."""
-    if reference.digest is not None:
-        return f"{reference.repository_path}@{reference.digest}"
-    return f"{reference.repository_path}:{reference.tag or 'latest'}"
 
 
 def registry_metrics_hook(metrics: ServiceMetrics) -> Callable[[str, str], None]:

@@ -7,14 +7,13 @@ Kyverno matches ``imageReferences`` against the *normalised* image (default regi
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-ContainerField = Literal["containers", "initContainers", "ephemeralContainers"]
+from exporter.registry.reference import parse_reference
 
-DEFAULT_REGISTRY = "docker.io"
+ContainerField = Literal["containers", "initContainers", "ephemeralContainers"]
 
 # Kyverno's extractor order: init containers first, then containers, then ephemeral containers.
 CONTAINER_FIELDS: tuple[ContainerField, ...] = ("initContainers", "containers", "ephemeralContainers")
@@ -28,42 +27,18 @@ _POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     **{kind: ("spec", "template", "spec") for kind in POD_CONTROLLER_KINDS},
 }
 
-# The reference grammar of github.com/distribution/reference (what Kyverno parses images with).
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_DOMAIN_LABEL = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = rf"(?:{_DOMAIN_LABEL}(?:\.{_DOMAIN_LABEL})*|\[[a-fA-F0-9:]+\])(?::[0-9]+)?"
-_REFERENCE = re.compile(
-    rf"(?P<domain>{_DOMAIN})/(?P<path>{_COMPONENT}(?:/{_COMPONENT})*)"
-    r"(?::(?P<tag>[\w][\w.-]{0,127}))?"
-    r"(?:@(?P<digest>[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}))?"
-)
-_MAX_NAME_LENGTH = 255
-
-
-def _with_default_registry(image: str) -> str:
-    first, slash, _ = image.partition("/")
-    has_domain = slash and (any(c in first for c in ".:") or first == "localhost" or first != first.lower())
-    return image if has_domain else f"{DEFAULT_REGISTRY}/{image}"
-
 
 def normalize_image(image: str) -> str:
     """Kyverno's string form of ``image``: ``registry/path:tag``, or ``registry/path@digest`` when a digest
     is present (the tag is then dropped). Raises ValueError for an invalid reference.
 
     ``nginx`` -> ``docker.io/library/nginx:latest``;
-    ``user/test:unsigned`` -> ``docker.io/user/test:unsigned``;
-    ``ghcr.io/org/app@sha256:...`` unchanged. Only Docker Hub gets the ``library/`` prefix.
+    ``user/test:unsigned`` and ``index.docker.io/user/test:unsigned`` -> ``docker.io/user/test:unsigned``;
+    ``ghcr.io/org/app@sha256:...`` unchanged. Only Docker Hub gets the ``library/`` prefix. The parsing is
+    the registry client's (:func:`exporter.registry.reference.parse_reference`), so the image a policy
+    matches is exactly the image that is verified and pinned.
     """
-    full = _with_default_registry(image)
-    match = _REFERENCE.fullmatch(full)
-    if match is None or len(match["domain"]) + 1 + len(match["path"]) > _MAX_NAME_LENGTH:
-        raise ValueError(f"invalid image reference {image!r}")
-    domain, path = match["domain"], match["path"]
-    if domain == DEFAULT_REGISTRY and "/" not in path:
-        path = f"library/{path}"
-    if match["digest"]:
-        return f"{domain}/{path}@{match['digest']}"
-    return f"{domain}/{path}:{match['tag'] or 'latest'}"
+    return parse_reference(image).canonical
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from exporter.policy.model import (
     SelectorRequirement,
     frozen_mapping,
 )
+from exporter.registry.reference import normalize_registry
 
 API_VERSIONS = frozenset({"kyverno.io/v1", "kyverno.io/v2beta1"})
 POLICY_KINDS: dict[str, PolicyKind] = {"ClusterPolicy": "ClusterPolicy", "Policy": "Policy"}
@@ -265,6 +266,28 @@ def _attestor(fields: Fields) -> Attestor:
     return Attestor(count=count, entries=tuple(entries))
 
 
+def _indexed(fields: Fields, key: str, items: tuple[str, ...]) -> list[str]:
+    return [f"{fields.at(key)}[{index}]" for index in range(len(items))]
+
+
+def _check_patterns(paths: list[str], patterns: tuple[str, ...]) -> None:
+    """Refuse a pattern whose registry is not written canonically: images are matched in canonical form
+    (``index.docker.io`` is ``docker.io``, hosts are lowercase, ``:443`` is dropped), so it could never
+    match and the entry would silently verify nothing."""
+    for path, pattern in zip(paths, patterns, strict=True):
+        first, slash, rest = pattern.partition("/")
+        if not slash or any(ch in first for ch in "*?"):
+            continue
+        names_registry = "." in first or ":" in first or first == "localhost" or first != first.lower()
+        canonical = normalize_registry(first)
+        if names_registry and canonical != first:
+            raise FieldError(
+                path,
+                f"{pattern!r} never matches: images are matched in their canonical form, where this "
+                f"registry is {canonical!r}; write {canonical + '/' + rest!r}",
+            )
+
+
 def _verification(fields: Fields) -> ImageVerification:
     verification_type = fields.string("type", default="Cosign")
     if verification_type != "Cosign":
@@ -295,6 +318,10 @@ def _verification(fields: Fields) -> ImageVerification:
         use_cache=fields.boolean("useCache", True),
     )
     fields.finish(VERIFY_UNSUPPORTED)
+    references_at = [fields.at("image")] if image else _indexed(fields, "imageReferences", references)
+    _check_patterns(references_at, result.image_references)
+    skips = result.skip_image_references
+    _check_patterns(_indexed(fields, "skipImageReferences", skips), skips)
     if not result.image_references:
         raise FieldError(fields.at("imageReferences"), "is required: list the images to verify ('*' for all)")
     if not result.attestors:

@@ -35,7 +35,7 @@ from exporter.registry.manifest import (
     ManifestFormatError,
     parse_manifest,
 )
-from exporter.registry.reference import ImageReference, is_sha256_digest
+from exporter.registry.reference import ImageReference, is_sha256_digest, normalize_registry
 
 __all__ = [
     "NotFoundError",
@@ -71,6 +71,9 @@ class RegistryOptions:
     max_connections: int = 100
 
     def __post_init__(self) -> None:
+        # References name registries canonically (exporter.registry.reference.normalize_registry).
+        canonical = frozenset(normalize_registry(host) for host in self.insecure_registries)
+        object.__setattr__(self, "insecure_registries", canonical)
         if self.request_timeout <= 0 or self.deadline <= 0:
             raise ValueError(
                 f"registry timeouts must be positive (request_timeout={self.request_timeout:g}, "

@@ -3,12 +3,20 @@
 The grammar follows the distribution project's reference rules (the ones `docker pull` and the kubelet use),
 including Docker Hub's defaults: no registry means ``docker.io`` and a single-component name lives under
 ``library/``.
+
+This is the ONE normaliser of trustwatch: policy matching (:attr:`ImageReference.canonical`), verification
+and digest pinning all read references through :func:`parse_reference`, so two spellings of one image can
+never be treated differently. Beyond distribution's rules, every spelling of one registry is folded into one
+name (see :func:`normalize_registry`): a policy on ``docker.io/org/*`` also covers ``index.docker.io/org/app``
+and ``registry-1.docker.io/org/app``, which the container runtime pulls from the same place.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API_HOST = "registry-1.docker.io"
@@ -18,9 +26,12 @@ _DOCKER_HUB_ALIASES = frozenset({"docker.io", "index.docker.io", "registry-1.doc
 MAX_NAME_LENGTH = 255
 _COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _DOMAIN = re.compile(
-    r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
-    r"|\[[0-9a-fA-F:]+\])(?::[0-9]+)?"
+    r"(?P<host>[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*"
+    r"|\[[0-9a-fA-F:]+\])(?::(?P<port>[0-9]+))?"
 )
+# A bare 64-hex name is refused, as distribution does: it reads as an image ID.
+_IDENTIFIER = re.compile(r"[a-f0-9]{64}")
+HTTPS_PORT = "443"
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
 _SHA256_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 
@@ -40,9 +51,30 @@ def is_sha256_digest(text: str) -> bool:
 
 
 def normalize_registry(host: str) -> str:
-    """The canonical name of a registry host: every Docker Hub alias becomes ``docker.io``."""
+    """The canonical name of a registry ``host[:port]``, so every spelling of one registry compares equal.
+
+    Host names are case-insensitive (lowercased), IPv6 literals are written compressed (``[fc00:0::1]`` ->
+    ``[fc00::1]``), a port loses leading zeros and HTTPS's default ``:443`` is dropped, and every Docker Hub
+    alias (``index.docker.io``, ``registry-1.docker.io``) becomes ``docker.io``. Text that is not a valid
+    ``host[:port]`` is returned lowercased; :func:`parse_reference` rejects it before it gets here.
+    """
     lowered = host.lower()
-    return DOCKER_HUB if lowered in _DOCKER_HUB_ALIASES else host
+    match = _DOMAIN.fullmatch(lowered)
+    if match is None:
+        return lowered
+    name, port = match["host"], match["port"]
+    if name.startswith("["):
+        try:
+            name = f"[{ipaddress.IPv6Address(name[1:-1]).compressed}]"
+        except ValueError:
+            return lowered
+    if port is not None:
+        port = str(int(port))
+    if port == HTTPS_PORT:
+        port = None
+    if name in _DOCKER_HUB_ALIASES and port is None:
+        return DOCKER_HUB
+    return name if port is None else f"{name}:{port}"
 
 
 @dataclass(frozen=True)
@@ -66,6 +98,14 @@ class ImageReference:
     def api_host(self) -> str:
         """The host (and port) that serves the registry API; Docker Hub's differs from its name."""
         return DOCKER_HUB_API_HOST if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def canonical(self) -> str:
+        """The form policies match against and messages print (Kyverno's): ``registry/path:tag``, or
+        ``registry/path@digest`` when a digest is present (the tag, which the runtime ignores, dropped)."""
+        if self.digest is not None:
+            return f"{self.registry}/{self.repository}@{self.digest}"
+        return f"{self.registry}/{self.repository}:{self.tag or 'latest'}"
 
     @property
     def repository_path(self) -> str:
@@ -94,6 +134,8 @@ def _split_registry(reference: str, name: str) -> tuple[str, str]:
     if sep and ("." in first or ":" in first or first == "localhost" or first != first.lower()):
         if _DOMAIN.fullmatch(first) is None:
             raise InvalidReferenceError(reference, f"registry host {first!r} is not a valid host[:port]")
+        if first.startswith("["):
+            _check_ipv6(reference, first)
         registry = normalize_registry(first)
         repository = rest
     else:
@@ -103,9 +145,20 @@ def _split_registry(reference: str, name: str) -> tuple[str, str]:
     return registry, repository
 
 
+def _check_ipv6(reference: str, host: str) -> None:
+    literal = host[1 : host.index("]")]
+    try:
+        ipaddress.IPv6Address(literal)
+    except ValueError:
+        raise InvalidReferenceError(
+            reference, f"registry host {host!r} is not a valid IPv6 address"
+        ) from None
+
+
 def _check_repository(reference: str, repository: str) -> None:
     if not repository:
         raise InvalidReferenceError(reference, "repository name is empty")
+
     for component in repository.split("/"):
         if _COMPONENT.fullmatch(component) is None:
             hint = " (repository names must be lowercase)" if component.lower() != component else ""
@@ -116,6 +169,8 @@ def _check_repository(reference: str, repository: str) -> None:
             )
 
 
+# Pod specs repeat the same few image strings and parsing one costs ~10 µs on the admission hot path.
+@lru_cache(maxsize=4096)
 def parse_reference(text: str) -> ImageReference:
     """Parse ``nginx``, ``nginx:1.27``, ``ghcr.io/org/app@sha256:…`` or ``host:5000/a/b:tag@sha256:…``.
 
@@ -126,6 +181,8 @@ def parse_reference(text: str) -> ImageReference:
         raise InvalidReferenceError(text, "it is empty")
     if any(ch.isspace() for ch in reference):
         raise InvalidReferenceError(text, "it contains whitespace")
+    if _IDENTIFIER.fullmatch(reference):
+        raise InvalidReferenceError(text, "a bare 64-character hexadecimal name reads as an image ID")
     remainder, at, digest_text = reference.partition("@")
     digest: str | None = None
     if at:

@@ -1,0 +1,192 @@
+"""Attacks on the promise that no policy is weaker than its author believes, each shown refused.
+
+Every test states one way a user could try to run an image a policy forbids, or to make trustwatch admit
+everything without an alert, and shows that it does not work: through the engine, through
+``trustwatch apply`` and through a real ``trustwatch serve`` (with policy reloads).
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exporter.cli import main
+from exporter.policy import PolicyLoadError, normalize_image
+from exporter.policy.model import ImageVerification
+from tests.support.admission import walkthrough_policy_text, workload
+from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
+from tests.test_policy_builders import load, policy, rule, verification
+
+needs_registry = pytest.mark.skipif(not registry_available(), reason="needs /usr/bin/docker-registry")
+
+
+@pytest.fixture(scope="module")
+def registry_setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RegistryServer, str]]:
+    """A real registry with ``user/test:signed`` (signed) and ``user/test:unsigned``; the signer's PEM."""
+    if not registry_available():
+        pytest.skip("needs /usr/bin/docker-registry")
+    key = generate_signing_key()
+    registry = RegistryServer(tmp_path_factory.mktemp("security") / "registry").start()
+    signed = registry.push_image("user/test", "signed", b"signed")
+    registry.sign("user/test", signed, key)
+    registry.push_image("user/test", "unsigned", b"unsigned")
+    try:
+        yield registry, public_pem(key)
+    finally:
+        registry.stop()
+
+
+def enforce_policy_text(pem: str, reference: str) -> str:
+    """The walkthrough policy, Enforce everywhere, verifying only images matching ``reference``."""
+    return walkthrough_policy_text(
+        pem,
+        **{
+            "validationFailureAction: Audit": "validationFailureAction: Enforce",
+            "image: '*'": f"image: '{reference}'",
+        },
+    )
+
+
+def apply(tmp_path: Path, policy_text: str, *images: str, extra: tuple[str, ...] = ()) -> int:
+    """``trustwatch apply`` of one Pod per image in namespace ``dev``; the exit code."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(policy_text)
+    resources = tmp_path / "resources.yaml"
+    pods = [workload("Pod", f"pod-{index}", "dev", image) for index, image in enumerate(images)]
+    resources.write_text(yaml.safe_dump_all(pods))
+    return main(["apply", "--policy", str(policy), "--resource", str(resources), *extra])
+
+
+# --- 1. another spelling of the same image ----------------------------------------------------------------
+
+
+@pytest.mark.registry
+@needs_registry
+@pytest.mark.parametrize("spelling", ["{host}:{port}", "{host}:0{port}", "LOCALHOST:{port}"])
+def test_a_second_spelling_of_the_registry_does_not_escape_the_policy(
+    registry_setup: tuple[RegistryServer, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    spelling: str,
+) -> None:
+    """Attack: the policy covers ``localhost:PORT/user/*``; the Pod names the same registry another way
+    (a zero-padded port, an uppercase host) hoping the rule does not match. Refused: the image is matched in
+    canonical form, verified (it is unsigned) and the Pod denied."""
+    registry, pem = registry_setup
+    host, port = registry.host.rsplit(":", 1)
+    assert host == "127.0.0.1"
+    policy = enforce_policy_text(pem, f"localhost:{port}/user/*")
+    registry_host = spelling.format(host="localhost", port=port)
+    capsys.readouterr()
+    code = apply(
+        tmp_path,
+        policy,
+        f"{registry_host}/user/test:unsigned",
+        extra=("--insecure-registry", f"localhost:{port}"),
+    )
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert f"failed to verify image localhost:{port}/user/test:unsigned" in out
+    assert "no matching signatures" in out
+
+
+# Spellings of one Docker Hub reference that container runtimes pull from the same repository.
+DOCKER_HUB_HOSTS = [
+    "",
+    "docker.io/",
+    "index.docker.io/",
+    "registry-1.docker.io/",
+    "Docker.IO/",
+    "INDEX.docker.io/",
+    "docker.io:443/",
+    "registry-1.docker.io:0443/",
+]
+PATTERNS = (
+    "*",
+    "docker.io/*",
+    "docker.io/myorg/*",
+    "docker.io/library/*",
+    "docker.io/*/app:*",
+    "docker.io/myorg/app:1",
+    "ghcr.io/*",
+    "ghcr.io/org/*",
+    "[fc00::1]:5000/*",
+    "*@sha256:*",
+    "*:latest",
+)
+_COMPONENT = st.text(string.ascii_lowercase + string.digits, min_size=1, max_size=6)
+_DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+@st.composite
+def spellings(draw: st.DrawFn) -> tuple[str, str]:
+    """Two spellings of one image reference: registry aliases, host case, ports, ``library/``, IPv6
+    forms, default tag, tag next to a digest."""
+    registry = draw(st.sampled_from(["docker", "ghcr", "ipv6"]))
+    path = "/".join(draw(st.lists(_COMPONENT, min_size=1, max_size=3)))
+    tag = draw(st.sampled_from(["", ":latest", ":1", ":V2"]))
+    digest = draw(st.sampled_from(["", f"@{_DIGEST}"]))
+
+    def spell() -> str:
+        if registry == "docker":
+            host = draw(st.sampled_from(DOCKER_HUB_HOSTS))
+            name = path
+            if "/" not in path and draw(st.booleans()):
+                name = f"library/{path}"
+        elif registry == "ghcr":
+            host = draw(st.sampled_from(["ghcr.io/", "GHCR.IO/", "ghcr.io:443/", "Ghcr.Io:00443/"]))
+            name = path
+        else:
+            host = draw(st.sampled_from(["[fc00::1]:5000/", "[FC00::1]:5000/", "[fc00:0:0::1]:5000/"]))
+            name = path
+        written_tag = tag
+        if tag == ":latest" and not digest and draw(st.booleans()):
+            written_tag = ""
+        if digest and not tag and draw(st.booleans()):
+            written_tag = ":ignored"
+        return f"{host}{name}{written_tag}{digest}"
+
+    return spell(), spell()
+
+
+@settings(max_examples=300, deadline=None)
+@given(spellings(), st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3), st.sampled_from(PATTERNS))
+def test_two_spellings_of_one_reference_match_the_same_rules(
+    pair: tuple[str, str], references: list[str], skip: str
+) -> None:
+    """Property: whatever the spelling, an image is covered by exactly the same verifyImages entries (and
+    skipped by the same skipImageReferences), and has one canonical form, the one verified and pinned."""
+    first, second = pair
+    assert normalize_image(first) == normalize_image(second)
+    for skips in ((), (skip,)):
+        entry = ImageVerification(tuple(references), skips, (), True, True, True, None)
+        assert entry.applies_to(first) == entry.applies_to(second), (first, second, references, skips)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "canonical"),
+    [
+        ("index.docker.io/myorg/*", "docker.io/myorg/*"),
+        ("registry-1.docker.io/myorg/app:*", "docker.io/myorg/app:*"),
+        ("GHCR.io/org/*", "ghcr.io/org/*"),
+        ("ghcr.io:443/org/*", "ghcr.io/org/*"),
+    ],
+)
+def test_a_pattern_that_could_never_match_is_refused_at_load(pattern: str, canonical: str) -> None:
+    """Mistake turned bypass: a policy written for ``index.docker.io/myorg/*`` would match no image (images
+    are matched in canonical form), so every image would be skipped. Refused at load, naming the fix."""
+    document = policy(rule(verifyImages=[verification(imageReferences=[pattern])]))
+    with pytest.raises(PolicyLoadError) as caught:
+        load(document)
+    assert caught.value.path == "spec.rules[0].verifyImages[0].imageReferences[0]"
+    assert f"write {canonical!r}" in caught.value.problem
+    skipping = policy(rule(verifyImages=[verification(skipImageReferences=[pattern])]))
+    with pytest.raises(PolicyLoadError, match="never matches"):
+        load(skipping)
+    assert load(policy(rule(verifyImages=[verification(imageReferences=[canonical])])))
