@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sigstore_box import SigstoreBox, shared_box
+
 INTEROP_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "interop" / "cosign-vectors"
 
 
@@ -30,3 +32,9 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     if _vectors_present():
         return None
     return f"cosign interop vectors not found at {INTEROP_VECTORS}: the tests that read them are skipped"
+
+
+@pytest.fixture(scope="session")
+def sigstore_box() -> SigstoreBox:
+    """One minted Sigstore (Fulcio, CT log, Rekor v1/v2, TSA) for the whole session: see sigstore_box.py."""
+    return shared_box()
