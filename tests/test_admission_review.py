@@ -125,3 +125,9 @@ def test_blocked_message_plural_errors_and_quoted_keys() -> None:
 
 def test_warning_format() -> None:
     assert warning("p", "r", "m") == "policy p.r: m"
+
+
+@pytest.mark.parametrize("value", ["false", "true", 0, 1, [], {}])
+def test_dry_run_must_be_a_boolean(value: object) -> None:
+    with pytest.raises(ReviewError, match=r"request\.dryRun must be true or false"):
+        parse_review(review(dryRun=value))

@@ -141,6 +141,39 @@ def test_added_and_removed_files(policy_dir: Path) -> None:
     assert _value(metrics, "trustwatch_policies_loaded", kind="ClusterPolicy") == 0
 
 
+@pytest.mark.parametrize("emptied", ["", "null\n", "---\n", "---\n---\n", "# all commented out\n"])
+def test_a_file_emptied_of_its_policies_is_refused(
+    policy_dir: Path, caplog: pytest.LogCaptureFixture, emptied: str
+) -> None:
+    metrics = _metrics()
+    (policy_dir / "other.yaml").write_text(yaml.safe_dump(policy(name="other")))
+    reloader = PolicyReloader([policy_dir], metrics)
+    good = reloader.load_initial()
+    _replace(policy_dir / "seed.yaml", emptied)
+    assert reloader.check_once() is False
+    assert reloader.current() is good
+    assert _value(metrics, "trustwatch_policy_load_errors_total") == 1
+    assert _value(metrics, "trustwatch_policy_last_load_success") == 0
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "seed.yaml: holds no policy any more" in record.__dict__["error"]
+    assert "delete the file" in record.__dict__["error"]
+    # deleting the file is the deliberate way to remove its policies
+    (policy_dir / "seed.yaml").unlink()
+    assert reloader.check_once() is True
+    assert _names(reloader) == ["other"]
+    assert _value(metrics, "trustwatch_policy_last_load_success") == 1
+
+
+def test_files_that_never_held_policies_may_stay_empty(policy_dir: Path) -> None:
+    reloader = PolicyReloader([policy_dir], _metrics())
+    reloader.load_initial()
+    (policy_dir / "placeholder.yaml").write_text("")
+    assert reloader.check_once() is True
+    _replace(policy_dir / "seed.yaml", yaml.safe_dump(policy(name="replacement")))
+    assert reloader.check_once() is True
+    assert _names(reloader) == ["replacement"]
+
+
 def test_missing_source_keeps_last_good_set(tmp_path: Path) -> None:
     single = tmp_path / "policy.yaml"
     single.write_text(SEED_POLICY.read_text())

@@ -7,9 +7,14 @@ everything without an alert, and shows that it does not work: through the engine
 
 from __future__ import annotations
 
+import json
+import ssl
 import string
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -19,8 +24,9 @@ from hypothesis import strategies as st
 from exporter.cli import main
 from exporter.policy import PolicyLoadError, normalize_image
 from exporter.policy.model import ImageVerification
-from tests.support.admission import walkthrough_policy_text, workload
+from tests.support.admission import review_body, walkthrough_policy_text, workload
 from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
+from tests.support.serve import ServeProcess
 from tests.test_policy_builders import load, policy, rule, verification
 
 needs_registry = pytest.mark.skipif(not registry_available(), reason="needs /usr/bin/docker-registry")
@@ -190,3 +196,66 @@ def test_a_pattern_that_could_never_match_is_refused_at_load(pattern: str, canon
     with pytest.raises(PolicyLoadError, match="never matches"):
         load(skipping)
     assert load(policy(rule(verifyImages=[verification(imageReferences=[canonical])])))
+
+
+# --- through a real `trustwatch serve` ---------------------------------------------------------------------
+
+
+def post_review(serve: ServeProcess, body: bytes, path: str = "/mutate") -> tuple[int, dict[str, Any]]:
+    """POST to the webhook; the status and the JSON answer, error statuses included."""
+    context = ssl.create_default_context(cafile=str(serve.ca_file))
+    port = serve.webhook_url.rsplit(":", 1)[1]
+    request = urllib.request.Request(
+        f"https://localhost:{port}{path}", data=body, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def pod_review(image: str, **request: Any) -> bytes:
+    """An AdmissionReview of a Pod running ``image`` in ``dev``, with ``request`` fields replaced."""
+    body = json.loads(review_body(workload("Pod", "attacker", "dev", image)))
+    body["request"].update(request)
+    return json.dumps(body).encode()
+
+
+@pytest.mark.registry
+@needs_registry
+def test_serve_refuses_the_bypasses_and_survives_an_emptied_policy_file(
+    registry_setup: tuple[RegistryServer, str], tmp_path: Path
+) -> None:
+    registry, pem = registry_setup
+    port = registry.host.rsplit(":", 1)[1]
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    policy_file = policies / "enforce.yaml"
+    policy_file.write_text(enforce_policy_text(pem, f"localhost:{port}/user/*"))
+    unsigned = f"LOCALHOST:0{port}/user/test:unsigned"
+    with ServeProcess(
+        tmp_path, "--policies", str(policies), "--insecure-registry", f"localhost:{port}"
+    ) as serve:
+        # 1. another spelling of the registry is the same registry
+        status, answer = post_review(serve, pod_review(unsigned))
+        assert status == 200
+        assert answer["response"]["allowed"] is False
+        assert f"localhost:{port}/user/test:unsigned" in answer["response"]["status"]["message"]
+
+        # 5. dryRun must be a boolean: "false" is not a way to skip the report, nor "true" a way to any effect
+        for value in ("false", "true", 0, 1, [], {}):
+            status, answer = post_review(serve, pod_review(unsigned, dryRun=value))
+            assert status == 400, value
+            assert "request.dryRun must be true or false" in answer["message"]
+        status, answer = post_review(serve, pod_review(unsigned, dryRun=True))
+        assert (status, answer["response"]["allowed"]) == (200, False)
+
+        # 2. emptying the policy file does not disarm the webhook: the reload is refused and alerted
+        policy_file.write_text("---\n")
+        serve.wait_for_log(lambda entry: str(entry.get("message")).startswith("policy reload rejected"))
+        status, answer = post_review(serve, pod_review(unsigned))
+        assert answer["response"]["allowed"] is False
+        assert serve.sample_value("trustwatch_policy_load_errors") == 1
+        assert serve.sample_value("trustwatch_policy_last_load_success") == 0
+        assert serve.sample_value("trustwatch_policies_loaded", kind="ClusterPolicy") == 1

@@ -108,9 +108,21 @@ def parse_review(body: bytes) -> AdmissionRequest:
         namespace=_field(request, "namespace", str, "request", required=False),
         object=obj,
         old_object=old_object,
-        dry_run=bool(request.get("dryRun", False)),
+        dry_run=_dry_run(request),
         sub_resource=_field(request, "subResource", str, "request", required=False),
     )
+
+
+def _dry_run(request: Mapping[str, Any]) -> bool:
+    """``request.dryRun``: a boolean or absent. Anything else is refused rather than guessed at: read as
+    truthy, ``"false"`` would make a real request a dry run that writes no report."""
+    value = request.get("dryRun")
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        shown = repr(value)[:40]
+        raise ReviewError(f"request.dryRun must be true or false, got {type(value).__name__} {shown}")
+    return value
 
 
 def _metadata_name(obj: Mapping[str, Any] | None) -> str:

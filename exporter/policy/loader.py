@@ -212,15 +212,20 @@ def read_policy_file(path: Path) -> str:
         raise PolicyLoadError("not UTF-8 text", source=str(path)) from None
 
 
-def load_policy_paths(paths: Sequence[Path]) -> list[KyvernoPolicy]:
-    """All policies of the given files and directories; a (kind, namespace, name) defined twice is an
-    error. Raises :class:`PolicyLoadError`."""
-    policies = [
-        policy for file in policy_files(paths) for policy in parse_policies(read_policy_file(file), str(file))
-    ]
+def load_policy_files(paths: Sequence[Path]) -> list[tuple[Path, list[KyvernoPolicy]]]:
+    """The policies of each file the given files and directories designate (see :func:`policy_files`),
+    checked as one set: a (kind, namespace, name) defined twice is an error. Raises
+    :class:`PolicyLoadError`."""
+    by_file = [(file, parse_policies(read_policy_file(file), str(file))) for file in policy_files(paths)]
+    policies = [policy for _file, found in by_file for policy in found]
     if len(policies) > MAX_POLICIES:
         raise PolicyLoadError(
             f"more than {MAX_POLICIES} policies in total", source=", ".join(map(str, paths))
         )
     ensure_unique(policies)
-    return policies
+    return by_file
+
+
+def load_policy_paths(paths: Sequence[Path]) -> list[KyvernoPolicy]:
+    """All policies of the given files and directories (see :func:`load_policy_files`)."""
+    return [policy for _file, found in load_policy_files(paths) for policy in found]

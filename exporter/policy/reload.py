@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from exporter.metrics import ServiceMetrics
-from exporter.policy.loader import PolicyLoadError, load_policy_paths, policy_files
+from exporter.policy.loader import PolicyLoadError, load_policy_files, policy_files
 from exporter.policy.model import KyvernoPolicy
 from exporter.policy.parse import POLICY_KINDS
 
@@ -62,6 +62,11 @@ class PolicyReloader:
     A failed reload keeps the last good set in force, logs the error (naming file, policy, rule and field),
     increments ``policy_load_errors`` and sets ``policy_last_load_success`` to 0. A successful one swaps the
     set atomically (readers call :meth:`current` per request) and updates ``policies_loaded``.
+
+    A file that held policies and now holds none (empty, ``null``, only ``---``) is refused the same way:
+    a half-written file or an emptied ConfigMap key would otherwise disarm the webhook without a sound.
+    Removing policies deliberately means deleting their file (or ConfigMap key), or editing it to hold
+    other policies.
     """
 
     def __init__(self, paths: Sequence[Path], metrics: ServiceMetrics, interval: float = 2.0) -> None:
@@ -73,6 +78,8 @@ class PolicyReloader:
         self._current: PolicySet | None = None
         self._seen: Fingerprint | None = None
         self._last_failure: tuple[Fingerprint | None, str] | None = None
+        # How many policies each file held in the set in force: a file that drops to none is refused.
+        self._held: dict[Path, int] = {}
 
     def current(self) -> PolicySet:
         """The set in force. Raises RuntimeError before :meth:`load_initial` succeeded."""
@@ -85,11 +92,11 @@ class PolicyReloader:
         must not start (it would admit everything)."""
         try:
             seen = fingerprint(self.paths)
-            policies = load_policy_paths(self.paths)
+            by_file = load_policy_files(self.paths)
         except PolicyLoadError:
             self._record_failure()
             raise
-        return self._install(policies, seen)
+        return self._install(by_file, seen)
 
     def check_once(self) -> bool:
         """Reload if the sources changed since the last attempt; True when a new set was installed.
@@ -106,12 +113,25 @@ class PolicyReloader:
             return False
         self._seen = seen
         try:
-            policies = load_policy_paths(self.paths)
+            by_file = load_policy_files(self.paths)
+            self._refuse_emptied(by_file)
         except PolicyLoadError as error:
             self._reject(error, seen)
             return False
-        self._install(policies, seen)
+        self._install(by_file, seen)
         return True
+
+    def _refuse_emptied(self, by_file: Sequence[tuple[Path, Sequence[KyvernoPolicy]]]) -> None:
+        """Raise PolicyLoadError when a file that held policies in the set in force now holds none."""
+        for file, policies in by_file:
+            held = self._held.get(file, 0)
+            if held and not policies:
+                raise PolicyLoadError(
+                    f"holds no policy any more (empty, null or only '---') but held {held}; refusing to "
+                    "drop them, as a half-written file or an emptied ConfigMap key would disarm the webhook. "
+                    "To remove these policies, delete the file (or the ConfigMap key)",
+                    source=str(file),
+                )
 
     async def run(self) -> None:
         """Poll every ``interval`` seconds until cancelled (file reads happen off the event loop). An
@@ -141,10 +161,14 @@ class PolicyReloader:
         self.metrics.policy_load_errors.inc()
         self.metrics.policy_last_load_success.set(0)
 
-    def _install(self, policies: Sequence[KyvernoPolicy], seen: Fingerprint) -> PolicySet:
+    def _install(
+        self, by_file: Sequence[tuple[Path, Sequence[KyvernoPolicy]]], seen: Fingerprint
+    ) -> PolicySet:
+        policies = [policy for _file, found in by_file for policy in found]
         policy_set = PolicySet.of(policies, time.time())
         self._current = policy_set
         self._seen = seen
+        self._held = {file: len(found) for file, found in by_file}
         self._last_failure = None
         for kind in POLICY_KINDS:
             self.metrics.policies_loaded.labels(kind).set(sum(1 for p in policies if p.kind == kind))
