@@ -243,8 +243,9 @@ def test_serve_refuses_the_bypasses_and_survives_an_emptied_policy_file(
         assert answer["response"]["allowed"] is False
         assert f"localhost:{port}/user/test:unsigned" in answer["response"]["status"]["message"]
 
-        # 5. dryRun must be a boolean: "false" is not a way to skip the report, nor "true" a way to any effect
-        for value in ("false", "true", 0, 1, [], {}):
+        # 5. dryRun must be a boolean: "false" must not make a real request a dry run that writes no report
+        not_booleans: list[object] = ["false", "true", 0, 1, [], {}]
+        for value in not_booleans:
             status, answer = post_review(serve, pod_review(unsigned, dryRun=value))
             assert status == 400, value
             assert "request.dryRun must be true or false" in answer["message"]
