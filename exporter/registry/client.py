@@ -31,6 +31,8 @@ from exporter.registry.errors import NotFoundError, RegistryError
 from exporter.registry.manifest import (
     MANIFEST_MEDIA_TYPES,
     MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    Descriptor,
     Manifest,
     ManifestFormatError,
     parse_manifest,
@@ -39,6 +41,7 @@ from exporter.registry.reference import ImageReference, is_sha256_digest, normal
 
 __all__ = [
     "NotFoundError",
+    "ReferrerList",
     "RegistryClient",
     "RegistryError",
     "RegistryOptions",
@@ -53,7 +56,13 @@ BACKOFF_BASE = 0.05
 BACKOFF_CAP = 1.0
 MAX_TOKEN_BYTES = 64 * 1024
 MAX_ERROR_BODY_BYTES = 4 * 1024
+# Every manifest type, OCI index included: Debian's registry (distribution 2.8) serves an OCI index, such as
+# the referrers tag fallback ``sha256-<hex>``, only to requests that accept it (404 otherwise).
 _ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
+# Answers to GET /referrers/ that mean "this registry has no referrers API": use the tag schema instead.
+# 404 is the OCI rule; go-containerregistry (cosign) also falls back on 400 and 406, and so do we.
+REFERRERS_UNSUPPORTED_STATUSES = frozenset({400, 404, 406})
+ARTIFACT_TYPE_FILTER = "artifactType"
 
 # Absolute loop time by which the current verification's requests must be done; see RegistryClient.budget().
 _DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("registry_deadline", default=None)
@@ -81,6 +90,18 @@ class RegistryOptions:
             )
         if self.max_connections < 1:
             raise ValueError(f"max_connections must be at least 1, not {self.max_connections}")
+
+
+@dataclass(frozen=True)
+class ReferrerList:
+    """The referrers of one manifest as the OCI 1.1 referrers API lists them.
+
+    ``filtered_by_registry`` tells whether the registry applied the requested ``artifactType`` filter
+    (``OCI-Filters-Applied``); when it did not, the client filtered ``referrers`` itself.
+    """
+
+    referrers: tuple[Descriptor, ...]
+    filtered_by_registry: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,6 +206,53 @@ class RegistryClient:
                 url=url,
             )
         return response.body
+
+    async def get_referrers(
+        self, ref: ImageReference, digest: str, artifact_type: str | None = None
+    ) -> ReferrerList | None:
+        """The referrers of ``digest`` in ``ref``'s repository (``GET /v2/<name>/referrers/<digest>``), only
+        those of ``artifact_type`` when given; None when the registry has no referrers API (use the
+        ``sha256-<hex>`` tag schema then).
+
+        The list is size-capped but, being computed by the registry, has no digest to check; each referrer's
+        manifest is checked against its digest when fetched.
+        """
+        url = self._url(ref, f"referrers/{digest}")
+        if not is_sha256_digest(digest):
+            raise RegistryError(f"{url}: {digest!r} is not a sha256 digest", registry=ref.api_host)
+        path = f"referrers/{digest}"
+        if artifact_type is not None:
+            path += "?" + urlencode({ARTIFACT_TYPE_FILTER: artifact_type})
+        with self.budget():
+            try:
+                response = await self._call(ref, "GET", path, OCI_INDEX, MAX_MANIFEST_BYTES)
+            except RegistryError as exc:
+                if exc.status in REFERRERS_UNSUPPORTED_STATUSES:
+                    return None
+                raise
+        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+        if content_type != OCI_INDEX:
+            return None  # a 200 that is not an OCI index: some registries answer unknown routes that way
+        try:
+            index = parse_manifest(response.body, "", content_type)
+        except ManifestFormatError as exc:
+            raise RegistryError(f"{url}: referrers list: {exc}", registry=ref.api_host, url=url) from None
+        if not index.is_index:
+            raise RegistryError(
+                f"{url}: referrers list is a {index.media_type}, not an OCI index",
+                registry=ref.api_host,
+                url=url,
+            )
+        applied = {
+            name.strip()
+            for name in response.headers.get("OCI-Filters-Applied", "").split(",")
+            if name.strip()
+        }
+        filtered_by_registry = artifact_type is not None and ARTIFACT_TYPE_FILTER in applied
+        referrers = index.manifests
+        if artifact_type is not None and not filtered_by_registry:
+            referrers = tuple(entry for entry in referrers if entry.artifact_type == artifact_type)
+        return ReferrerList(referrers, filtered_by_registry)
 
     # --- request plumbing -------------------------------------------------------------------------------
 

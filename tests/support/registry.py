@@ -525,10 +525,11 @@ class RegistryServer:
             raise RuntimeError(f"manifest push failed: {status} {body!r}")
         return sha256_digest(manifest)
 
-    def get_manifest(self, repo: str, reference: str) -> bytes | None:
-        """The raw manifest bytes, or None when the registry has none under ``reference``."""
+    def get_manifest(self, repo: str, reference: str, accept: str = OCI_MANIFEST) -> bytes | None:
+        """The raw manifest bytes, or None when the registry has none under ``reference`` (an OCI index only
+        when ``accept`` names its media type: the registry hides indexes from other requests)."""
         status, _, body = self._request(
-            "GET", f"{self.url}/v2/{repo}/manifests/{reference}", repo, headers={"Accept": OCI_MANIFEST}
+            "GET", f"{self.url}/v2/{repo}/manifests/{reference}", repo, headers={"Accept": accept}
         )
         return body if status == 200 else None
 
@@ -560,14 +561,21 @@ class RegistryServer:
         return self.push_manifest(repo, tag, self._oci_manifest(config, [(OCI_LAYER, layer, {})]))
 
     def push_signature_layers(
-        self, repo: str, image_digest: str, layers: Sequence[SignatureLayerSpec], *, append: bool = True
+        self,
+        repo: str,
+        image_digest: str,
+        layers: Sequence[SignatureLayerSpec],
+        *,
+        append: bool = True,
+        suffix: str = ".sig",
     ) -> str:
-        """Write ``repo:sha256-<hex>.sig`` with these layers (after any already there, as cosign does).
+        """Write ``repo:sha256-<hex>.sig`` (or ``.att`` with ``suffix=".att"``) with these layers, after any
+        already there, as cosign does.
 
         Layers may hold anything (bad payloads, missing annotations): this is how tests build bad input.
-        Returns the ``.sig`` manifest digest.
+        Returns the manifest digest.
         """
-        tag = image_digest.replace(":", "-", 1) + ".sig"
+        tag = image_digest.replace(":", "-", 1) + suffix
         entries: list[tuple[str, bytes, Mapping[str, str]]] = []
         existing = self.get_manifest(repo, tag) if append else None
         if existing is not None:
