@@ -21,11 +21,12 @@ Place = Literal["sig-tag", "att-tag", "referrers-api", "referrers-tag"]
 class FoundArtifact:
     """One layer that may hold a signature, an attestation envelope or a Sigstore bundle.
 
-    ``content`` is the layer blob, digest-checked and size-capped (a simple-signing payload for ``.sig``, a
-    DSSE envelope for ``.att``, bundle JSON for a referrer); it is ``None`` with ``problem`` set when it could
-    not be taken (too large). ``annotations`` are the layer's (cosign keeps signature, certificate, chain,
-    bundle and RFC 3161 timestamp there); ``artifact_type`` is the manifest's ``artifactType`` (or config
-    media type) for referrers.
+    ``repository`` is ``registry/repository`` where it was found (the image's, or a separate signature
+    repository). ``content`` is the layer blob, digest-checked and size-capped (a simple-signing payload for
+    ``.sig``, a DSSE envelope for ``.att``, bundle JSON for a referrer); it is ``None`` with ``problem`` set
+    when it could not be taken (too large). ``annotations`` are the layer's (cosign keeps signature,
+    certificate, chain, bundle and RFC 3161 timestamp there); ``artifact_type`` is the manifest's
+    ``artifactType`` (or config media type) for referrers.
     """
 
     place: Place
@@ -41,8 +42,14 @@ class FoundArtifact:
 
 @dataclass(frozen=True)
 class FoundArtifacts:
-    """Everything found for ``reference`` at ``digest``; no artifacts means nothing was signed or attested."""
+    """Everything found for ``reference`` at ``digest``; no artifacts means nothing was signed or attested.
+
+    ``skipped`` says, one line each, what was there but not taken (a referrer about another image, over a
+    limit, the referrers beyond the first 50): verification cites these when nothing verifies, so a user
+    sees why a signature they pushed did not count.
+    """
 
     reference: ImageReference
     digest: str
     artifacts: tuple[FoundArtifact, ...]
+    skipped: tuple[str, ...] = ()

@@ -1,0 +1,354 @@
+"""Signature discovery against Debian's real docker-registry, with and without a referrers API in front."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from aiohttp import web
+
+from exporter.cosign.discovery import (
+    MAX_ENVELOPE_BYTES,
+    MAX_REFERRERS,
+    SIGNATURE_ARTIFACT_TYPES,
+    discover,
+)
+from exporter.cosign.found import FoundArtifacts
+from exporter.cosign.outcomes import VerificationError
+from exporter.registry import RegistryClient, RegistryOptions, parse_reference
+from tests.support.oci_push import (
+    COSIGN_SIGNATURE_ARTIFACT,
+    DSSE_ENVELOPE,
+    OCI_INDEX,
+    SIGSTORE_BUNDLE_V03,
+    attach_referrer,
+    push_att,
+    push_referrer,
+    push_referrers_index,
+    push_sig,
+    tag_for,
+)
+from tests.support.referrers_front import FrontRequest, ReferrersFront
+from tests.support.registry import (
+    OCI_MANIFEST,
+    SIGNATURE_ANNOTATION,
+    FaultyProxy,
+    RegistryServer,
+    SignatureLayerSpec,
+    free_port,
+    needs_registry,
+    sha256_digest,
+)
+
+pytestmark = needs_registry
+
+SBOM = "application/spdx+json"
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServer]:
+    with RegistryServer(tmp_path_factory.mktemp("discovery-registry")) as server:
+        yield server
+
+
+async def _discover(host: str, image: str, **kwargs: Any) -> FoundArtifacts | VerificationError:
+    async with RegistryClient(RegistryOptions(insecure_registries=frozenset({host}))) as client:
+        return await discover(client, parse_reference(f"{host}/{image}"), **kwargs)
+
+
+async def _found(host: str, image: str, **kwargs: Any) -> FoundArtifacts:
+    found = await _discover(host, image, **kwargs)
+    assert isinstance(found, FoundArtifacts), found
+    return found
+
+
+def _sig(text: str) -> SignatureLayerSpec:
+    return SignatureLayerSpec(text.encode(), {SIGNATURE_ANNOTATION: "c2lnbmF0dXJl"})
+
+
+def _envelope(text: str) -> SignatureLayerSpec:
+    return SignatureLayerSpec(json.dumps({"payload": text}).encode(), {"predicateType": "x"}, DSSE_ENVELOPE)
+
+
+def _bundle(text: str) -> SignatureLayerSpec:
+    return SignatureLayerSpec(json.dumps({"bundle": text}).encode(), {}, SIGSTORE_BUNDLE_V03)
+
+
+def _contents(found: FoundArtifacts, place: str) -> list[bytes | None]:
+    return [artifact.content for artifact in found.artifacts if artifact.place == place]
+
+
+async def test_every_place_is_found_through_the_referrers_api(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/all", "v1")
+    async with ReferrersFront(registry) as front:
+        sig_digest = push_sig(front, "disc/all", digest, [_sig("s1"), _sig("s2")])
+        push_att(front, "disc/all", digest, [_envelope("a1")])
+        bundle = push_referrer(front, "disc/all", digest, SIGSTORE_BUNDLE_V03, [_bundle("b1")])
+        push_referrer(front, "disc/all", digest, SBOM, [SignatureLayerSpec(b"sbom", {}, SBOM)])
+        found = await _found(front.host, "disc/all:v1")
+    assert found.digest == digest
+    assert _contents(found, "sig-tag") == [b"s1", b"s2"]
+    assert _contents(found, "att-tag") == [_envelope("a1").payload]
+    assert _contents(found, "referrers-api") == [_bundle("b1").payload]
+    assert _contents(found, "referrers-tag") == []
+    sig = found.artifacts[0]
+    assert (sig.manifest_digest, sig.annotations) == (sig_digest, {SIGNATURE_ANNOTATION: "c2lnbmF0dXJl"})
+    assert sig.repository == f"{front.host}/disc/all"
+    referrer = next(a for a in found.artifacts if a.place == "referrers-api")
+    assert referrer.manifest_digest == bundle.digest
+    assert (referrer.artifact_type, referrer.layer_media_type) == (SIGSTORE_BUNDLE_V03, SIGSTORE_BUNDLE_V03)
+    # The SBOM is a referrer too, but not a signature: neither fetched nor reported.
+    assert not front.requests_to("/blobs/" + sha256_digest(b"sbom"))
+    assert found.skipped == ()
+
+
+async def test_without_a_referrers_api_the_tag_index_is_used(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/fallback", "v1")
+    referrer = attach_referrer(registry, "disc/fallback", digest, SIGSTORE_BUNDLE_V03, [_bundle("fb")])
+    async with ReferrersFront(registry, referrers_api=False) as front:
+        found = await _found(front.host, f"disc/fallback@{digest}")
+        asked = [
+            (r.path, r.accept) for r in front.requests if "/manifests/" in r.path or "referrers" in r.path
+        ]
+    assert _contents(found, "referrers-tag") == [_bundle("fb").payload]
+    assert found.artifacts[0].manifest_digest == referrer.digest
+    paths = [path for path, _ in asked]
+    assert f"/v2/disc/fallback/referrers/{digest}" in paths
+    fallback = [accept for path, accept in asked if path.endswith(f"/manifests/{tag_for(digest)}")]
+    assert len(fallback) == 1 and OCI_INDEX in fallback[0]
+
+
+async def test_the_fallback_index_needs_an_accept_header_naming_oci_indexes(registry: RegistryServer) -> None:
+    """Debian's registry hides an OCI index from requests that don't accept one: the fallback looks empty."""
+    digest = registry.push_image("disc/accept", "v1")
+    attach_referrer(registry, "disc/accept", digest, SIGSTORE_BUNDLE_V03, [_bundle("acc")])
+    assert registry.get_manifest("disc/accept", tag_for(digest), accept=OCI_MANIFEST) is None
+    assert registry.get_manifest("disc/accept", tag_for(digest), accept="*/*") is None
+    assert registry.get_manifest("disc/accept", tag_for(digest), accept=OCI_INDEX) is not None
+    found = await _found(registry.host, f"disc/accept@{digest}")
+    assert _contents(found, "referrers-tag") == [_bundle("acc").payload]
+
+
+async def test_a_registry_with_the_api_is_not_asked_for_the_fallback_tag(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/api-only", "v1")
+    # A stale fallback index that the referrers API does not list: it must not be consulted.
+    attach_referrer(registry, "disc/api-only", digest, SIGSTORE_BUNDLE_V03, [_bundle("stale")])
+    async with ReferrersFront(registry) as front:
+        found = await _found(front.host, f"disc/api-only@{digest}")
+        assert not [r for r in front.requests if r.path.endswith(f"/manifests/{tag_for(digest)}")]
+    assert found.artifacts == ()
+
+
+async def test_one_request_per_place_all_in_flight_together(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/concurrent", "v1")
+    shared = _sig("same payload")
+    places = {".sig": asyncio.Event(), ".att": asyncio.Event(), f"/referrers/{digest}": asyncio.Event()}
+
+    async def hold_until_every_place_is_asked(request: FrontRequest) -> None:
+        arrived = next((event for end, event in places.items() if request.path.endswith(end)), None)
+        if arrived is not None:
+            arrived.set()
+            # Concurrent discovery asks all three before any answer; sequential would stall here.
+            await asyncio.wait_for(asyncio.gather(*(event.wait() for event in places.values())), timeout=10)
+
+    async with ReferrersFront(registry, on_request=hold_until_every_place_is_asked) as front:
+        push_sig(front, "disc/concurrent", digest, [shared, shared, _sig("other")])
+        push_att(front, "disc/concurrent", digest, [_envelope("e")])
+        # A bundle referrer whose layer blob is the .sig's payload: still fetched once.
+        push_referrer(front, "disc/concurrent", digest, COSIGN_SIGNATURE_ARTIFACT, [shared])
+        found = await _found(front.host, f"disc/concurrent@{digest}")
+        requests = [(r.method, r.path) for r in front.requests]
+    assert len(found.artifacts) == 5
+    assert all(artifact.content is not None for artifact in found.artifacts)
+    repo = "/v2/disc/concurrent"
+    assert sorted(requests) == sorted(
+        [
+            ("GET", f"{repo}/manifests/{tag_for(digest)}.sig"),
+            ("GET", f"{repo}/manifests/{tag_for(digest)}.att"),
+            ("GET", f"{repo}/referrers/{digest}"),
+            ("GET", f"{repo}/manifests/{found.artifacts[4].manifest_digest}"),
+            ("GET", f"{repo}/blobs/{sha256_digest(shared.payload)}"),
+            ("GET", f"{repo}/blobs/{sha256_digest(b'other')}"),
+            ("GET", f"{repo}/blobs/{sha256_digest(_envelope('e').payload)}"),
+        ]
+    )
+
+
+async def test_at_most_fifty_referrers_are_considered(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/many", "v1")
+    async with ReferrersFront(registry) as front:
+        for number in range(MAX_REFERRERS + 5):
+            push_referrer(front, "disc/many", digest, SIGSTORE_BUNDLE_V03, [_bundle(f"b{number}")])
+        # Other artifact types don't count against the limit.
+        for number in range(10):
+            push_referrer(
+                front, "disc/many", digest, SBOM, [SignatureLayerSpec(f"s{number}".encode(), {}, SBOM)]
+            )
+        found = await _found(front.host, f"disc/many@{digest}")
+        fetched = front.requests_to("/manifests/sha256:")
+    assert _contents(found, "referrers-api") == [_bundle(f"b{n}").payload for n in range(MAX_REFERRERS)]
+    assert len(fetched) == MAX_REFERRERS
+    assert found.skipped == ("referrers-api: 5 more referrers not considered (at most 50 per image)",)
+
+
+async def test_artifact_type_filter_is_left_to_a_registry_that_honours_it(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/filter", "v1")
+    for honour in (True, False):
+        async with ReferrersFront(registry, honour_filters=honour) as front:
+            if honour:
+                push_referrer(front, "disc/filter", digest, SIGSTORE_BUNDLE_V03, [_bundle("wanted")])
+                push_referrer(front, "disc/filter", digest, COSIGN_SIGNATURE_ARTIFACT, [_sig("unwanted")])
+            else:  # a fresh front has forgotten them: list them again
+                for entry in (("wanted", SIGSTORE_BUNDLE_V03), ("unwanted", COSIGN_SIGNATURE_ARTIFACT)):
+                    layer = _bundle(entry[0]) if entry[1] == SIGSTORE_BUNDLE_V03 else _sig(entry[0])
+                    push_referrer(front, "disc/filter", digest, entry[1], [layer])
+            found = await _found(front.host, f"disc/filter@{digest}", artifact_types={SIGSTORE_BUNDLE_V03})
+            queries = [parse_qs(r.query) for r in front.requests_to("/referrers/")]
+        assert queries == [{"artifactType": [SIGSTORE_BUNDLE_V03]}]
+        assert [a.content for a in found.artifacts] == [_bundle("wanted").payload], honour
+    # With several types wanted, the registry is not asked to filter (it takes one type only).
+    async with ReferrersFront(registry) as front:
+        await _found(front.host, f"disc/filter@{digest}")
+        assert [r.query for r in front.requests_to("/referrers/")] == [""]
+    assert SIGSTORE_BUNDLE_V03 in SIGNATURE_ARTIFACT_TYPES
+
+
+async def test_referrers_about_another_image_or_of_the_wrong_kind_are_skipped(
+    registry: RegistryServer,
+) -> None:
+    digest = registry.push_image("disc/liars", "v1")
+    other = registry.push_image("disc/liars", "v2")
+    # Listed under v1's fallback tag below, but its subject is v2.
+    wrong_subject = push_referrer(registry, "disc/liars", other, SIGSTORE_BUNDLE_V03, [_bundle("for v2")])
+    good = push_referrer(registry, "disc/liars", digest, SIGSTORE_BUNDLE_V03, [_bundle("for v1")])
+    an_index = {
+        "mediaType": OCI_INDEX,
+        "digest": good.digest,
+        "size": 10,
+        "artifactType": SIGSTORE_BUNDLE_V03,
+    }
+    huge = {
+        "mediaType": OCI_MANIFEST,
+        "digest": good.digest,
+        "size": 10**9,
+        "artifactType": SIGSTORE_BUNDLE_V03,
+    }
+    push_referrers_index(registry, "disc/liars", digest, [wrong_subject, good, an_index, huge])
+    found = await _found(registry.host, f"disc/liars@{digest}")
+    assert _contents(found, "referrers-tag") == [_bundle("for v1").payload]
+    assert found.skipped == (
+        f"referrers-tag {good.digest}: is a {OCI_INDEX}, not an OCI image manifest",
+        f"referrers-tag {good.digest}: manifest of 1000000000 bytes exceeds the 4194304-byte limit",
+        f"referrers-tag {wrong_subject.digest}: refers to {other}, not this image",
+    )
+    # A referrers API listing a digest that is no digest (a path, say): never requested.
+    async with ReferrersFront(registry) as front:
+        push_referrer(front, "disc/liars", digest, SIGSTORE_BUNDLE_V03, [_bundle("api")])
+        front.list_referrer(
+            "disc/liars",
+            digest,
+            {"mediaType": OCI_MANIFEST, "digest": "../v1", "size": 9, "artifactType": SIGSTORE_BUNDLE_V03},
+        )
+        found = await _found(front.host, f"disc/liars@{digest}")
+        assert not front.requests_to("/manifests/..")
+    assert _contents(found, "referrers-api") == [_bundle("api").payload]
+    assert found.skipped == ("referrers-api ../v1: digest '../v1' is not a sha256 digest",)
+
+
+async def test_oversized_layers_are_kept_with_a_reason_and_not_fetched(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/big", "v1")
+    big_payload = SignatureLayerSpec(b"p" * (1024 * 1024 + 1), {SIGNATURE_ANNOTATION: "x"})
+    big_bundle = SignatureLayerSpec(b"b" * (MAX_ENVELOPE_BYTES + 1), {}, SIGSTORE_BUNDLE_V03)
+    push_sig(registry, "disc/big", digest, [big_payload, _sig("small")])
+    attach_referrer(registry, "disc/big", digest, SIGSTORE_BUNDLE_V03, [big_bundle])
+    async with FaultyProxy(registry.url) as proxy:
+        found = await _found(proxy.host, f"disc/big@{digest}")
+        blobs = [path for _, path in proxy.requests if "/blobs/" in path]
+    assert [(a.content, a.problem) for a in found.artifacts] == [
+        (None, "layer of 1048577 bytes exceeds the 1048576-byte limit"),
+        (b"small", None),
+        (None, f"layer of {MAX_ENVELOPE_BYTES + 1} bytes exceeds the {MAX_ENVELOPE_BYTES}-byte limit"),
+    ]
+    assert blobs == [f"/v2/disc/big/blobs/{sha256_digest(b'small')}"]
+
+
+async def test_content_not_matching_its_digest_is_an_error(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/tampered", "v1")
+    layer = _bundle("genuine")
+    referrer = attach_referrer(registry, "disc/tampered", digest, SIGSTORE_BUNDLE_V03, [layer])
+
+    def swap(target: str, body: bytes) -> Any:
+        async def fault(request: web.Request) -> web.StreamResponse | None:
+            if request.path.endswith(target):
+                return web.Response(body=body, content_type="application/octet-stream")
+            return None
+
+        return fault
+
+    for target, body in (
+        (sha256_digest(layer.payload), b"x" * len(layer.payload)),
+        (referrer.digest, json.dumps({"mediaType": OCI_MANIFEST, "layers": []}).encode()),
+    ):
+        async with FaultyProxy(registry.url, swap(target, body)) as proxy:
+            outcome = await _discover(proxy.host, f"disc/tampered@{digest}")
+        assert isinstance(outcome, VerificationError)
+        assert "not the expected" in outcome.cause or f"not {target}" in outcome.cause
+        assert "corrupted or substituted" in outcome.cause
+
+
+async def test_a_separate_signature_repository_is_where_discovery_looks(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/app", "v1")
+    push_sig(registry, "disc/app", digest, [_sig("in the image's repository")])
+    push_sig(registry, "disc/signatures", digest, [_sig("in the signature repository")])
+    attach_referrer(
+        registry, "disc/signatures", digest, SIGSTORE_BUNDLE_V03, [_bundle("sep")], subject_repo="disc/app"
+    )
+    found = await _found(
+        registry.host, "disc/app:v1", signature_repository=f"{registry.host}/disc/signatures"
+    )
+    assert found.digest == digest
+    assert [a.content for a in found.artifacts] == [b"in the signature repository", _bundle("sep").payload]
+    assert {a.repository for a in found.artifacts} == {f"{registry.host}/disc/signatures"}
+    for bad in (
+        "disc/signatures:v1",
+        f"{registry.host}/disc/Sigs",
+        f"{registry.host}/disc/signatures@{digest}",
+    ):
+        outcome = await _discover(registry.host, "disc/app:v1", signature_repository=bad)
+        assert isinstance(outcome, VerificationError)
+        assert outcome.cause.startswith("signature repository: invalid image reference")
+
+
+async def test_nothing_anywhere_is_an_empty_result_not_an_error(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/unsigned", "v1")
+    found = await _found(registry.host, "disc/unsigned:v1")
+    assert (found.digest, found.artifacts, found.skipped) == (digest, (), ())
+
+
+@pytest.mark.parametrize("failing", [".sig", ".att", "/referrers/", "/blobs/"])
+async def test_registry_trouble_in_any_place_is_an_error_value(
+    registry: RegistryServer, failing: str
+) -> None:
+    digest = registry.push_image("disc/flaky", "v1")
+    push_sig(registry, "disc/flaky", digest, [_sig("s")])
+
+    async def fail(request: web.Request) -> web.StreamResponse | None:
+        if failing in request.path:
+            return web.Response(status=403, text="denied")
+        return None
+
+    async with FaultyProxy(registry.url, fail) as proxy:
+        outcome = await _discover(proxy.host, f"disc/flaky@{digest}")
+    assert isinstance(outcome, VerificationError)
+    assert "access denied (403)" in outcome.cause
+
+
+async def test_an_unreachable_registry_is_an_error_value() -> None:
+    host = f"127.0.0.1:{free_port()}"
+    outcome = await _discover(host, "disc/nowhere:v1")
+    assert isinstance(outcome, VerificationError)
+    assert host in outcome.cause
