@@ -29,7 +29,6 @@ from tests.support.oci_push import (
     push_att,
     push_referrer,
     push_referrers_index,
-    push_sig,
     tag_for,
 )
 from tests.support.referrers_front import FrontRequest, ReferrersFront
@@ -85,8 +84,8 @@ def _contents(found: FoundArtifacts, place: str) -> list[bytes | None]:
 async def test_every_place_is_found_through_the_referrers_api(registry: RegistryServer) -> None:
     digest = registry.push_image("disc/all", "v1")
     async with ReferrersFront(registry) as front:
-        sig_digest = push_sig(front, "disc/all", digest, [_sig("s1"), _sig("s2")])
-        push_att(front, "disc/all", digest, [_envelope("a1")])
+        sig_digest = registry.push_signature_layers("disc/all", digest, [_sig("s1"), _sig("s2")])
+        push_att(registry, "disc/all", digest, [_envelope("a1")])
         bundle = push_referrer(front, "disc/all", digest, SIGSTORE_BUNDLE_V03, [_bundle("b1")])
         push_referrer(front, "disc/all", digest, SBOM, [SignatureLayerSpec(b"sbom", {}, SBOM)])
         found = await _found(front.host, "disc/all:v1")
@@ -156,8 +155,8 @@ async def test_one_request_per_place_all_in_flight_together(registry: RegistrySe
             await asyncio.wait_for(asyncio.gather(*(event.wait() for event in places.values())), timeout=10)
 
     async with ReferrersFront(registry, on_request=hold_until_every_place_is_asked) as front:
-        push_sig(front, "disc/concurrent", digest, [shared, shared, _sig("other")])
-        push_att(front, "disc/concurrent", digest, [_envelope("e")])
+        registry.push_signature_layers("disc/concurrent", digest, [shared, shared, _sig("other")])
+        push_att(registry, "disc/concurrent", digest, [_envelope("e")])
         # A bundle referrer whose layer blob is the .sig's payload: still fetched once.
         push_referrer(front, "disc/concurrent", digest, COSIGN_SIGNATURE_ARTIFACT, [shared])
         found = await _found(front.host, f"disc/concurrent@{digest}")
@@ -263,7 +262,7 @@ async def test_oversized_layers_are_kept_with_a_reason_and_not_fetched(registry:
     digest = registry.push_image("disc/big", "v1")
     big_payload = SignatureLayerSpec(b"p" * (1024 * 1024 + 1), {SIGNATURE_ANNOTATION: "x"})
     big_bundle = SignatureLayerSpec(b"b" * (MAX_ENVELOPE_BYTES + 1), {}, SIGSTORE_BUNDLE_V03)
-    push_sig(registry, "disc/big", digest, [big_payload, _sig("small")])
+    registry.push_signature_layers("disc/big", digest, [big_payload, _sig("small")])
     attach_referrer(registry, "disc/big", digest, SIGSTORE_BUNDLE_V03, [big_bundle])
     async with FaultyProxy(registry.url) as proxy:
         found = await _found(proxy.host, f"disc/big@{digest}")
@@ -302,8 +301,8 @@ async def test_content_not_matching_its_digest_is_an_error(registry: RegistrySer
 
 async def test_a_separate_signature_repository_is_where_discovery_looks(registry: RegistryServer) -> None:
     digest = registry.push_image("disc/app", "v1")
-    push_sig(registry, "disc/app", digest, [_sig("in the image's repository")])
-    push_sig(registry, "disc/signatures", digest, [_sig("in the signature repository")])
+    registry.push_signature_layers("disc/app", digest, [_sig("in the image's repository")])
+    registry.push_signature_layers("disc/signatures", digest, [_sig("in the signature repository")])
     attach_referrer(
         registry, "disc/signatures", digest, SIGSTORE_BUNDLE_V03, [_bundle("sep")], subject_repo="disc/app"
     )
@@ -334,7 +333,7 @@ async def test_registry_trouble_in_any_place_is_an_error_value(
     registry: RegistryServer, failing: str
 ) -> None:
     digest = registry.push_image("disc/flaky", "v1")
-    push_sig(registry, "disc/flaky", digest, [_sig("s")])
+    registry.push_signature_layers("disc/flaky", digest, [_sig("s")])
 
     async def fail(request: web.Request) -> web.StreamResponse | None:
         if failing in request.path:

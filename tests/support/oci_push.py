@@ -3,8 +3,8 @@
 Typical use, with a ``RegistryServer`` (tests/support/registry.py) or a ``ReferrersFront`` over one
 (tests/support/referrers_front.py: push through the front so that its referrers API lists what you push)::
 
-    digest = registry.push_image("team/app", "v1")
-    push_sig(registry, "team/app", digest, [cosign_signature_layer(key, digest, ref)])   # :sha256-<hex>.sig
+    digest = registry.push_image("team/app", "v1")            # .sig and .att: straight to the registry
+    registry.push_signature_layers("team/app", digest, [cosign_signature_layer(key, digest, ref)])  # .sig
     push_att(registry, "team/app", digest, [SignatureLayerSpec(envelope, {}, DSSE_ENVELOPE)])  # .att
     referrer = push_referrer(front, "team/app", digest, SIGSTORE_BUNDLE_V03,
                              [SignatureLayerSpec(bundle_json, {}, SIGSTORE_BUNDLE_V03)])
@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tests.support.registry import OCI_MANIFEST, SignatureLayerSpec, sha256_digest
+from tests.support.registry import OCI_MANIFEST, RegistryServer, SignatureLayerSpec, sha256_digest
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
@@ -42,30 +42,17 @@ class Pusher(Protocol):
 
     def get_manifest(self, repo: str, reference: str, accept: str = OCI_MANIFEST) -> bytes | None: ...
 
-    def push_signature_layers(
-        self,
-        repo: str,
-        image_digest: str,
-        layers: Sequence[SignatureLayerSpec],
-        *,
-        append: bool = True,
-        suffix: str = ".sig",
-    ) -> str: ...
-
 
 def tag_for(digest: str) -> str:
     """``sha256:<hex>`` -> ``sha256-<hex>``: the referrers tag schema (and the stem of ``.sig``/``.att``)."""
     return digest.replace(":", "-", 1)
 
 
-def push_sig(pusher: Pusher, repo: str, image_digest: str, layers: Sequence[SignatureLayerSpec]) -> str:
-    """Append layers to ``repo:sha256-<hex>.sig``; returns the ``.sig`` manifest digest."""
-    return pusher.push_signature_layers(repo, image_digest, layers)
-
-
-def push_att(pusher: Pusher, repo: str, image_digest: str, layers: Sequence[SignatureLayerSpec]) -> str:
+def push_att(
+    registry: RegistryServer, repo: str, image_digest: str, layers: Sequence[SignatureLayerSpec]
+) -> str:
     """Append layers (DSSE envelopes, for a real attestation) to ``repo:sha256-<hex>.att``."""
-    return pusher.push_signature_layers(repo, image_digest, layers, suffix=".att")
+    return registry.push_signature_layers(repo, image_digest, layers, suffix=".att")
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ every request that arrived, with its query and Accept header.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from tests.support.oci_push import OCI_INDEX
-from tests.support.registry import OCI_MANIFEST, FaultyProxy, RegistryServer, SignatureLayerSpec
+from tests.support.registry import OCI_MANIFEST, FaultyProxy, RegistryServer
 
 
 @dataclass(frozen=True)
@@ -132,14 +132,3 @@ class ReferrersFront:
 
     def get_manifest(self, repo: str, reference: str, accept: str = OCI_MANIFEST) -> bytes | None:
         return self.registry.get_manifest(repo, reference, accept)
-
-    def push_signature_layers(
-        self,
-        repo: str,
-        image_digest: str,
-        layers: Sequence[SignatureLayerSpec],
-        *,
-        append: bool = True,
-        suffix: str = ".sig",
-    ) -> str:
-        return self.registry.push_signature_layers(repo, image_digest, layers, append=append, suffix=suffix)
