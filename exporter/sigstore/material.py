@@ -40,6 +40,11 @@ class SignedEnvelope:
     payload: bytes
     signatures: tuple[bytes, ...]
 
+    def pae(self) -> bytes:
+        """DSSE's pre-authentication encoding: what the envelope's signatures sign."""
+        kind = self.payload_type.encode("utf-8")
+        return b"DSSEv1 %d %b %d %b" % (len(kind), kind, len(self.payload), self.payload)
+
 
 @dataclass(frozen=True)
 class InclusionProof:

@@ -7,11 +7,131 @@ identity on an untrusted certificate is reported as the untrusted certificate it
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
-from exporter.sigstore.facts import SignerFacts, VerificationFailure
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from exporter.cosign.keys import PublicKey
+from exporter.sigstore.certificates import verify_fulcio_chain, verify_private_chain
+from exporter.sigstore.facts import LogEntryFacts, SignerFacts, TimeSource, VerificationFailure
+from exporter.sigstore.identity import certificate_identity, match_identity
 from exporter.sigstore.material import SigningMaterial
 from exporter.sigstore.policy import IdentityPolicy, TrustPolicy
+from exporter.sigstore.rekor import RekorLog, Signer, verify_entry
+from exporter.sigstore.sct import CtLogKey, verify_embedded_sct
+from exporter.sigstore.signature import signature_verifies
+from exporter.sigstore.timestamps import MAX_TIMESTAMPS, TimestampAuthority, verify_timestamp
+
+MAX_TLOG_ENTRIES = 8
+
+
+def _rekor_logs(trust: TrustPolicy) -> tuple[RekorLog, ...]:
+    if trust.rekor_keys:
+        return tuple(RekorLog(bytes.fromhex(key.fingerprint), key) for key in trust.rekor_keys)
+    return tuple(RekorLog(log.log_id, log.key, log.base_url, log.valid) for log in trust.trusted_root.tlogs)
+
+
+def _ct_logs(trust: TrustPolicy) -> tuple[CtLogKey, ...]:
+    if trust.ctlog_keys:
+        return tuple(CtLogKey(bytes.fromhex(key.fingerprint), key) for key in trust.ctlog_keys)
+    return tuple(CtLogKey(log.log_id, log.key, log.valid) for log in trust.trusted_root.ctlogs)
+
+
+def _timestamp_authorities(trust: TrustPolicy) -> tuple[TimestampAuthority, ...]:
+    if trust.tsa_chains:
+        return tuple(TimestampAuthority(chain, None, "tsaCertChain") for chain in trust.tsa_chains)
+    return tuple(
+        TimestampAuthority(authority.chain, authority.valid, authority.uri)
+        for authority in trust.trusted_root.timestamp_authorities
+    )
+
+
+def _signing_key(material: SigningMaterial) -> PublicKey | VerificationFailure:
+    if material.public_key is not None:
+        return material.public_key.key
+    key = material.certificate_chain[0].public_key()
+    if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
+        return key
+    return VerificationFailure("material", f"signing certificate has an unsupported {type(key).__name__} key")
+
+
+def _log_entries(
+    material: SigningMaterial, trust: TrustPolicy, signer: Signer
+) -> tuple[LogEntryFacts, ...] | VerificationFailure:
+    if len(material.tlog_entries) > MAX_TLOG_ENTRIES:
+        return VerificationFailure("tlog", f"more than {MAX_TLOG_ENTRIES} transparency-log entries")
+    logs = _rekor_logs(trust)
+    verified = []
+    for entry in material.tlog_entries:
+        facts = verify_entry(entry, logs, material.signature, material.signed, signer)
+        if isinstance(facts, VerificationFailure):
+            return facts
+        verified.append(facts)
+    if trust.require_tlog and not verified:
+        return VerificationFailure(
+            "tlog",
+            "signature has no transparency-log (Rekor) entry; sign with a Rekor upload, or set "
+            "ignoreTlog / --insecure-ignore-tlog if your signers deliberately do not log",
+        )
+    return tuple(verified)
+
+
+def _timestamp_times(
+    material: SigningMaterial, trust: TrustPolicy
+) -> tuple[datetime, ...] | VerificationFailure:
+    if len(material.timestamps) > MAX_TIMESTAMPS:
+        return VerificationFailure("timestamp", f"more than {MAX_TIMESTAMPS} RFC 3161 timestamps")
+    if len(set(material.timestamps)) != len(material.timestamps):
+        return VerificationFailure("timestamp", "the same RFC 3161 timestamp is given twice")
+    authorities = _timestamp_authorities(trust)
+    times = []
+    for token in material.timestamps:
+        moment = verify_timestamp(token, material.timestamp_message, authorities)
+        if isinstance(moment, VerificationFailure):
+            return moment
+        times.append(moment)
+    return tuple(times)
+
+
+def _certificate_checks(
+    material: SigningMaterial,
+    trust: TrustPolicy,
+    identities: tuple[IdentityPolicy, ...],
+    times: tuple[datetime, ...],
+    time_source: TimeSource,
+) -> VerificationFailure | None:
+    leaf, carried = material.certificate_chain[0], material.certificate_chain[1:]
+    chain: tuple[x509.Certificate, ...] = ()
+    for moment in times:
+        verified = (
+            verify_private_chain(
+                leaf, carried, trust.certificate_roots, trust.certificate_intermediates, moment
+            )
+            if trust.certificate_roots
+            else verify_fulcio_chain(leaf, carried, trust.trusted_root.certificate_authorities, moment)
+        )
+        if isinstance(verified, VerificationFailure):
+            if verified.check == "certificate-validity" and time_source == "current-time":
+                return VerificationFailure(
+                    verified.check,
+                    f"{verified.reason}; no Rekor entry or RFC 3161 timestamp proves when it was signed, "
+                    "so the current time was used",
+                )
+            return verified
+        chain = verified
+    if trust.require_sct:
+        failure = verify_embedded_sct(chain, _ct_logs(trust))
+        if failure is not None:
+            return failure
+    if not identities:
+        return None
+    identity = certificate_identity(leaf)
+    failures = [match_identity(leaf, identity, policy) for policy in identities]
+    if any(failure is None for failure in failures):
+        return None
+    reasons = [failure.reason for failure in failures if failure is not None]
+    return VerificationFailure("identity", reasons[0] if len(reasons) == 1 else "; ".join(reasons))
 
 
 def verify_material(
@@ -37,5 +157,46 @@ def verify_material(
     Pure CPU work, no I/O, safe to call from worker threads; ``now`` replaces the clock (tests), and is used
     only when no proof gives a signing time.
     """
-    del material, trust, identities, now
-    return VerificationFailure("material", "Sigstore material verification is not available yet")
+    key = _signing_key(material)
+    if isinstance(key, VerificationFailure):
+        return key
+    if not signature_verifies(key, material.signature, material.signed):
+        signer_name = (
+            "the signing certificate's key" if material.public_key is None else material.public_key.name
+        )
+        return VerificationFailure("signature", f"signature does not verify with {signer_name}")
+    signer = Signer(key, material.certificate_chain[0] if material.certificate_chain else None)
+    entries = _log_entries(material, trust, signer)
+    if isinstance(entries, VerificationFailure):
+        return entries
+    stamped = _timestamp_times(material, trust)
+    if isinstance(stamped, VerificationFailure):
+        return stamped
+    logged = tuple(entry.integrated_time for entry in entries if entry.integrated_time is not None)
+    time_source: TimeSource
+    if logged:
+        proven, time_source = (*logged, *stamped), "tlog"
+    elif stamped:
+        proven, time_source = stamped, "timestamp-authority"
+    elif entries:
+        return VerificationFailure(
+            "timestamp",
+            "the transparency-log entry proves inclusion but not a signing time (Rekor v2); the signature "
+            "needs an RFC 3161 timestamp from a trusted timestamp authority",
+        )
+    else:
+        proven, time_source = (now or datetime.now(UTC),), "current-time"
+    if material.certificate_chain:
+        failure = _certificate_checks(material, trust, identities, proven, time_source)
+        if failure is not None:
+            return failure
+    elif identities:
+        return VerificationFailure("identity", "a signature made with a key carries no certificate identity")
+    return SignerFacts(
+        identity=certificate_identity(material.certificate_chain[0]) if material.certificate_chain else None,
+        log_entries=entries,
+        signing_time=proven[0],
+        time_source=time_source,
+        timestamp_times=stamped,
+        sct_verified=bool(material.certificate_chain) and trust.require_sct,
+    )

@@ -1,0 +1,69 @@
+"""RFC 3161 timestamps from a trusted timestamp authority (TSA): an independent proof of *when* a signature
+existed, needed wherever no Rekor v1 entry gives an integrated time (Rekor v2, offline signing).
+
+Parsing and CMS verification are ``rfc3161-client``'s (the library sigstore-python uses). Sigstore
+timestamps the signature bytes: the token's message imprint must be their hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from cryptography import x509
+from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
+
+from exporter.sigstore.facts import VerificationFailure
+from exporter.sigstore.trusted_root import ValidityWindow
+
+MAX_TIMESTAMP_BYTES = 64 * 1024
+MAX_TIMESTAMPS = 32
+
+
+@dataclass(frozen=True)
+class TimestampAuthority:
+    """A trusted TSA: its chain (signing certificate first, root last) and when it may be relied on."""
+
+    chain: tuple[x509.Certificate, ...]
+    valid: ValidityWindow | None = None
+    name: str = ""
+
+
+def verify_timestamp(
+    token: bytes, message: bytes, authorities: tuple[TimestampAuthority, ...]
+) -> datetime | VerificationFailure:
+    """The time a trusted TSA vouches ``message`` existed at, or why ``token`` proves nothing."""
+    if len(token) > MAX_TIMESTAMP_BYTES:
+        return VerificationFailure("timestamp", "RFC 3161 timestamp is too large")
+    try:
+        response = decode_timestamp_response(token)
+    except (ValueError, VerificationError) as exc:
+        return VerificationFailure("timestamp", f"RFC 3161 timestamp is malformed ({exc})")
+    if not authorities:
+        return VerificationFailure(
+            "timestamp", "the signature has an RFC 3161 timestamp but no timestamp authority is trusted"
+        )
+    problems = []
+    for authority in authorities:
+        if len(authority.chain) < 2:
+            problems.append(f"{authority.name}: chain needs a signing certificate and a root")
+            continue
+        builder = (
+            VerifierBuilder().tsa_certificate(authority.chain[0]).add_root_certificate(authority.chain[-1])
+        )
+        for intermediate in authority.chain[1:-1]:
+            builder = builder.add_intermediate_certificate(intermediate)
+        try:
+            builder.build().verify_message(response, message)
+        except (VerificationError, ValueError) as exc:
+            problems.append(f"{authority.name or 'TSA'}: {exc}")
+            continue
+        moment = response.tst_info.gen_time
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        if authority.valid is not None and not authority.valid.covers(moment):
+            problems.append(f"{authority.name or 'TSA'} was not trusted at {moment.isoformat()}")
+            continue
+        return moment
+    return VerificationFailure(
+        "timestamp", "RFC 3161 timestamp is not from a trusted timestamp authority: " + "; ".join(problems)
+    )
