@@ -10,6 +10,7 @@ import hashlib
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -258,7 +259,7 @@ def test_v03_dsse_bundle_verifies_with_proof_checkpoint_and_timestamp() -> None:
     )
 
 
-def _with_entry(material: SigningMaterial, **changes: object) -> SigningMaterial:
+def _with_entry(material: SigningMaterial, **changes: Any) -> SigningMaterial:
     return dataclasses.replace(
         material, tlog_entries=(dataclasses.replace(material.tlog_entries[0], **changes),)
     )
