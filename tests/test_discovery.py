@@ -11,8 +11,10 @@ from urllib.parse import parse_qs
 import pytest
 from aiohttp import web
 
+from exporter.cosign import discovery
 from exporter.cosign.discovery import (
     MAX_ENVELOPE_BYTES,
+    MAX_LAYERS,
     MAX_REFERRERS,
     SIGNATURE_ARTIFACT_TYPES,
     discover,
@@ -351,3 +353,56 @@ async def test_an_unreachable_registry_is_an_error_value() -> None:
     outcome = await _discover(host, "disc/nowhere:v1")
     assert isinstance(outcome, VerificationError)
     assert host in outcome.cause
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        web.Response(status=400, text="bad request"),
+        web.Response(status=406, text="not acceptable"),
+        web.Response(status=200, text="<html>welcome</html>", content_type="text/html"),
+    ],
+    ids=["400", "406", "200-not-an-index"],
+)
+async def test_other_ways_of_saying_no_referrers_api_lead_to_the_fallback(
+    registry: RegistryServer, answer: web.Response
+) -> None:
+    digest = registry.push_image("disc/no-api", "v1")
+    attach_referrer(registry, "disc/no-api", digest, SIGSTORE_BUNDLE_V03, [_bundle("no api")])
+
+    async def no_api(request: web.Request) -> web.StreamResponse | None:
+        return answer if "/referrers/" in request.path else None
+
+    async with FaultyProxy(registry.url, no_api) as proxy:
+        found = await _found(proxy.host, f"disc/no-api@{digest}")
+    assert _contents(found, "referrers-tag") == [_bundle("no api").payload]
+
+
+async def test_manifests_with_too_many_layers_and_blobs_over_the_image_budget(
+    registry: RegistryServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    digest = registry.push_image("disc/limits", "v1")
+    registry.push_signature_layers("disc/limits", digest, [_sig(f"s{n}") for n in range(MAX_LAYERS + 1)])
+    push_att(registry, "disc/limits", digest, [_envelope("first"), _envelope("second")])
+    crowded = attach_referrer(
+        registry,
+        "disc/limits",
+        digest,
+        SIGSTORE_BUNDLE_V03,
+        [_bundle(f"b{n}") for n in range(MAX_LAYERS + 1)],
+    )
+    # Room for the first envelope only.
+    monkeypatch.setattr(discovery, "MAX_TOTAL_BLOB_BYTES", len(_envelope("first").payload) + 1)
+    found = await _found(registry.host, f"disc/limits@{digest}")
+    assert [(a.content, a.problem) for a in found.artifacts] == [
+        (_envelope("first").payload, None),
+        (
+            None,
+            f"layer of {len(_envelope('second').payload)} bytes is over the "
+            f"{len(_envelope('first').payload) + 1}-byte budget per image",
+        ),
+    ]
+    assert found.skipped == (
+        f"sig-tag {tag_for(digest)}.sig: 65 layers exceed the limit of 64",
+        f"referrers-tag {crowded.digest}: 65 layers exceed the limit of 64",
+    )
