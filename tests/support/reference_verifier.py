@@ -8,6 +8,10 @@ sigstore-python checks the signature, chain, SCT, log entry (SET, inclusion proo
 the signing time and the identity; it does not look inside a DSSE payload. For image bundles pass
 ``subject_digest``: the in-toto statement's subject must then name that digest, as cosign requires.
 
+sigstore-python cannot verify key-signed bundles or legacy ``.sig`` signatures; for those,
+``reference_verify_log_entry`` runs its log-entry checks alone (inclusion proof, signed checkpoint, and the
+SET when there is one) through its internal API.
+
 Usage::
 
     outcome = reference_verify(signed.json, root_path, identity=who.san, issuer=who.issuer,
@@ -21,10 +25,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from sigstore._internal.trust import KeyringPurpose
 from sigstore.errors import Error as SigstoreError
-from sigstore.models import Bundle, TrustedRoot
+from sigstore.models import Bundle, TransparencyLogEntry, TrustedRoot
 from sigstore.verify import Verifier, policy
+from sigstore_models.rekor.v1 import TransparencyLogEntry as EntryMessage
 
 from tests.support.sigstore_box import GitHubWorkflow
 
@@ -98,3 +105,13 @@ def subject_mismatch(payload: bytes, image_digest: str) -> str:
     except (ValueError, KeyError, TypeError, AttributeError) as error:
         return f"payload is not an in-toto statement: {error!r}"
     return f"statement subject does not name {image_digest}"
+
+
+def reference_verify_log_entry(entry: dict[str, Any], trusted_root: Path) -> ReferenceOutcome:
+    """sigstore-python's checks of one bundle ``tlogEntries`` item against the trusted root's Rekor keys."""
+    try:
+        keyring = TrustedRoot.from_file(str(trusted_root)).rekor_keyring(KeyringPurpose.VERIFY)
+        TransparencyLogEntry(EntryMessage.from_json(json.dumps(entry)))._verify(keyring)
+    except (SigstoreError, ValueError) as error:
+        return ReferenceOutcome(False, str(error))
+    return ReferenceOutcome(True)

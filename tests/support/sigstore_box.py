@@ -127,6 +127,7 @@ class Faults:
     - ``tampered_payload``: the DSSE payload (or legacy payload) was changed after signing.
     - ``untrusted_ca``: the certificate comes from a CA that is not in the trusted root.
     - ``body_mismatch``: the log entry records another signature (a valid entry, for other content).
+    - ``bad_timestamp``: the RFC 3161 token is genuine but stamps other bytes than this signature.
     """
 
     expired_certificate: bool = False
@@ -137,6 +138,7 @@ class Faults:
     tampered_payload: bool = False
     untrusted_ca: bool = False
     body_mismatch: bool = False
+    bad_timestamp: bool = False
 
 
 NO_FAULTS = Faults()
@@ -205,6 +207,21 @@ def _serial(label: str) -> int:
     return int.from_bytes(hashlib.sha256(label.encode()).digest()[:16], "big") >> 1
 
 
+def key_usage(*, ca: bool) -> x509.KeyUsage:
+    """certSign + cRLSign for a CA, digitalSignature for a signer (Fulcio leaf, TSA)."""
+    return x509.KeyUsage(
+        digital_signature=not ca,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=ca,
+        crl_sign=ca,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
 def _ca_certificate(
     subject: x509.Name,
     key: ec.EllipticCurvePrivateKey,
@@ -225,17 +242,7 @@ def _ca_certificate(
         .not_valid_before(not_before)
         .not_valid_after(not_after)
         .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
+            key_usage(ca=True),
             critical=True,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
@@ -549,17 +556,7 @@ class CertificateAuthority:
             .not_valid_before(not_before)
             .not_valid_after(not_before + datetime.timedelta(minutes=10))
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                key_usage(ca=False),
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]), critical=False)
@@ -659,17 +656,7 @@ class TimestampAuthority:
             .not_valid_before(not_before)
             .not_valid_after(not_after)
             .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=False,
-                    crl_sign=False,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
+                key_usage(ca=False),
                 critical=True,
             )
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
@@ -973,6 +960,10 @@ class SigstoreBox:
             },
         }
 
+    def _timestamp(self, signature: bytes, at: datetime.datetime, faults: Faults) -> bytes:
+        """The TSA's token over the signature bytes (what Sigstore clients timestamp)."""
+        return self.tsa.timestamp(b"other bytes" if faults.bad_timestamp else signature, at)
+
     def _bundle(
         self,
         content: dict[str, Any],
@@ -983,6 +974,7 @@ class SigstoreBox:
         entry: LogEntry | None,
         timestamp: bool,
         at: datetime.datetime,
+        faults: Faults,
     ) -> SignedBundle:
         material: dict[str, Any] = {}
         if certificate is not None:
@@ -990,7 +982,7 @@ class SigstoreBox:
         else:  # cosign 3 key-signed bundles: a hint (base64 SHA-256 of the DER public key), not the key
             material["publicKey"] = {"hint": b64(hashlib.sha256(spki_der(public_key)).digest())}
         material["tlogEntries"] = [entry.bundle_json()] if entry is not None else []
-        token = self.tsa.timestamp(signature, at) if timestamp else None
+        token = self._timestamp(signature, at, faults) if timestamp else None
         if token is not None:
             material["timestampVerificationData"] = {"rfc3161Timestamps": [{"signedTimestamp": b64(token)}]}
         document = {"mediaType": BUNDLE_V03, "verificationMaterial": material, **content}
@@ -1038,6 +1030,7 @@ class SigstoreBox:
             entry=entry,
             timestamp=timestamp,
             at=when,
+            faults=faults,
         )
 
     def dsse_bundle(
@@ -1080,6 +1073,7 @@ class SigstoreBox:
             entry=entry,
             timestamp=timestamp,
             at=when,
+            faults=faults,
         )
 
     def image_bundle(
@@ -1145,7 +1139,7 @@ class SigstoreBox:
         if entry is not None:
             annotations[BUNDLE_ANNOTATION] = entry.legacy_bundle()
         if timestamp:
-            token = self.tsa.timestamp(signature, when)
+            token = self._timestamp(signature, when, faults)
             annotations[RFC3161_ANNOTATION] = json.dumps({"SignedRFC3161Timestamp": b64(token)})
         if faults.tampered_payload:
             payload = tamper(payload)
