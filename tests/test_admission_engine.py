@@ -351,5 +351,6 @@ async def test_a_crashing_verification_is_an_error_result_not_a_crash(policies: 
     engine, sink, _metrics = make_engine(policies)
     decision = await run(engine, review_body(workload("Deployment", "d", "dev", "user/test:crash")))
     assert decision.response.allowed is True
-    assert "internal error: verifier bug" in decision.response.warnings[0]
+    assert "internal error in trustwatch (details in its log)" in decision.response.warnings[0]
+    assert "verifier bug" not in decision.response.warnings[0]  # no internals in what users see
     assert [r.result for r in sink.results] == ["error"]

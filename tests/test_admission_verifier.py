@@ -94,8 +94,25 @@ def test_every_attestor_set_must_pass_and_failures_name_their_set() -> None:
     assert ": .attestors[1].entries[0].keys: no matching signatures" in outcome.message
 
 
-def test_unusable_key_material_is_a_failure_that_says_so() -> None:
+def test_unusable_key_material_is_an_error_that_says_so() -> None:
+    """A key that cannot be used (a bad Secret) says nothing about the image: ``error``, never ``fail``."""
     broken = KeyEntry(public_keys="not a pem", secret=None, signature_algorithm="sha256", rekor=None)
     outcome = judge(signed_by(KEY_A), verification(Attestor(None, (broken,))), IMAGE)
+    assert outcome.status == "error"
+    assert ".attestors[0].entries[0].keys: unusable key:" in outcome.message
+
+
+def test_an_attestor_set_fails_only_when_errors_could_not_have_saved_it() -> None:
+    broken = KeyEntry(public_keys="not a pem", secret=None, signature_algorithm="sha256", rekor=None)
+    # one of {broken, B} must verify; only A signed: B is a definite miss, broken unknown -> error
+    assert judge(signed_by(KEY_A), verification(Attestor(1, (broken, entry(KEY_B)))), IMAGE).status == "error"
+    # two of {broken, B, C}: only A signed, so at most one could verify -> fail
+    two_of_three = verification(Attestor(2, (broken, entry(KEY_B), entry(KEY_C))))
+    assert judge(signed_by(KEY_A), two_of_three, IMAGE).status == "fail"
+    # a definite failure in one set outweighs an error in another
+    sets = verification(Attestor(None, (broken,)), Attestor(None, (entry(KEY_B),)))
+    outcome = judge(signed_by(KEY_A), sets, IMAGE)
     assert outcome.status == "fail"
-    assert ".attestors[0].entries[0].keys: invalid key:" in outcome.message
+    assert ".attestors[1].entries[0].keys: no matching signatures" in outcome.message
+    # one of {broken, A} with A signing passes whatever the broken entry is
+    assert judge(signed_by(KEY_A), verification(Attestor(1, (broken, entry(KEY_A)))), IMAGE).status == "pass"

@@ -232,7 +232,7 @@ class AdmissionEngine:
         """An error outcome for a verification that timed out or crashed (the crash is logged)."""
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("verification crashed", exc_info=task.exception(), extra={"image": check.image.image})
-            reason = f"internal error: {task.exception()}"
+            reason = "internal error in trustwatch (details in its log)"
         else:
             reason = (
                 f"verification did not finish within the {self.config.decision_budget:g}s admission deadline"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import logging
 from typing import Any
 
 from kubernetes import client as kube_client
@@ -19,6 +20,8 @@ from kubernetes.client.exceptions import ApiException
 from exporter.admission.cache import SingleFlightCache
 from exporter.admission.verifier import SecretKeyError
 from exporter.policy.model import SecretRef
+
+log = logging.getLogger(__name__)
 
 KEY_ENTRY = "cosign.pub"
 HTTP_FORBIDDEN = 403
@@ -53,7 +56,10 @@ class KubernetesSecretKeys:
                 raise SecretKeyError(message) from exc
             raise SecretKeyError(f"cannot read {where}: {exc.status} {exc.reason}") from exc
         except Exception as exc:  # network trouble surfaces as urllib3 errors of many kinds
-            raise SecretKeyError(f"cannot read {where}: {exc}") from exc
+            log.warning("cannot read a key Secret", extra={"secret": where, "error": repr(exc)})
+            raise SecretKeyError(
+                f"cannot read {where}: the API server did not answer (see trustwatch's log)"
+            ) from exc
         encoded = (secret.data or {}).get(KEY_ENTRY)
         if not encoded:
             raise SecretKeyError(f"{where} has no {KEY_ENTRY} entry")

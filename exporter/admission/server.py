@@ -71,7 +71,7 @@ class WebhookHandlers:
         try:
             decision = await self._engine.review(webhook, review)
             response = decision.response
-        except Exception as exc:
+        except Exception:
             log.exception("admission review failed", extra={"webhook": webhook, "uid": review.uid})
             self._metrics.admission_requests.labels(
                 webhook=webhook, operation=review.operation, kind=review.kind, decision="error"
@@ -79,8 +79,8 @@ class WebhookHandlers:
             response = AdmissionResponse(
                 allowed=False,
                 code=500,
-                message=f"trustwatch could not evaluate this request ({type(exc).__name__}: {exc}); "
-                "see the webhook's logs",
+                message="trustwatch could not evaluate this request because of an internal error; "
+                "see the webhook's log",
             )
         body_out = render_response(review.api_version, review.uid, response)
         return web.json_response(body_out, dumps=json.dumps)

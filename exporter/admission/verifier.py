@@ -53,6 +53,19 @@ class SecretKeyError(Exception):
 
 
 NO_MATCHING_SIGNATURES = "no matching signatures"
+SIGNATURES_UNREADABLE = "the signatures could not be read from the registry (details in trustwatch's log)"
+
+
+def public_reason(exc: RegistryError) -> str:
+    """A registry failure as the denial message tells whoever created the workload: what failed, and the
+    HTTP status, never the registry's answer body, URLs or exception text (those go to trustwatch's log)."""
+    if exc.status == 404:
+        return "image not found in the registry (404); check the repository name and the tag or digest"
+    if exc.status in (401, 403):
+        return f"the registry refused access ({exc.status}); check trustwatch's registry credentials"
+    if exc.status is not None:
+        return f"the registry answered HTTP {exc.status} (details in trustwatch's log)"
+    return "the registry could not be reached or gave an unusable answer (details in trustwatch's log)"
 
 
 @dataclass(frozen=True)
@@ -105,43 +118,69 @@ def _entry_options(entry: KeyEntry) -> VerifyOptions:
     )
 
 
-def _entry_failure(signatures: SignatureSet, entry: KeyEntry) -> str | None:
+@dataclass(frozen=True)
+class _EntryProblem:
+    """Why one attestor entry did not verify: ``infrastructure`` when nothing was learnt about the
+    signatures (key material unusable, data unreadable), which is an ``error``, never a ``fail``."""
+
+    reason: str
+    infrastructure: bool
+
+
+def _entry_problem(signatures: SignatureSet, entry: KeyEntry) -> _EntryProblem | None:
     """None when ``entry`` verifies the signatures, else the reason in cosign's words."""
     try:
         options = _entry_options(entry)
     except KeyLoadError as exc:
-        return f"invalid key: {exc}"
+        return _EntryProblem(f"unusable key: {exc}", infrastructure=True)
     outcome = verify_signatures(signatures, options)
     if isinstance(outcome, Verified):
         return None
     if isinstance(outcome, Unsigned):
-        return NO_MATCHING_SIGNATURES
+        return _EntryProblem(NO_MATCHING_SIGNATURES, infrastructure=False)
     if isinstance(outcome, VerificationError):
-        return outcome.cause
-    return f"{NO_MATCHING_SIGNATURES}: {'; '.join(outcome.reasons)}"
+        return _EntryProblem(outcome.cause, infrastructure=True)
+    return _EntryProblem(f"{NO_MATCHING_SIGNATURES}: {'; '.join(outcome.reasons)}", infrastructure=False)
 
 
-def _attestor_failure(signatures: SignatureSet, index: int, attestor: Attestor) -> str | None:
-    """None when at least ``required_count`` entries verify; else every entry's failure at its path."""
-    failures: list[str] = []
-    verified = 0
+def _attestor_problem(signatures: SignatureSet, index: int, attestor: Attestor) -> _EntryProblem | None:
+    """None when at least ``required_count`` entries verify; else every entry's problem at its path.
+
+    The set fails only when it could not pass even if every entry that hit an infrastructure problem had
+    verified; otherwise the outcome is unknown, an error.
+    """
+    problems: list[_EntryProblem] = []
+    verified = errored = 0
     for position, entry in enumerate(attestor.entries):
-        problem = _entry_failure(signatures, entry)
+        problem = _entry_problem(signatures, entry)
         if problem is None:
             verified += 1
             if verified >= attestor.required_count:
                 return None
-        else:
-            failures.append(f".attestors[{index}].entries[{position}].keys: {problem}")
-    return "; ".join(failures) or f".attestors[{index}]: no entries to verify with"
+            continue
+        errored += problem.infrastructure
+        problems.append(
+            _EntryProblem(
+                f".attestors[{index}].entries[{position}].keys: {problem.reason}", problem.infrastructure
+            )
+        )
+    reason = "; ".join(problem.reason for problem in problems) or f".attestors[{index}]: no entries"
+    return _EntryProblem(reason, infrastructure=verified + errored >= attestor.required_count)
 
 
 def judge(signatures: SignatureSet, verification: ImageVerification, display: str) -> ImageOutcome:
-    """Pure decision over fetched signatures: every attestor set must pass."""
-    for index, attestor in enumerate(verification.attestors):
-        failure = _attestor_failure(signatures, index, attestor)
-        if failure is not None:
-            return ImageOutcome("fail", verification_failed(display, failure), signatures.digest)
+    """Pure decision over fetched signatures: every attestor set must pass. A set that definitely fails
+    makes the image ``fail``; otherwise a set that could not be checked makes it ``error``."""
+    problems = [
+        problem
+        for index, attestor in enumerate(verification.attestors)
+        if (problem := _attestor_problem(signatures, index, attestor)) is not None
+    ]
+    failed = [problem for problem in problems if not problem.infrastructure]
+    if failed or problems:
+        worst = failed[0] if failed else problems[0]
+        status: RuleStatus = "fail" if failed else "error"
+        return ImageOutcome(status, verification_failed(display, worst.reason), signatures.digest)
     return ImageOutcome("pass", IMAGE_VERIFIED, signatures.digest)
 
 
@@ -211,10 +250,9 @@ class ImageVerifier:
             digest = reference.digest or await self._resolve(reference)
         except RegistryError as exc:
             status: RuleStatus = "fail" if isinstance(exc, NotFoundError) else "error"
-            outcome = ImageOutcome(
-                status, verification_failed(display, f"{_first_path(verification)}: {exc}")
-            )
-            return outcome, "miss"
+            log.warning("cannot resolve the image's digest", extra={"image": display, "error": str(exc)})
+            reason = f"{_first_path(verification)}: {public_reason(exc)}"
+            return ImageOutcome(status, verification_failed(display, reason)), "miss"
         pinned = reference.with_digest(digest)
         key: Hashable = (policy_version, rule, index, reference.repository_path, digest)
         found, how = self._outcomes.lookup(key, lambda: self._verify_uncached(pinned, verification, display))
@@ -238,11 +276,11 @@ class ImageVerifier:
         if isinstance(resolved, str):
             outcome = ImageOutcome("error", verification_failed(display, resolved), reference.digest)
         elif isinstance(signatures, VerificationError):
-            outcome = ImageOutcome(
-                "error",
-                verification_failed(display, f"{_first_path(verification)}: {signatures.cause}"),
-                reference.digest,
+            log.warning(
+                "cannot read the image's signatures", extra={"image": display, "error": signatures.cause}
             )
+            reason = f"{_first_path(verification)}: {SIGNATURES_UNREADABLE}"
+            outcome = ImageOutcome("error", verification_failed(display, reason), reference.digest)
         else:
             outcome = judge(signatures, resolved, display)
         self._metrics.image_verification_duration.labels(result=outcome.status).observe(
