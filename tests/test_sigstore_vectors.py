@@ -18,18 +18,17 @@ from cryptography import x509
 from exporter.cosign.keys import load_public_key
 from exporter.sigstore import (
     IdentityPolicy,
-    InclusionProof,
     SignedEnvelope,
     SignedMessage,
     SignerFacts,
     SigningMaterial,
-    TlogEntry,
     TrustPolicy,
     VerificationFailure,
     load_trusted_root,
     public_good_root,
     verify_material,
 )
+from tests.support.sigstore_material import bundle_material, cosign_bundle_entry, legacy_material
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared/interop/cosign-vectors"
 pytestmark = pytest.mark.skipif(not VECTORS.is_dir(), reason=f"interop vectors not found at {VECTORS}")
@@ -49,23 +48,6 @@ KEYLESS = {
 }
 
 
-def _cosign_entry(case: str) -> TlogEntry:
-    """The ``dev.sigstore.cosign/bundle`` annotation as a log entry (SET, no inclusion proof)."""
-    bundle = json.loads((VECTORS / case / "bundle.json").read_text())
-    payload = bundle["Payload"]
-    body = base64.b64decode(payload["body"])
-    document = json.loads(body)
-    return TlogEntry(
-        log_id=bytes.fromhex(payload["logID"]),
-        log_index=payload["logIndex"],
-        canonicalized_body=body,
-        kind=document["kind"],
-        version=document["apiVersion"],
-        integrated_time=payload["integratedTime"],
-        signed_entry_timestamp=base64.b64decode(bundle["SignedEntryTimestamp"] + "=="),
-    )
-
-
 def _keyless(case: str, *, entry_from: str | None = None) -> SigningMaterial:
     payload = (VECTORS / case / "payload.json").read_bytes()
     chain = x509.load_pem_x509_certificates((VECTORS / case / "cert.pem").read_bytes())
@@ -75,7 +57,7 @@ def _keyless(case: str, *, entry_from: str | None = None) -> SigningMaterial:
         signature=base64.b64decode((VECTORS / case / "signature.b64").read_text()),
         signed=SignedMessage(hashlib.sha256(payload).digest(), payload),
         certificate_chain=tuple(chain),
-        tlog_entries=(_cosign_entry(entry_from or case),),
+        tlog_entries=(cosign_bundle_entry((VECTORS / (entry_from or case) / "bundle.json").read_text()),),
     )
 
 
@@ -201,41 +183,7 @@ KUBEWARDEN = IdentityPolicy(
 
 
 def _bundle_material() -> SigningMaterial:
-    bundle = json.loads((BUNDLE / "bundle.sigstore.json").read_text())
-    material = bundle["verificationMaterial"]
-    logged = material["tlogEntries"][0]
-    proof = logged["inclusionProof"]
-    envelope = bundle["dsseEnvelope"]
-    signatures = tuple(base64.b64decode(item["sig"]) for item in envelope["signatures"])
-    return SigningMaterial(
-        signature=signatures[0],
-        signed=SignedEnvelope(envelope["payloadType"], base64.b64decode(envelope["payload"]), signatures),
-        certificate_chain=(
-            x509.load_der_x509_certificate(base64.b64decode(material["certificate"]["rawBytes"])),
-        ),
-        tlog_entries=(
-            TlogEntry(
-                log_id=base64.b64decode(logged["logId"]["keyId"]),
-                log_index=int(logged["logIndex"]),
-                canonicalized_body=base64.b64decode(logged["canonicalizedBody"]),
-                kind=logged["kindVersion"]["kind"],
-                version=logged["kindVersion"]["version"],
-                integrated_time=int(logged["integratedTime"]),
-                signed_entry_timestamp=base64.b64decode(logged["inclusionPromise"]["signedEntryTimestamp"]),
-                inclusion_proof=InclusionProof(
-                    log_index=int(proof["logIndex"]),
-                    root_hash=base64.b64decode(proof["rootHash"]),
-                    tree_size=int(proof["treeSize"]),
-                    hashes=tuple(base64.b64decode(item) for item in proof["hashes"]),
-                    checkpoint=proof["checkpoint"]["envelope"],
-                ),
-            ),
-        ),
-        timestamps=tuple(
-            base64.b64decode(item["signedTimestamp"])
-            for item in material["timestampVerificationData"]["rfc3161Timestamps"]
-        ),
-    )
+    return bundle_material(json.loads((BUNDLE / "bundle.sigstore.json").read_text()))
 
 
 BUNDLE_TRUST = (
@@ -306,16 +254,8 @@ PKI = VECTORS / "ci-byo-pki-rsa4096"
 
 
 def _pki_material() -> SigningMaterial:
-    payload = (PKI / "payload.json").read_bytes()
     annotations = json.loads((PKI / "annotations.json").read_text())["annotations"]
-    return SigningMaterial(
-        signature=base64.b64decode(annotations["dev.cosignproject.cosign/signature"]),
-        signed=SignedMessage(hashlib.sha256(payload).digest(), payload),
-        certificate_chain=(
-            *x509.load_pem_x509_certificates((PKI / "cert.pem").read_bytes()),
-            *x509.load_pem_x509_certificates((PKI / "chain.pem").read_bytes()),
-        ),
-    )
+    return legacy_material((PKI / "payload.json").read_bytes(), annotations)
 
 
 def test_private_pki_certificate_chain() -> None:
