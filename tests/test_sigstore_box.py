@@ -4,6 +4,7 @@ reason the negative is about. Other tests build on the box, so a wrong box would
 from __future__ import annotations
 
 import base64
+import datetime
 import hashlib
 import json
 import re
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import rekor_types
 import rfc3161_client
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -82,6 +84,19 @@ def test_sigstore_python_accepts_dsse_image_bundles(
     assert outcome.accepted, outcome.reason
     assert outcome.payload_type == "application/vnd.in-toto+json"
     assert outcome.payload is not None and IMAGE.removeprefix("sha256:").encode() in outcome.payload
+
+
+@pytest.mark.parametrize(("log", "timestamp"), PROOFS)
+def test_a_week_old_signature_verifies_by_its_trusted_time(
+    sigstore_box: SigstoreBox, root: Path, log: str, timestamp: bool
+) -> None:
+    """The 10-minute certificate expired long ago; the log's or the TSA's time shows it was valid then."""
+    week_ago = sigstore_box.now - datetime.timedelta(days=7)
+    signed = sigstore_box.image_bundle(IMAGE, CI, log=log, timestamp=timestamp, at=week_ago)
+    assert signed.certificate is not None
+    assert signed.certificate.not_valid_after_utc < sigstore_box.now - datetime.timedelta(days=6)
+    outcome = check(signed, root)
+    assert outcome.accepted, outcome.reason
 
 
 # --- negatives: each is rejected, and for its own reason ---------------------------------------------
@@ -498,3 +513,42 @@ def test_legacy_layer_variants(sigstore_box: SigstoreBox) -> None:
     )
     with pytest.raises(InvalidSignature):
         key.public_key().verify(tampered.signature, tampered.payload, ec.ECDSA(hashes.SHA256()))
+
+
+def test_legacy_attestation_layer(sigstore_box: SigstoreBox, root: Path) -> None:
+    attestation = sigstore_box.legacy_attestation(
+        IMAGE, "registry.example/app", CI, predicate={"builder": {"id": "ci"}}, timestamp=True
+    )
+    annotations = attestation.annotations
+    assert attestation.layer.media_type == "application/vnd.dsse.envelope.v1+json"
+    assert annotations[SIGNATURE_ANNOTATION] == ""
+    assert annotations["predicateType"] == "https://slsa.dev/provenance/v0.2"
+    envelope = json.loads(attestation.payload)
+    payload = base64.b64decode(envelope["payload"])
+    statement = json.loads(payload)
+    assert statement["_type"] == "https://in-toto.io/Statement/v0.1"
+    assert statement["subject"] == [
+        {"name": "registry.example/app", "digest": {"sha256": IMAGE.removeprefix("sha256:")}}
+    ]
+    assert statement["predicate"] == {"builder": {"id": "ci"}}
+    (leaf,) = pem_certificates(annotations[CERTIFICATE_ANNOTATION])
+    payload_type = envelope["payloadType"].encode()
+    signed_bytes = b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type, len(payload), payload)
+    signature = base64.b64decode(envelope["signatures"][0]["sig"])
+    leaf_key = leaf.public_key()
+    assert isinstance(leaf_key, ec.EllipticCurvePublicKey)
+    leaf_key.verify(signature, signed_bytes, ec.ECDSA(hashes.SHA256()))
+    assert attestation.log_entry is not None
+    assert reference_verify_log_entry(attestation.log_entry.bundle_json(), root).accepted
+    body_bytes = base64.b64decode(json.loads(annotations[BUNDLE_ANNOTATION])["Payload"]["body"])
+    rekor_types.Intoto.model_validate_json(body_bytes)  # Rekor's own schema for intoto entries
+    content = json.loads(body_bytes)["spec"]["content"]
+    assert content["hash"]["value"] == hashlib.sha256(attestation.payload).hexdigest()
+    assert content["payloadHash"]["value"] == hashlib.sha256(payload).hexdigest()
+    assert "payload" not in content["envelope"]
+    (logged,) = content["envelope"]["signatures"]
+    assert base64.b64decode(base64.b64decode(logged["sig"])) == signature
+    assert base64.b64decode(logged["publicKey"]).decode() == annotations[CERTIFICATE_ANNOTATION]
+    token = base64.b64decode(json.loads(annotations[RFC3161_ANNOTATION])["SignedRFC3161Timestamp"])
+    imprint = rfc3161_client.decode_timestamp_response(token).tst_info.message_imprint.message
+    assert imprint == hashlib.sha256(attestation.payload).digest()

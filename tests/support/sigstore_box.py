@@ -16,9 +16,27 @@ Typical use::
     layer = box.legacy_signature(image_digest, "127.0.0.1:5000/team/app", who).layer
     registry.push_signature_layers("team/app", image_digest, [layer])   # legacy .sig with cert/chain/bundle
 
+What it signs (``signer`` is an ``Identity`` for keyless, or an EC P-256 private key for key-signed):
+
+- ``message_bundle(artifact, identity)``: bundle v0.3 with a message signature (hashedrekord entry).
+- ``dsse_bundle(payload, signer, payload_type=...)``: bundle v0.3 with a DSSE envelope (dsse 0.0.1 entry
+  in Rekor v1; hashedrekord 0.0.2 over the PAE in Rekor v2).
+- ``image_bundle(image_digest, signer, predicate_type=..., predicate=...)``: the DSSE bundle over an
+  in-toto Statement v1 whose subject is the image, as cosign 3 attaches to an image as a referrer;
+  key-signed ones carry ``verificationMaterial.publicKey.hint`` instead of a certificate.
+- ``legacy_signature(image_digest, docker_reference, signer)``: ``.sig`` layer (simple-signing payload,
+  annotations signature, certificate, chain, bundle; rfc3161timestamp with ``timestamp=True``).
+- ``legacy_attestation(image_digest, docker_reference, signer, predicate_type=...)``: ``.att`` layer.
+
 Every signing call takes ``log=`` ("rekor-v1": SET + inclusion proof + checkpoint; "rekor-v2": proof +
-checkpoint, no SET, no integrated time; "none"), ``timestamp=True`` for an RFC 3161 token, ``at=`` for the
-signing time, and ``faults=Faults(...)`` for the negatives (each one breaks exactly one thing).
+checkpoint, no SET, no integrated time, bundles only; "none"), ``timestamp=True`` for an RFC 3161 token
+over the signature (over the envelope for ``.att``), ``at=`` for the signing time (default: a minute before
+``box.now``), and ``faults=Faults(...)`` for the negatives (each one breaks exactly one thing; see
+``Faults``). Identity negatives (wrong SAN, issuer, GitHub claims) need no fault: verify against another
+identity.
+Trust material for verifiers: ``box.trusted_root()`` / ``write_trusted_root(path)``, ``box.fulcio.root``,
+``box.chain_pem``, ``box.rekor.public_key`` / ``box.rekor_public_pem``, ``box.ct_log.key``,
+``box.tsa.certificate`` and ``box.tsa.root``.
 """
 
 from __future__ import annotations
@@ -47,6 +65,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tests.support.registry import (
     BUNDLE_ANNOTATION,
     SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING,
     SignatureLayerSpec,
     sign_bytes,
     simple_signing_payload,
@@ -55,11 +74,13 @@ from tests.support.registry import (
 BUNDLE_V03 = "application/vnd.dev.sigstore.bundle.v0.3+json"
 TRUSTED_ROOT_V01 = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
-IN_TOTO_STATEMENT_V1 = "https://in-toto.io/Statement/v1"
+DSSE_ENVELOPE = "application/vnd.dsse.envelope.v1+json"
+SLSA_PROVENANCE_V02 = "https://slsa.dev/provenance/v0.2"
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate"
 CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 RFC3161_ANNOTATION = "dev.sigstore.cosign/rfc3161timestamp"
+PREDICATE_TYPE_ANNOTATION = "predicateType"
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 
 # Fulcio's certificate extensions (https://github.com/sigstore/fulcio/blob/main/docs/oid-info.md).
@@ -801,13 +822,13 @@ class SigstoreBox:
     ``seed`` names the deployment: two boxes with different seeds trust nothing of each other (a
     signature from one is "signed by an unknown CA / log" for the other); the same seed gives the same
     keys and CA certificates, run after run. ``now`` fixes the box's clock (default: the current second);
-    the trust material is valid from a day before it, signatures are made a minute before it.
+    the trust material is valid from 30 days before it, signatures are made a minute before it.
     """
 
     def __init__(self, seed: str = "sigstore-box", now: datetime.datetime | None = None) -> None:
         self.seed = seed
         self.now = (now or datetime.datetime.now(UTC)).replace(microsecond=0)
-        self.valid_from = self.now - datetime.timedelta(days=1)
+        self.valid_from = self.now - datetime.timedelta(days=30)
         self.fulcio = CertificateAuthority(f"{seed} fulcio", self.valid_from, "https://fulcio.box.test")
         self.ct_log = CertificateTransparencyLog(f"{seed} ctlog", "https://ctfe.box.test")
         self.rekor = TransparencyLog(
@@ -1046,11 +1067,7 @@ class SigstoreBox:
     ) -> SignedBundle:
         """A DSSE envelope over ``payload``: keyless for an ``Identity``, key-signed for a private key."""
         when = self.signing_time(at)
-        if isinstance(signer, Identity):
-            key = ec.generate_private_key(ec.SECP256R1())
-            certificate: x509.Certificate | None = self.certificate(signer, key, when, faults)
-        else:
-            key, certificate = signer, None
+        key, certificate = self._signing_key(signer, when, faults)
         signature = key.sign(pae(payload_type, payload), ec.ECDSA(hashes.SHA256()))
         envelope = {
             "payload": b64(payload),
@@ -1113,38 +1130,124 @@ class SigstoreBox:
     ) -> LegacySignature:
         """A legacy cosign ``.sig`` layer: simple-signing payload and the annotations cosign 2 writes.
 
-        Keyless: signature, certificate, chain and (Rekor v1) the SET bundle; key-signed: signature and
-        bundle. ``timestamp=True`` adds the ``dev.sigstore.cosign/rfc3161timestamp`` annotation (a token
-        over the raw signature bytes, as ``cosign sign --timestamp-server-url`` makes).
+        Keyless: signature, certificate, chain and (Rekor v1) the SET bundle of a hashedrekord entry;
+        key-signed: signature and bundle. ``timestamp=True`` adds the ``dev.sigstore.cosign/rfc3161timestamp``
+        annotation (a token over the raw signature bytes, as ``cosign sign --timestamp-server-url`` makes).
         """
-        if log == "rekor-v2":
-            raise ValueError("the legacy .sig layout has no place for Rekor v2 entries")
         when = self.signing_time(at)
+        key, certificate = self._signing_key(signer, when, faults)
         payload = simple_signing_payload(image_digest, docker_reference, optional)
-        if isinstance(signer, Identity):
-            key = ec.generate_private_key(ec.SECP256R1())
-            certificate: x509.Certificate | None = self.certificate(signer, key, when, faults)
-        else:
-            key, certificate = signer, None
         signature = sign_bytes(key, payload)
         logged_signature = sign_bytes(key, payload + b" ") if faults.body_mismatch else signature
         body = self._hashedrekord(
             log, hashlib.sha256(payload).digest(), logged_signature, certificate, key.public_key()
         )
-        entry = self._log(log, "hashedrekord", body, when, faults)
-        annotations = {SIGNATURE_ANNOTATION: b64(signature)}
+        layer_blob = tamper(payload) if faults.tampered_payload else payload
+        return self._legacy_layer(
+            SIMPLE_SIGNING,
+            layer_blob,
+            signature,
+            {SIGNATURE_ANNOTATION: b64(signature)},
+            certificate=certificate,
+            entry=self._legacy_log(log, "hashedrekord", body, when, faults),
+            timestamp=self._timestamp(signature, when, faults) if timestamp else None,
+        )
+
+    def legacy_attestation(
+        self,
+        image_digest: str,
+        docker_reference: str,
+        signer: Identity | ec.EllipticCurvePrivateKey,
+        *,
+        predicate_type: str = SLSA_PROVENANCE_V02,
+        predicate: Mapping[str, Any] | None = None,
+        log: LogKind = "rekor-v1",
+        timestamp: bool = False,
+        at: datetime.datetime | None = None,
+        faults: Faults = NO_FAULTS,
+    ) -> LegacySignature:
+        """A legacy cosign ``.att`` layer (``cosign attest`` before 3.0): a DSSE envelope over an in-toto
+        Statement v0.1 about ``image_digest``, with an empty signature annotation, the predicateType
+        annotation, certificate, chain and the SET bundle of an ``intoto`` 0.0.2 Rekor entry (which records
+        the envelope's and the payload's SHA-256). ``timestamp=True``: a token over the layer blob.
+        """
+        when = self.signing_time(at)
+        key, certificate = self._signing_key(signer, when, faults)
+        payload = in_toto_statement(
+            image_digest, predicate_type, predicate or {}, subject_name=docker_reference, version="v0.1"
+        )
+        signature = key.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload), ec.ECDSA(hashes.SHA256()))
+        envelope = {
+            "payloadType": IN_TOTO_PAYLOAD_TYPE,
+            "payload": b64(payload),
+            "signatures": [{"keyid": "", "sig": b64(signature)}],
+        }
+        blob = json.dumps(envelope, separators=(",", ":")).encode()
+        logged_signature = signature
+        if faults.body_mismatch:
+            logged_signature = key.sign(pae(IN_TOTO_PAYLOAD_TYPE, payload + b" "), ec.ECDSA(hashes.SHA256()))
+        v1_verifier, _ = self._verifier(certificate, key.public_key())
+        # Rekor keeps the signature base64-encoded twice, and drops the payload.
+        logged = {"publicKey": v1_verifier, "sig": b64(b64(logged_signature).encode())}
+        body = {
+            "apiVersion": "0.0.2",
+            "kind": "intoto",
+            "spec": {
+                "content": {
+                    "envelope": {"payloadType": IN_TOTO_PAYLOAD_TYPE, "signatures": [logged]},
+                    "hash": {"algorithm": "sha256", "value": hashlib.sha256(blob).hexdigest()},
+                    "payloadHash": {"algorithm": "sha256", "value": hashlib.sha256(payload).hexdigest()},
+                }
+            },
+        }
+        if faults.tampered_payload:
+            blob = json.dumps({**envelope, "payload": b64(tamper(payload))}, separators=(",", ":")).encode()
+        return self._legacy_layer(
+            DSSE_ENVELOPE,
+            blob,
+            signature,
+            {SIGNATURE_ANNOTATION: "", PREDICATE_TYPE_ANNOTATION: predicate_type},
+            certificate=certificate,
+            entry=self._legacy_log(log, "intoto", body, when, faults),
+            timestamp=self._timestamp(blob, when, faults) if timestamp else None,
+        )
+
+    def _signing_key(
+        self, signer: Identity | ec.EllipticCurvePrivateKey, at: datetime.datetime, faults: Faults
+    ) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate | None]:
+        """The key that signs: a fresh one with a Fulcio certificate for an identity, else the given key."""
+        if isinstance(signer, Identity):
+            key = ec.generate_private_key(ec.SECP256R1())
+            return key, self.certificate(signer, key, at, faults)
+        return signer, None
+
+    def _legacy_log(
+        self, log: LogKind, kind: str, body: dict[str, Any], at: datetime.datetime, faults: Faults
+    ) -> LogEntry | None:
+        if log == "rekor-v2":
+            raise ValueError("the legacy .sig/.att layouts have no place for Rekor v2 entries")
+        return self._log(log, kind, body, at, faults)
+
+    def _legacy_layer(
+        self,
+        media_type: str,
+        blob: bytes,
+        signature: bytes,
+        annotations: dict[str, str],
+        *,
+        certificate: x509.Certificate | None,
+        entry: LogEntry | None,
+        timestamp: bytes | None,
+    ) -> LegacySignature:
         if certificate is not None:
             annotations[CERTIFICATE_ANNOTATION] = pem(certificate)
             annotations[CHAIN_ANNOTATION] = self.chain_pem
         if entry is not None:
             annotations[BUNDLE_ANNOTATION] = entry.legacy_bundle()
-        if timestamp:
-            token = self._timestamp(signature, when, faults)
-            annotations[RFC3161_ANNOTATION] = json.dumps({"SignedRFC3161Timestamp": b64(token)})
-        if faults.tampered_payload:
-            payload = tamper(payload)
-        layer = SignatureLayerSpec(payload, annotations)
-        return LegacySignature(layer, payload, signature, certificate, entry)
+        if timestamp is not None:
+            annotations[RFC3161_ANNOTATION] = json.dumps({"SignedRFC3161Timestamp": b64(timestamp)})
+        layer = SignatureLayerSpec(blob, annotations, media_type)
+        return LegacySignature(layer, blob, signature, certificate, entry)
 
 
 def tamper(payload: bytes) -> bytes:
@@ -1153,13 +1256,22 @@ def tamper(payload: bytes) -> bytes:
 
 
 def in_toto_statement(
-    image_digest: str, predicate_type: str = COSIGN_SIGN_PREDICATE, predicate: Mapping[str, Any] | None = None
+    image_digest: str,
+    predicate_type: str = COSIGN_SIGN_PREDICATE,
+    predicate: Mapping[str, Any] | None = None,
+    *,
+    subject_name: str | None = None,
+    version: Literal["v1", "v0.1"] = "v1",
 ) -> bytes:
-    """An in-toto Statement v1 about one image, compact as cosign writes it."""
+    """An in-toto Statement about one image, compact as cosign writes it (v0.1 with the image's name
+    as the subject name for legacy ``.att`` layers, v1 for bundles)."""
     algorithm, _, hex_digest = image_digest.partition(":")
+    subject: dict[str, Any] = {"digest": {algorithm: hex_digest}}
+    if subject_name is not None:
+        subject = {"name": subject_name, **subject}
     statement: dict[str, Any] = {
-        "_type": IN_TOTO_STATEMENT_V1,
-        "subject": [{"digest": {algorithm: hex_digest}}],
+        "_type": f"https://in-toto.io/Statement/{version}",
+        "subject": [subject],
         "predicateType": predicate_type,
     }
     if predicate is not None:
