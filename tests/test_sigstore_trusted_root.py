@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -81,3 +84,26 @@ def test_unreadable_and_non_json_roots(tmp_path: Path) -> None:
         load_trusted_root(tmp_path / "missing.json")
     with pytest.raises(TrustedRootError, match="not JSON"):
         parse_trusted_root(b"\xff{", "bad.json")
+
+
+def test_verification_docs_name_the_shipped_roots_hash() -> None:
+    docs = (Path(__file__).resolve().parents[1] / "docs/verification.md").read_text()
+    assert hashlib.sha256(SHIPPED.read_bytes()).hexdigest() in docs
+
+
+def test_trust_checks_do_not_import_sigstore_python() -> None:
+    """sigstore-python is the tests' reference verifier only: the service must start without it."""
+    code = (
+        "import sys, exporter.sigstore; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sigstore'))"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=root,
+        env={"PYTHONPATH": str(root)},
+    )
+    assert result.stdout.strip() == "[]"
