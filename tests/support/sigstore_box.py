@@ -97,6 +97,7 @@ OID_SOURCE_REPOSITORY_DIGEST = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.13")
 OID_SOURCE_REPOSITORY_REF = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.14")
 OID_BUILD_TRIGGER = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.20")
 OID_SCT_LIST = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
+OID_PRECERT_POISON = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.3")
 TSA_POLICY = "1.3.6.1.4.1.57264.2"
 
 LogKind = Literal["rekor-v1", "rekor-v2", "none"]
@@ -512,6 +513,17 @@ class CertificateTransparencyLog:
         }
 
 
+def tbs_without_poison(precertificate: x509.Certificate) -> bytes:
+    """The precertificate's DER TBSCertificate minus its poison extension: what a CT log signs."""
+    tbs = asn1_x509.Certificate.load(precertificate.public_bytes(serialization.Encoding.DER))[
+        "tbs_certificate"
+    ]
+    kept = [ext for ext in tbs["extensions"] if ext["extn_id"].dotted != OID_PRECERT_POISON.dotted_string]
+    tbs["extensions"] = asn1_x509.Extensions(kept)
+    der: bytes = tbs.dump(force=True)
+    return der
+
+
 def sct_list_extension(scts: list[bytes]) -> x509.UnrecognizedExtension:
     """The X.509 extension holding a TLS SignedCertificateTimestampList, wrapped in an OCTET STRING."""
     body = b"".join(struct.pack("!H", len(sct)) + sct for sct in scts)
@@ -592,13 +604,14 @@ class CertificateAuthority:
             builder = builder.add_extension(x509.UnrecognizedExtension(oid, value), critical=False)
         if ct_log is None:
             return builder.sign(self.intermediate_key, hashes.SHA256())
-        # Precertificate flow: the log signs the TBSCertificate without the SCT extension (which is what
-        # the precertificate's TBS is once its poison extension is removed), then the CA issues the final
-        # certificate with the SCT list in the place the poison held.
-        draft = builder.add_extension(sct_list_extension([]), critical=False).sign(
+        # RFC 6962 precertificate flow: the CA signs a precertificate (the final TBSCertificate with a
+        # critical poison extension where the SCT list will go); the log signs that TBSCertificate with
+        # the poison removed, bound to the issuer's key hash; the CA then issues the final certificate
+        # with the SCT list in the poison's place.
+        precertificate = builder.add_extension(x509.PrecertPoison(), critical=True).sign(
             self.intermediate_key, hashes.SHA256()
         )
-        tbs = draft.tbs_precertificate_bytes
+        tbs = tbs_without_poison(precertificate)
         sct = ct_log.sct(tbs, key_id(self.intermediate_key.public_key()), not_before)
         final = builder.add_extension(sct_list_extension([sct]), critical=False).sign(
             self.intermediate_key, hashes.SHA256()
