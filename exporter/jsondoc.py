@@ -14,6 +14,8 @@ def parse_json_object(data: bytes | str, what: str, error: Callable[[str], Excep
         document = json.loads(data)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise error(f"{what} is not JSON ({exc})") from None
+    except RecursionError:  # hostile input: thousands of nested arrays or objects
+        raise error(f"{what} is nested too deeply to be decoded") from None
     if not isinstance(document, dict):
         raise error(f"{what} is not a JSON object")
     return document

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -405,4 +406,73 @@ async def test_manifests_with_too_many_layers_and_blobs_over_the_image_budget(
     assert found.skipped == (
         f"sig-tag {tag_for(digest)}.sig: 65 layers exceed the limit of 64",
         f"referrers-tag {crowded.digest}: 65 layers exceed the limit of 64",
+    )
+
+
+def _index_body(entries: Any) -> bytes:
+    return json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "headers"),
+    [
+        (b'{"manifests":' + b"[" * 50_000 + b"]" * 50_000 + b"}", {}),
+        (_index_body("not a list"), {}),
+        (_index_body([1, "two", None]), {}),
+        (_index_body([{"mediaType": OCI_MANIFEST, "digest": 5, "size": "big"}]), {}),
+        (b"\xff\xfe\xfa not utf-8", {}),
+        (gzip.compress(_index_body([])), {"Content-Encoding": "gzip"}),
+        (b" " * (4 * 1024 * 1024 + 1), {}),
+    ],
+    ids=[
+        "deep-nesting",
+        "manifests-string",
+        "entries-wrong-types",
+        "fields-wrong-types",
+        "invalid-utf8",
+        "gzip",
+        "oversized",
+    ],
+)
+async def test_a_hostile_referrers_list_is_an_error_value(
+    registry: RegistryServer, body: bytes, headers: dict[str, str]
+) -> None:
+    digest = registry.push_image("disc/hostile", "v1")
+
+    async def hostile(request: web.Request) -> web.StreamResponse | None:
+        if "/referrers/" in request.path:
+            return web.Response(body=body, headers={"Content-Type": OCI_INDEX, **headers})
+        return None
+
+    async with FaultyProxy(registry.url, hostile) as proxy:
+        outcome = await _discover(proxy.host, f"disc/hostile@{digest}")
+    assert isinstance(outcome, VerificationError)
+    assert "referrers" in outcome.cause
+
+
+async def test_a_huge_referrers_list_costs_fifty_fetches_and_missing_referrers_are_skipped(
+    registry: RegistryServer,
+) -> None:
+    digest = registry.push_image("disc/huge", "v1")
+    entries = [
+        {
+            "mediaType": OCI_MANIFEST,
+            "digest": sha256_digest(str(n).encode()),
+            "size": 500,
+            "artifactType": SIGSTORE_BUNDLE_V03,
+        }
+        for n in range(15_000)
+    ]
+    async with ReferrersFront(registry) as front:
+        for entry in entries:
+            front.list_referrer("disc/huge", digest, entry)
+        found = await _found(front.host, f"disc/huge@{digest}")
+        fetched = front.requests_to("/manifests/sha256:")
+    assert len(fetched) == MAX_REFERRERS
+    assert found.artifacts == ()
+    assert found.skipped[0] == "referrers-api: 14950 more referrers not considered (at most 50 per image)"
+    # Deleting a referrer leaves it listed in a fallback index: skipped, not an error for the image.
+    assert found.skipped[1:] == tuple(
+        f"referrers-api {entry['digest']}: listed, but the registry does not have it (404)"
+        for entry in entries[:MAX_REFERRERS]
     )

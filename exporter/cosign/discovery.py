@@ -163,14 +163,27 @@ async def _referrers(
             skipped.append(f"{place} {entry.digest}: {problem}")
         else:
             fetchable.append(entry)
-    manifests = await asyncio.gather(*(client.get_manifest(repository, entry.digest) for entry in fetchable))
+    manifests = await asyncio.gather(*(_referrer_manifest(client, repository, entry) for entry in fetchable))
     layers: list[_Layer] = []
-    for manifest in manifests:
+    for entry, manifest in zip(fetchable, manifests, strict=True):
+        if manifest is None:
+            # Deleting a referrer leaves it in the fallback index: not a reason to fail the whole image.
+            skipped.append(f"{place} {entry.digest}: listed, but the registry does not have it (404)")
+            continue
         taken, problem = _referrer_layers(place, manifest, digest, artifact_types)
         if problem is not None:
             skipped.append(f"{place} {manifest.digest}: {problem}")
         layers.extend(taken)
     return _PlaceResult(tuple(layers), tuple(skipped))
+
+
+async def _referrer_manifest(
+    client: RegistryClient, repository: ImageReference, entry: Descriptor
+) -> Manifest | None:
+    try:
+        return await client.get_manifest(repository, entry.digest)
+    except NotFoundError:
+        return None
 
 
 def _referrer_entry_problem(entry: Descriptor) -> str | None:
