@@ -12,7 +12,7 @@ import pytest
 import urllib3
 from kubernetes.client.rest import ApiException
 
-from tests.support.fake_kube import FakeKubeServer
+from tests.support.fake_kube import CLUSTER_RESOURCES, FakeKubeServer
 
 POLR = "wgpolicyk8s.io/v1alpha2"
 
@@ -211,3 +211,84 @@ async def test_simultaneous_updates_from_one_version_let_exactly_one_win() -> No
 
         outcomes = await asyncio.gather(*(asyncio.to_thread(replace, n) for n in range(6)))
         assert sorted(outcomes) == [200, 409, 409, 409, 409, 409]
+
+
+def deployment(name: str, image: str, replicas: int = 2) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "prod"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": "c", "image": image}]},
+            },
+        },
+    }
+
+
+async def test_generate_name_uids_and_garbage_collection_of_dependents() -> None:
+    async with FakeKubeServer(CLUSTER_RESOURCES, controllers=True) as server:
+        core = kubernetes.client.CoreV1Api(server.api_client())
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"generateName": "job-"},
+            "spec": {"containers": [{"name": "c", "image": "x"}]},
+        }
+        created = await asyncio.to_thread(core.create_namespaced_pod, "prod", pod)
+        assert created.metadata.name.startswith("job-") and len(created.metadata.name) == len("job-") + 5
+        assert created.metadata.uid
+
+        stored = await server.create(deployment("web", "registry.local/web:1"))
+        await server.settle()
+        (replica_set,) = server.objects("apps/v1", "ReplicaSet")
+        assert replica_set["metadata"]["name"].startswith("web-")
+        assert replica_set["metadata"]["ownerReferences"][0]["uid"] == stored["metadata"]["uid"]
+        pods = [
+            p
+            for p in server.objects("v1", "Pod")
+            if p["metadata"]["name"].startswith(f"{replica_set['metadata']['name']}-")
+        ]
+        assert len(pods) == 2
+        assert len({p["metadata"]["uid"] for p in pods}) == 2
+        assert all(p["spec"]["containers"][0]["image"] == "registry.local/web:1" for p in pods)
+
+        # A new template: a new ReplicaSet with new Pods; the old one is kept at zero replicas.
+        changed = deployment("web", "registry.local/web:2")
+        changed["metadata"]["resourceVersion"] = stored["metadata"]["resourceVersion"]
+        server.put_object(changed)
+        await server.settle()
+        assert sorted(rs["spec"]["replicas"] for rs in server.objects("apps/v1", "ReplicaSet")) == [0, 2]
+        images = {
+            p["spec"]["containers"][0]["image"]
+            for p in server.objects("v1", "Pod")
+            if "ownerReferences" in p["metadata"]
+        }
+        assert images == {"registry.local/web:2"}
+
+        # Deleting the Deployment through the API takes its ReplicaSets and their Pods with it.
+        apps = kubernetes.client.AppsV1Api(server.api_client())
+        await asyncio.to_thread(apps.delete_namespaced_deployment, "web", "prod")
+        assert server.objects("apps/v1", "ReplicaSet") == []
+        assert [p["metadata"]["name"] for p in server.objects("v1", "Pod")] == [created.metadata.name]
+
+
+async def test_a_job_runs_one_pod_named_by_generate_name() -> None:
+    async with FakeKubeServer(CLUSTER_RESOURCES, controllers=True) as server:
+        job = {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "migrate", "namespace": "dev"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "x"}]}}},
+        }
+        await server.create(job)
+        await server.settle()
+        (pod,) = server.objects("v1", "Pod")
+        assert (
+            pod["metadata"]["name"].startswith("migrate-") and pod["metadata"]["generateName"] == "migrate-"
+        )
+        assert pod["metadata"]["ownerReferences"][0]["kind"] == "Job"

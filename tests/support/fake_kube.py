@@ -29,6 +29,13 @@ of them is atomic as seen by clients)::
         server.active_watches                        # number of watch streams open now
         await server.wait_for(predicate, within=5)  # poll a condition without sleeping blindly
 
+    A cluster with workloads (``FakeKubeServer(CLUSTER_RESOURCES, controllers=True)``)::
+
+        server.register_webhook(url, ca_file)        # send Pods and Pod controllers to /mutate, /validate
+        await server.create(obj)                     # create through admission, like kubectl create
+        await server.settle()                        # wait until the controllers have nothing left to do
+        server.denials                               # (kind, namespace, name, message) of denied creates
+
 Builders for test data: ``report_document(name, namespace, results, ...)`` and
 ``report_result(policy, status, ...)`` make PolicyReports/openreports Reports as tools write them.
 
@@ -43,6 +50,16 @@ Behaviour mirrors the API server where it matters:
   ends the stream cleanly. An expired resourceVersion gets ``410 Gone`` either as the HTTP status of the
   watch request (``gone_as="status"``) or as an ERROR event with code 410 (``gone_as="event"``, default);
   the real server does both depending on timing;
+* ``metadata.generateName`` (a random 5-character suffix), a fresh ``uid`` and ``creationTimestamp`` on
+  create; DELETE removes the dependents whose ``ownerReferences`` name the deleted uid (garbage
+  collection, cascading);
+* admission: with a webhook registered, creates and updates of Pods and Pod controllers go through
+  ``/mutate`` (its JSONPatch applied; before the name is generated, as on a real server) and then
+  ``/validate`` (with the generated name and uid), and a denial answers 403 with the webhook's message;
+* controllers (``controllers=True``): a Deployment makes a ReplicaSet ``<name>-<template hash>``, a
+  ReplicaSet makes ``spec.replicas`` Pods named by ``generateName: <name>-``, a Job makes one Pod; each
+  created through admission, owned by its controller (``ownerReferences``), so deleting the Deployment
+  removes its ReplicaSet and Pods;
 * CRUD on namespaced and cluster-scoped objects: GET, POST (409 AlreadyExists), PUT (409 Conflict when
   ``metadata.resourceVersion`` is stale, 404 when absent), PATCH (``application/merge-patch+json``; a
   stale ``metadata.resourceVersion`` in the patch is a 409), DELETE (404 when absent).
@@ -54,7 +71,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import copy
+import hashlib
 import json
+import random
+import ssl
+import string
 import time
 import uuid
 from collections import deque
@@ -63,6 +84,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import aiohttp
 import kubernetes.client
 from aiohttp import web
 
@@ -109,6 +131,37 @@ REPORT_RESOURCES = (
 )
 
 
+# Pods and the controllers the fake runs, the Events trustwatch records, Kyverno's policy kinds.
+PODS = FakeResource("", "v1", "Pod", "pods", True)
+WORKLOAD_RESOURCES = (
+    PODS,
+    FakeResource("apps", "v1", "Deployment", "deployments", True),
+    FakeResource("apps", "v1", "ReplicaSet", "replicasets", True),
+    FakeResource("batch", "v1", "Job", "jobs", True),
+)
+EVENTS = FakeResource("", "v1", "Event", "events", True)
+KYVERNO_RESOURCES = (
+    FakeResource("kyverno.io", "v1", "ClusterPolicy", "clusterpolicies", False),
+    FakeResource("kyverno.io", "v1", "Policy", "policies", True),
+)
+CLUSTER_RESOURCES = (*REPORT_RESOURCES, *WORKLOAD_RESOURCES, EVENTS, NAMESPACES, *KYVERNO_RESOURCES)
+_ADMITTED_KINDS = frozenset(resource.kind for resource in WORKLOAD_RESOURCES)
+
+
+class AdmissionDeniedError(Exception):
+    """A webhook denied the request; ``status`` is the Status body the API server answers with."""
+
+    def __init__(self, status: dict[str, Any]) -> None:
+        super().__init__(status.get("message", ""))
+        self.status = status
+
+
+@dataclass(frozen=True)
+class _Webhook:
+    url: str
+    ssl_context: ssl.SSLContext
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     method: str
@@ -153,6 +206,7 @@ class FakeKubeServer:
         *,
         gone_as: Literal["status", "event"] = "event",
         groups_present: Iterable[str] | None = None,
+        controllers: bool = False,
     ) -> None:
         self._resources = {(r.group, r.version, r.plural): r for r in resources}
         self._by_type = {(r.api_version, r.kind): r for r in self._resources.values()}
@@ -168,6 +222,11 @@ class FakeKubeServer:
         self.requests: list[RequestRecord] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self._controllers = controllers
+        self._controller_tasks: set[asyncio.Task[None]] = set()
+        self._webhook: _Webhook | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.denials: list[tuple[str, str, str, str]] = []
 
     # --- lifecycle --------------------------------------------------------------------------------------
     async def __aenter__(self) -> FakeKubeServer:
@@ -201,6 +260,11 @@ class FakeKubeServer:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        for task in list(self._controller_tasks):
+            task.cancel()
+        await asyncio.gather(*self._controller_tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
         for watch in list(self._watches):
             watch.queue.put_nowait(_CLOSE)
         if self._runner is not None:
@@ -256,6 +320,24 @@ class FakeKubeServer:
     def objects(self, api_version: str, kind: str) -> list[dict[str, Any]]:
         resource = self._by_type[(api_version, kind)]
         return [copy.deepcopy(stored.obj) for _key, stored in self._items(resource)]
+
+    def register_webhook(self, url: str, ca_file: Path) -> None:
+        """Send creates and updates of Pods and Pod controllers to ``url``/mutate and ``url``/validate."""
+        self._webhook = _Webhook(url.rstrip("/"), ssl.create_default_context(cafile=str(ca_file)))
+
+    async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Create ``obj`` through admission (raises AdmissionDeniedError), as ``kubectl create`` would."""
+        resource = self._by_type[(obj["apiVersion"], obj["kind"])]
+        namespace = obj.get("metadata", {}).get("namespace", "") if resource.namespaced else ""
+        return await self._admit_and_create(resource, namespace, copy.deepcopy(obj), _USER)
+
+    async def settle(self, within: float = 10.0) -> None:
+        """Wait until no controller work is running (controllers react to every stored change)."""
+        deadline = time.monotonic() + within
+        while self._controller_tasks:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"controllers still busy after {within}s")
+            await asyncio.wait(set(self._controller_tasks), timeout=deadline - time.monotonic())
 
     def expire_history(self) -> None:
         self._history.clear()
@@ -324,6 +406,10 @@ class FakeKubeServer:
         encoded = json.dumps(obj, separators=(",", ":")).encode()
         self._objects[key] = _Stored(obj, encoded)
         self._emit(_Event(self._rv, resource, namespace, event, encoded))
+        if self._controllers and resource.kind in _CONTROLLED:
+            task = asyncio.get_running_loop().create_task(self._control(key))
+            self._controller_tasks.add(task)
+            task.add_done_callback(self._controller_tasks.discard)
         return copy.deepcopy(obj)
 
     def _remove(self, key: tuple[FakeResource, str, str]) -> dict[str, Any] | None:
@@ -335,7 +421,167 @@ class FakeKubeServer:
         obj["metadata"]["resourceVersion"] = str(self._rv)
         encoded = json.dumps(obj, separators=(",", ":")).encode()
         self._emit(_Event(self._rv, key[0], key[1], "DELETED", encoded))
+        self._collect_dependents(str(obj["metadata"].get("uid", "")))
         return obj
+
+    def _collect_dependents(self, owner_uid: str) -> None:
+        """Garbage collection: objects owned by a deleted uid go too (and theirs, recursively)."""
+        dependents = [
+            key
+            for key, stored in self._objects.items()
+            if any(
+                isinstance(ref, dict) and ref.get("uid") == owner_uid
+                for ref in stored.obj["metadata"].get("ownerReferences") or []
+            )
+        ]
+        for key in dependents:
+            self._remove(key)
+
+    # --- internals: admission and controllers ---------------------------------------------------------------
+    async def _admit_and_create(
+        self, resource: FakeResource, namespace: str, obj: dict[str, Any], user: str
+    ) -> dict[str, Any]:
+        """Mutating admission (no name yet for generateName), name and uid, validating admission, store."""
+        metadata = obj.setdefault("metadata", {})
+        metadata.pop("resourceVersion", None)
+        if resource.namespaced:
+            metadata["namespace"] = namespace
+        obj = await self._review("mutate", resource, operation="CREATE", obj=obj, old=None, user=user)
+        if not metadata.get("name") and obj["metadata"].get("generateName"):
+            suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=5))
+            obj["metadata"]["name"] = obj["metadata"]["generateName"] + suffix
+        name = obj["metadata"].get("name")
+        if not name:
+            raise AdmissionDeniedError(_status_body(422, "Invalid", "metadata.name: Required value"))
+        key = (resource, namespace, name)
+        if key in self._objects:
+            raise AdmissionDeniedError(
+                _status_body(409, "AlreadyExists", f'{resource.plural} "{name}" already exists')
+            )
+        obj["metadata"]["uid"] = str(uuid.uuid4())
+        obj["metadata"]["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        await self._review("validate", resource, operation="CREATE", obj=obj, old=None, user=user)
+        if key in self._objects:  # created meanwhile by someone else
+            raise AdmissionDeniedError(
+                _status_body(409, "AlreadyExists", f'{resource.plural} "{name}" already exists')
+            )
+        return self._store(key, obj, "ADDED")
+
+    async def _review(
+        self,
+        webhook: str,
+        resource: FakeResource,
+        *,
+        operation: str,
+        obj: dict[str, Any],
+        old: dict[str, Any] | None,
+        user: str,
+    ) -> dict[str, Any]:
+        """Send one AdmissionReview; returns the object (patched by /mutate) or raises on a denial."""
+        if self._webhook is None or resource.kind not in _ADMITTED_KINDS:
+            return obj
+        metadata = obj.get("metadata", {})
+        request = {
+            "uid": str(uuid.uuid4()),
+            "kind": {"group": resource.group, "version": resource.version, "kind": resource.kind},
+            "resource": {"group": resource.group, "version": resource.version, "resource": resource.plural},
+            "requestKind": {"group": resource.group, "version": resource.version, "kind": resource.kind},
+            "name": metadata.get("name", ""),
+            "namespace": metadata.get("namespace", ""),
+            "operation": operation,
+            "userInfo": {"username": user},
+            "object": obj,
+            "oldObject": old,
+            "dryRun": False,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        }
+        review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        async with self._session.post(
+            f"{self._webhook.url}/{webhook}", json=review, ssl=self._webhook.ssl_context
+        ) as answer:
+            answer.raise_for_status()
+            response = (await answer.json())["response"]
+        if not response.get("allowed"):
+            status = response.get("status") or {}
+            reason = status.get("message", "")
+            message = f'admission webhook "{webhook}.trustwatch.fake" denied the request: {reason}'
+            self.denials.append((resource.kind, request["namespace"], request["name"], message))
+            raise AdmissionDeniedError(_status_body(int(status.get("code") or 403), "Forbidden", message))
+        if response.get("patch"):
+            obj = _json_patch(obj, json.loads(base64.b64decode(response["patch"])))
+        return obj
+
+    async def _control(self, key: tuple[FakeResource, str, str]) -> None:
+        """One reconcile of the controller owning this kind, after the change that triggered it."""
+        await asyncio.sleep(0)  # controllers act after the write that woke them, as informers do
+        stored = self._objects.get(key)
+        if stored is None:
+            return
+        obj = copy.deepcopy(stored.obj)
+        try:
+            if key[0].kind == "Deployment":
+                await self._control_deployment(obj)
+            elif key[0].kind == "ReplicaSet":
+                await self._control_pods(obj, int(obj.get("spec", {}).get("replicas", 1)))
+            elif key[0].kind == "Job" and stored.obj["metadata"]["generation"] == 1:
+                await self._control_pods(obj, 1)
+        except AdmissionDeniedError:
+            pass  # recorded in self.denials; a real controller retries with backoff and emits FailedCreate
+
+    async def _control_deployment(self, deployment: dict[str, Any]) -> None:
+        template = deployment.get("spec", {}).get("template", {})
+        template_hash = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        namespace, name = deployment["metadata"]["namespace"], deployment["metadata"]["name"]
+        replica_sets = self._by_type[("apps/v1", "ReplicaSet")]
+        wanted = f"{name}-{template_hash}"
+        for key, stored in list(self._items(replica_sets)):
+            owned = _owned_by(stored.obj, deployment)
+            if owned and key[2] != wanted and stored.obj.get("spec", {}).get("replicas", 1) != 0:
+                scaled = copy.deepcopy(stored.obj)
+                scaled["spec"]["replicas"] = 0  # old ReplicaSets are kept, scaled to zero
+                self._store(key, scaled, "MODIFIED")
+        if (replica_sets, namespace, wanted) in self._objects:
+            return
+        labels = {**(template.get("metadata", {}).get("labels") or {}), "pod-template-hash": template_hash}
+        replica_set = {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {
+                "name": wanted,
+                "namespace": namespace,
+                "labels": labels,
+                "ownerReferences": [_owner_reference(deployment)],
+            },
+            "spec": {
+                "replicas": deployment.get("spec", {}).get("replicas", 1),
+                "selector": {"matchLabels": labels},
+                "template": {**template, "metadata": {**template.get("metadata", {}), "labels": labels}},
+            },
+        }
+        await self._admit_and_create(replica_sets, namespace, replica_set, _CONTROLLER_USER)
+
+    async def _control_pods(self, owner: dict[str, Any], replicas: int) -> None:
+        """Create or delete owned Pods until ``replicas`` exist; new Pods are named by generateName."""
+        namespace, name = owner["metadata"]["namespace"], owner["metadata"]["name"]
+        owned = [key for key, stored in self._items(PODS) if _owned_by(stored.obj, owner)]
+        for key in owned[replicas:]:
+            self._remove(key)
+        template = owner.get("spec", {}).get("template", {})
+        for _ in range(replicas - len(owned)):
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "generateName": f"{name}-",
+                    "namespace": namespace,
+                    "labels": dict(template.get("metadata", {}).get("labels") or {}),
+                    "ownerReferences": [_owner_reference(owner)],
+                },
+                "spec": copy.deepcopy(template.get("spec", {})),
+            }
+            await self._admit_and_create(PODS, namespace, pod, _CONTROLLER_USER)
 
     def _emit(self, event: _Event) -> None:
         self._history.append(event)
@@ -530,14 +776,13 @@ class FakeKubeServer:
         body = await _json_body(request)
         if body is None:
             return _status(400, "BadRequest", "body must be a JSON object")
-        name = body.get("metadata", {}).get("name")
-        if not name:
-            return _status(422, "Invalid", "metadata.name: Required value")
-        key = (resource, request.match_info.get("namespace", ""), name)
-        if key in self._objects:
-            return _status(409, "AlreadyExists", f'{resource.plural} "{name}" already exists')
-        body.get("metadata", {}).pop("resourceVersion", None)
-        return web.json_response(self._store(key, body, "ADDED"), status=201)
+        try:
+            created = await self._admit_and_create(
+                resource, request.match_info.get("namespace", ""), body, _USER
+            )
+        except AdmissionDeniedError as denied:
+            return web.json_response(denied.status, status=int(denied.status["code"]))
+        return web.json_response(created, status=201)
 
     def _key(self, request: web.Request, resource: FakeResource) -> tuple[FakeResource, str, str]:
         return (resource, request.match_info.get("namespace", ""), request.match_info["name"])
@@ -578,6 +823,28 @@ class FakeKubeServer:
                 "the object has been modified; please apply your changes to the latest version and try again",
             )
         new = _merge_patch(copy.deepcopy(stored.obj), body) if merge else body
+        if self._webhook is not None and resource.kind in _ADMITTED_KINDS:
+            new.setdefault("metadata", {})["uid"] = stored.obj["metadata"]["uid"]
+            try:
+                for webhook in ("mutate", "validate"):
+                    new = await self._review(
+                        webhook,
+                        resource,
+                        operation="UPDATE",
+                        obj=new,
+                        old=copy.deepcopy(stored.obj),
+                        user=_USER,
+                    )
+            except AdmissionDeniedError as denied:
+                return web.json_response(denied.status, status=int(denied.status["code"]))
+            current = self._objects.get(self._key(request, resource))
+            if (
+                current is None
+                or current.obj["metadata"]["resourceVersion"] != stored.obj["metadata"]["resourceVersion"]
+            ):
+                return _status(
+                    409, "Conflict", "the object has been modified; please apply your changes again"
+                )
         return web.json_response(self._store(self._key(request, resource), new, "MODIFIED"))
 
     async def _delete(self, request: web.Request) -> web.Response:
@@ -594,6 +861,51 @@ class FakeKubeServer:
                 "details": {"name": removed["metadata"]["name"]},
             }
         )
+
+
+_USER = "kubernetes-admin"
+_CONTROLLER_USER = "system:serviceaccount:kube-system:replicaset-controller"
+_CONTROLLED = frozenset({"Deployment", "ReplicaSet", "Job"})
+
+
+def _owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
+    return any(
+        isinstance(ref, dict) and ref.get("uid") == owner["metadata"]["uid"]
+        for ref in obj["metadata"].get("ownerReferences") or []
+    )
+
+
+def _json_patch(obj: dict[str, Any], operations: list[dict[str, Any]]) -> dict[str, Any]:
+    """RFC 6902 ``add``/``replace``/``remove`` on object members and array items (what webhooks send)."""
+    result = copy.deepcopy(obj)
+    for operation in operations:
+        *parents, last = [
+            part.replace("~1", "/").replace("~0", "~") for part in operation["path"].split("/")[1:]
+        ]
+        target: Any = result
+        for part in parents:
+            target = target[int(part)] if isinstance(target, list) else target[part]
+        index: Any = (len(target) if last == "-" else int(last)) if isinstance(target, list) else last
+        if operation["op"] == "remove":
+            del target[index]
+        elif operation["op"] == "add" and isinstance(target, list):
+            target.insert(index, operation["value"])
+        elif operation["op"] in ("add", "replace"):
+            target[index] = operation["value"]
+        else:
+            raise ValueError(f"the fake server does not apply {operation['op']!r} patches")
+    return result
 
 
 def _watch_matches(watch: _Watch, event: _Event) -> bool:
@@ -620,8 +932,8 @@ def _gone_status(since: int, floor: int) -> bytes:
     ).encode()
 
 
-def _status(code: int, reason: str, message: str) -> web.Response:
-    body = {
+def _status_body(code: int, reason: str, message: str) -> dict[str, Any]:
+    return {
         "kind": "Status",
         "apiVersion": "v1",
         "metadata": {},
@@ -630,7 +942,10 @@ def _status(code: int, reason: str, message: str) -> web.Response:
         "reason": reason,
         "code": code,
     }
-    return web.json_response(body, status=code)
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    return web.json_response(_status_body(code, reason, message), status=code)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | None:
