@@ -15,6 +15,7 @@ from exporter.admission.engine import AdmissionConfig, AdmissionEngine, Decision
 from exporter.admission.messages import IMAGE_VERIFIED, verification_failed
 from exporter.admission.review import parse_review
 from exporter.admission.verifier import ImageOutcome
+from exporter.admission.violations import Violation
 from exporter.metrics import ServiceMetrics
 from exporter.policy.model import ImageVerification, KyvernoPolicy
 from exporter.reports.writer import AuditResult
@@ -52,7 +53,7 @@ class ScriptedVerifier:
         if image.endswith(":crash"):
             raise RuntimeError("verifier bug")
         shown = "docker.io/" + image
-        if image.endswith(":signed"):
+        if image.endswith(":signed") or ":signed@" in image:
             return ImageOutcome("pass", IMAGE_VERIFIED, DIGEST), "miss"
         if image.endswith(":broken"):
             return ImageOutcome(
@@ -69,13 +70,24 @@ class Sink:
         self.results.extend(results)
 
 
+class Violations:
+    def __init__(self) -> None:
+        self.violations: list[Violation] = []
+
+    def submit(self, violation: Violation) -> None:
+        self.violations.append(violation)
+
+
 @pytest.fixture
 def policies() -> list[KyvernoPolicy]:
     return walkthrough_policy(public_pem(generate_signing_key()))
 
 
 def make_engine(
-    policies: list[KyvernoPolicy], verifier: ScriptedVerifier | None = None, **config: Any
+    policies: list[KyvernoPolicy],
+    verifier: ScriptedVerifier | None = None,
+    violations: Violations | None = None,
+    **config: Any,
 ) -> tuple[AdmissionEngine, Sink, ServiceMetrics]:
     metrics = ServiceMetrics(CollectorRegistry())
     sink = Sink()
@@ -85,6 +97,7 @@ def make_engine(
         metrics,
         config=AdmissionConfig(**config),
         results=sink,
+        violations=violations,
         clock=lambda: 1764153600.5,
     )
     return engine, sink, metrics
@@ -101,19 +114,25 @@ def sample(metrics: ServiceMetrics, name: str, **labels: str) -> float:
 async def test_walkthrough_unsigned_in_prod_is_denied_with_kyvernos_message(
     policies: list[KyvernoPolicy],
 ) -> None:
-    engine, sink, metrics = make_engine(policies)
+    violations = Violations()
+    engine, sink, metrics = make_engine(policies, violations=violations)
     decision = await run(
         engine, review_body(workload("Deployment", "unsigned", "prod", "user/test:unsigned"))
     )
     assert decision.response.allowed is False
     assert decision.response.message == WALKTHROUGH_DENIAL
     assert decision.response.warnings == []
-    [result] = sink.results
-    assert (result.namespace, result.report_name, result.rule, result.result) == (
-        "prod",
-        "cpol-check-image-signature",
-        "autogen-verify-image",
-        "fail",
+    # Nothing was created, so nothing is reported: the denial is an event.
+    assert sink.results == []
+    (violation,) = violations.violations
+    assert (violation.policy, violation.policy_namespace, violation.resource_name) == (
+        "check-image-signature",
+        None,
+        "unsigned",
+    )
+    assert violation.message() == (
+        "Deployment prod/unsigned: [autogen-verify-image] fail (blocked); failed to verify image "
+        f"docker.io/user/test:unsigned: {NO_SIGNATURES}"
     )
     labels = {"policy": "check-image-signature", "rule": "autogen-verify-image", "namespace": "prod"}
     assert sample(metrics, "trustwatch_admission_denials_total", **labels) == 1
@@ -228,7 +247,9 @@ async def test_verification_errors_follow_failure_policy(
         assert "for resource error:" in decision.response.message
     else:
         assert decision.response.warnings and "503" in decision.response.warnings[0]
-    assert [r.result for r in sink.results] == ["error"]
+    assert [r.status for r in decision.results] == ["error"]
+    # Only what was admitted (and so exists) is reported.
+    assert [r.result for r in sink.results] == (["error"] if allowed else [])
     labels = {"policy": "check-image-signature", "rule": "autogen-verify-image", "namespace": namespace}
     assert sample(metrics, "trustwatch_admission_fail_open_total", **labels) == fail_open
 
@@ -237,11 +258,11 @@ async def test_a_hanging_verification_becomes_an_error_before_the_deadline(
     policies: list[KyvernoPolicy],
 ) -> None:
     verifier = ScriptedVerifier(hang={"user/test:slow"})
-    engine, sink, metrics = make_engine(policies, verifier, timeout=0.3)
+    engine, _sink, metrics = make_engine(policies, verifier, timeout=0.3)
     decision = await run(engine, review_body(workload("Deployment", "d", "prod", "user/test:slow")))
     assert decision.response.allowed is False
     assert "did not finish within the 0.25s admission deadline" in decision.response.message
-    assert [r.result for r in sink.results] == ["error"]
+    assert [r.status for r in decision.results] == ["error"]
     assert (
         sample(
             metrics,
@@ -344,7 +365,7 @@ async def test_rules_selecting_no_image_skip_and_bad_images_error() -> None:
     bad = await run(engine, review_body(workload("Deployment", "d", "prod", "Not A Valid Image!")))
     assert bad.response.allowed is False
     assert "for resource error:" in bad.response.message
-    assert sink.results[-1].result == "error"
+    assert [r.status for r in bad.results] == ["error"]
 
 
 async def test_a_crashing_verification_is_an_error_result_not_a_crash(policies: list[KyvernoPolicy]) -> None:
@@ -354,3 +375,69 @@ async def test_a_crashing_verification_is_an_error_result_not_a_crash(policies: 
     assert "internal error in trustwatch (details in its log)" in decision.response.warnings[0]
     assert "verifier bug" not in decision.response.warnings[0]  # no internals in what users see
     assert [r.result for r in sink.results] == ["error"]
+
+
+def generated_pod(image: str, name: str = "", uid: str = "") -> dict[str, Any]:
+    """A Pod a ReplicaSet creates: only ``generateName`` at /mutate; name and uid by /validate."""
+    pod = workload("Pod", "x", "dev", image)
+    del pod["metadata"]["name"]
+    pod["metadata"]["generateName"] = "web-7d9f8-"
+    if name:
+        pod["metadata"]["name"] = name
+        pod["metadata"]["uid"] = uid
+    return pod
+
+
+def generated_review(pod: dict[str, Any]) -> bytes:
+    body = json.loads(review_body({**pod, "metadata": {**pod["metadata"], "name": "ignored"}}))
+    body["request"]["name"] = pod["metadata"].get("name", "")
+    body["request"]["object"] = pod
+    return json.dumps(body).encode()
+
+
+async def test_behind_an_api_server_results_are_written_under_the_generated_name_and_uid(
+    policies: list[KyvernoPolicy],
+) -> None:
+    engine, sink, _metrics = make_engine(policies, results_from="validate")
+    mutated = await run(engine, generated_review(generated_pod("user/test:signed")))
+    assert mutated.response.allowed is True and sink.results == []  # no name yet: nothing written
+    (pin,) = {op["value"] for op in mutated.response.patch or ()}  # what the API server applies
+    pinned = f"docker.io/user/test:signed@{DIGEST}"
+    assert pin == pinned
+    for number in (1, 2):  # two replicas of one template
+        named = generated_pod(pinned, name=f"web-7d9f8-abcd{number}", uid=f"uid-{number}")
+        validated = await run(engine, generated_review(named), webhook="validate")
+        assert validated.response.allowed is True
+    # The first /validate took the results of /mutate; the second (whose /mutate ran elsewhere) evaluated.
+    assert [(r.resource.name, r.resource.uid, r.result) for r in sink.results] == [
+        ("web-7d9f8-abcd1", "uid-1", "pass"),
+        ("web-7d9f8-abcd2", "uid-2", "pass"),
+    ]
+
+
+async def test_every_decision_is_one_structured_log_line(
+    policies: list[KyvernoPolicy], caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, _sink, _metrics = make_engine(policies)
+    with caplog.at_level("DEBUG", logger="exporter.admission.engine"):
+        await run(engine, review_body(workload("Deployment", "unsigned", "prod", "user/test:unsigned")))
+        await run(engine, review_body(workload("Deployment", "unsigned", "dev", "user/test:unsigned")))
+        await run(engine, review_body(workload("Deployment", "signed", "dev", "user/test:signed")))
+    lines = [record for record in caplog.records if record.getMessage() == "admission decision"]
+    assert [(r.levelname, r.decision, r.namespace) for r in lines] == [  # type: ignore[attr-defined]
+        ("INFO", "denied", "prod"),
+        ("INFO", "allowed", "dev"),  # an Audit failure
+        ("DEBUG", "allowed", "dev"),
+    ]
+    denied = vars(lines[0])
+    assert denied["resource"] == "Deployment/unsigned" and denied["images"] == ["user/test:unsigned"]
+    assert denied["results"] == [
+        {
+            "policy": "check-image-signature",
+            "rule": "autogen-verify-image",
+            "result": "fail",
+            "action": "Enforce",
+        }
+    ]
+    assert denied["uid"] and denied["cached"] is True and denied["duration_ms"] >= 0
+    assert vars(lines[2])["cached"] is False

@@ -28,8 +28,10 @@ from exporter.admission.messages import (
     verification_failed,
     warning,
 )
+from exporter.admission.pending import PendingResults, object_key
 from exporter.admission.review import AdmissionRequest, AdmissionResponse
 from exporter.admission.verifier import ImageOutcome
+from exporter.admission.violations import Violation
 from exporter.metrics import ServiceMetrics
 from exporter.policy.images import ContainerImage, extract_images
 from exporter.policy.match import ResourceInfo
@@ -62,6 +64,12 @@ class ResultSink(Protocol):
     def submit(self, results: Iterable[AuditResult]) -> None: ...
 
 
+class ViolationSink(Protocol):
+    """Where blocked requests go (PolicyViolation events); must not block."""
+
+    def submit(self, violation: Violation) -> None: ...
+
+
 @dataclass(frozen=True)
 class AdmissionConfig:
     """Settings of the webhook engine.
@@ -75,6 +83,10 @@ class AdmissionConfig:
     namespace_include: tuple[str, ...] = ()
     namespace_exclude: tuple[str, ...] = ()
     report_source: str = "kyverno"
+    # Which webhook writes the results of admitted requests: "mutate" when nothing names objects later
+    # (local runs, `trustwatch apply`), "validate" behind an API server, which has by then generated the
+    # object's name and uid (see exporter/admission/pending.py).
+    results_from: Webhook = "mutate"
 
     @property
     def decision_budget(self) -> float:
@@ -102,10 +114,22 @@ class RuleResult:
 
 @dataclass(frozen=True)
 class Decision:
-    """The answer plus the results behind it (for reports, metrics, ``trustwatch apply``)."""
+    """The answer plus the results behind it (for reports, metrics, logs, ``trustwatch apply``).
+
+    ``cached`` says whether every image outcome came from the verification cache."""
 
     response: AdmissionResponse
     results: tuple[RuleResult, ...] = ()
+    cached: bool = True
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """Rule results of one request, the digest pins they allow, and whether all came from the cache."""
+
+    results: tuple[RuleResult, ...]
+    patch: list[dict[str, str]]
+    cached: bool
 
 
 def _image_set(obj: Mapping[str, Any] | None) -> list[tuple[str, str]]:
@@ -114,6 +138,12 @@ def _image_set(obj: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 def _has_digest(image: ContainerImage) -> bool:
     return "@" in image.image
+
+
+def _images_after(obj: Mapping[str, Any] | None, patch: Sequence[Mapping[str, str]]) -> list[str]:
+    """The object's images once ``patch`` (digest pins) is applied, as the next webhook will see them."""
+    pinned = {op["path"]: op["value"] for op in patch}
+    return [pinned.get(pointer, image) for pointer, image in _image_set(obj)]
 
 
 class AdmissionEngine:
@@ -127,6 +157,7 @@ class AdmissionEngine:
         *,
         config: AdmissionConfig | None = None,
         results: ResultSink | None = None,
+        violations: ViolationSink | None = None,
         namespace_labels: Callable[[str], Mapping[str, str]] = lambda _namespace: {},
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -135,6 +166,11 @@ class AdmissionEngine:
         self._metrics = metrics
         self.config = config or AdmissionConfig()
         self._results = results
+        self._violations = violations
+        # Twice the webhook timeout: /validate follows /mutate within one API request.
+        self._pending: PendingResults[tuple[RuleResult, ...]] = PendingResults(
+            ttl=max(30.0, 2 * self.config.timeout)
+        )
         self._namespace_labels = namespace_labels
         self._clock = clock
         self._children = MetricChildren()
@@ -147,16 +183,55 @@ class AdmissionEngine:
         started = time.perf_counter()
         # The budget counts from arrival: planning time is taken out of the time left to verify.
         deadline = asyncio.get_running_loop().time() + self.config.decision_budget
-        decision = await (self._mutate(request, deadline) if webhook == "mutate" else self._validate(request))
+        decision = await (
+            self._mutate(request, deadline) if webhook == "mutate" else self._validate(request, deadline)
+        )
         decided = "allowed" if decision.response.allowed else "denied"
         # Label values in spec order (exporter/metrics.py); the children are memoised for the hot path.
         self._children.get(
             self._metrics.admission_requests, webhook, request.operation, request.kind, decided
         ).inc()
-        self._children.get(self._metrics.admission_review_duration, webhook).observe(
-            time.perf_counter() - started
-        )
+        duration = time.perf_counter() - started
+        self._children.get(self._metrics.admission_review_duration, webhook).observe(duration)
+        self._log_decision(webhook, request, decision, duration)
         return decision
+
+    def _log_decision(
+        self, webhook: Webhook, request: AdmissionRequest, decision: Decision, duration: float
+    ) -> None:
+        """One structured line per decision: info for denials and Audit failures, debug for the rest."""
+        noteworthy = not decision.response.allowed or any(
+            result.status in ("fail", "error") and not result.blocks for result in decision.results
+        )
+        level = logging.INFO if noteworthy else logging.DEBUG
+        if not log.isEnabledFor(level):
+            return
+        metadata = (request.object or {}).get("metadata") or {}
+        name = request.name or (f"{metadata.get('generateName')}*" if metadata.get("generateName") else "")
+        log.log(
+            level,
+            "admission decision",
+            extra={
+                "webhook": webhook,
+                "uid": request.uid,
+                "operation": request.operation,
+                "namespace": request.namespace,
+                "resource": f"{request.kind}/{name}",
+                "images": [image for _pointer, image in _image_set(request.object)],
+                "results": [
+                    {
+                        "policy": result.policy.display_name,
+                        "rule": result.rule,
+                        "result": result.status,
+                        "action": result.action,
+                    }
+                    for result in decision.results
+                ],
+                "decision": "allowed" if decision.response.allowed else "denied",
+                "duration_ms": round(duration * 1000, 3),
+                "cached": decision.cached,
+            },
+        )
 
     def namespace_label(self, namespace: str) -> str:
         """The namespace as a metric label value, bounded by the include/exclude globs."""
@@ -183,28 +258,44 @@ class AdmissionEngine:
     # --- /mutate ----------------------------------------------------------------------------------------
 
     async def _mutate(self, request: AdmissionRequest, deadline: float) -> Decision:
+        evaluation = await self._evaluate(request, deadline)
+        if evaluation is None:
+            return Decision(AdmissionResponse(allowed=True))
+        decision = self._decide(request, evaluation.results, evaluation.patch, evaluation.cached)
+        self._record(request, evaluation.results, decision.response.allowed)
+        if not decision.response.allowed:
+            self._blocked(request, decision.results)
+        elif not request.dry_run and self._results is not None:
+            if self.config.results_from == "mutate":
+                self._results.submit(self.audit_results(request, evaluation.results))
+            else:
+                images = _images_after(request.object, evaluation.patch)
+                key = object_key(request.namespace, request.object or {}, request.operation, images)
+                self._pending.put(key, evaluation.results)
+        return decision
+
+    async def _evaluate(self, request: AdmissionRequest, deadline: float) -> _Evaluation | None:
+        """Verify every image the matching rules select; None when the request needs no evaluation."""
         plans = self._plans(request)
         if not plans:
-            return Decision(AdmissionResponse(allowed=True))
+            return None
         checks = [check for plan in plans for check in plan.checks]
-        outcomes = await self._verify_all(checks, deadline)
+        outcomes, cached = await self._verify_all(checks, deadline)
         results = tuple(
             self._rule_result(plan, [outcomes[id(check)] for check in plan.checks]) for plan in plans
         )
-        patch = self._digest_patch(checks, outcomes)
-        decision = self._decide(request, results, patch)
-        self._record(request, results, decision.response.allowed)
-        if not request.dry_run and self._results is not None:
-            self._results.submit(self._audit_results(request, results))
-        return decision
+        return _Evaluation(results, self._digest_patch(checks, outcomes), cached)
 
-    async def _verify_all(self, checks: Sequence[ImageCheck], deadline: float) -> dict[int, ImageOutcome]:
-        """Outcome per check (by id), every one settled within the decision budget.
+    async def _verify_all(
+        self, checks: Sequence[ImageCheck], deadline: float
+    ) -> tuple[dict[int, ImageOutcome], bool]:
+        """Outcome per check (by id), every one settled within the decision budget, and whether all of
+        them came from the cache.
 
         Cached outcomes are taken synchronously; only the rest become tasks the deadline applies to.
         """
         outcomes: dict[int, ImageOutcome] = {}
-        tasks: dict[int, asyncio.Future[ImageOutcome]] = {}
+        tasks: dict[int, asyncio.Future[tuple[ImageOutcome, Lookup]]] = {}
         for check in checks:
             index = check.rule.verify_images.index(check.verification)
             hit = self._verifier.cached(check.policy.version, check.rule.name, index, check.image.image)
@@ -214,7 +305,8 @@ class AdmissionEngine:
                 self._count_verification(check, hit, "hit")
                 outcomes[id(check)] = hit
         if not tasks:
-            return outcomes
+            return outcomes, True
+        cached = True
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
         await asyncio.wait(tasks.values(), timeout=remaining)
         for check in checks:
@@ -222,13 +314,17 @@ class AdmissionEngine:
             if task is None:
                 continue
             if task.done() and not task.cancelled() and task.exception() is None:
-                outcomes[id(check)] = task.result()
+                outcomes[id(check)], how = task.result()
+                cached = cached and how != "miss"
                 continue
             task.cancel()
             outcomes[id(check)] = self._unfinished(check, task)
-        return outcomes
+            cached = False
+        return outcomes, cached
 
-    def _unfinished(self, check: ImageCheck, task: asyncio.Future[ImageOutcome]) -> ImageOutcome:
+    def _unfinished(
+        self, check: ImageCheck, task: asyncio.Future[tuple[ImageOutcome, Lookup]]
+    ) -> ImageOutcome:
         """An error outcome for a verification that timed out or crashed (the crash is logged)."""
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("verification crashed", exc_info=task.exception(), extra={"image": check.image.image})
@@ -243,12 +339,12 @@ class AdmissionEngine:
         path = ".attestors[0].entries[0].keys" if check.verification.attestors else ".attestors"
         return ImageOutcome("error", verification_failed(check.reference, f"{path}: {reason}"))
 
-    async def _verify(self, check: ImageCheck, index: int) -> ImageOutcome:
+    async def _verify(self, check: ImageCheck, index: int) -> tuple[ImageOutcome, Lookup]:
         outcome, how = await self._verifier.verify(
             check.policy.version, check.rule.name, index, check.verification, check.image.image
         )
         self._count_verification(check, outcome, how)
-        return outcome
+        return outcome, how
 
     def _count_verification(self, check: ImageCheck, outcome: ImageOutcome, how: Lookup) -> None:
         cached = "false" if how == "miss" else "true"
@@ -286,7 +382,7 @@ class AdmissionEngine:
 
     # --- /validate --------------------------------------------------------------------------------------
 
-    async def _validate(self, request: AdmissionRequest) -> Decision:
+    async def _validate(self, request: AdmissionRequest, deadline: float) -> Decision:
         plans = self._plans(request)
         if not plans:
             return Decision(AdmissionResponse(allowed=True))
@@ -301,13 +397,33 @@ class AdmissionEngine:
                 message = "; ".join(dict.fromkeys(missing_digest(reference) for reference in unpinned))
                 results.append(RuleResult(plan.policy, plan.rule.name, plan.action, "fail", message))
         decision = self._decide(request, tuple(results), [])
-        self._count_denials(request, decision.results if not decision.response.allowed else ())
+        if not decision.response.allowed:
+            self._count_denials(request, decision.results)
+            self._blocked(request, decision.results)
+        elif self.config.results_from == "validate" and not request.dry_run and self._results is not None:
+            await self._submit_named(request, deadline)
         return decision
+
+    async def _submit_named(self, request: AdmissionRequest, deadline: float) -> None:
+        """Write the results /mutate computed for this object, now that it has its name and uid; when
+        /mutate ran elsewhere (another replica) or long ago, evaluate again (from the cache, mostly)."""
+        assert self._results is not None
+        images = [image for _pointer, image in _image_set(request.object)]
+        key = object_key(request.namespace, request.object or {}, request.operation, images)
+        results = self._pending.take(key)
+        if results is None:
+            evaluation = await self._evaluate(request, deadline)
+            results = evaluation.results if evaluation is not None else ()
+        self._results.submit(self.audit_results(request, results))
 
     # --- decision, metrics, reports ---------------------------------------------------------------------
 
     def _decide(
-        self, request: AdmissionRequest, results: tuple[RuleResult, ...], patch: list[dict[str, str]]
+        self,
+        request: AdmissionRequest,
+        results: tuple[RuleResult, ...],
+        patch: list[dict[str, str]],
+        cached: bool = True,
     ) -> Decision:
         blocking_policies = {result.policy for result in results if result.blocks}
         failures: dict[str, dict[str, str]] = {}
@@ -325,9 +441,35 @@ class AdmissionEngine:
             resource = resource_label(request.kind, request.namespace, request.name)
             message = blocked_message(resource, failures, has_violations)
             return Decision(
-                AdmissionResponse(allowed=False, message=message, code=403, warnings=warnings), results
+                AdmissionResponse(allowed=False, message=message, code=403, warnings=warnings),
+                results,
+                cached,
             )
-        return Decision(AdmissionResponse(allowed=True, warnings=warnings, patch=patch or None), results)
+        response = AdmissionResponse(allowed=True, warnings=warnings, patch=patch or None)
+        return Decision(response, results, cached)
+
+    def _blocked(self, request: AdmissionRequest, results: Iterable[RuleResult]) -> None:
+        """A denied request is an event, never a report result: nothing was created."""
+        if request.dry_run or self._violations is None:
+            return
+        by_policy: dict[KyvernoPolicy, dict[str, str]] = {}
+        for result in results:
+            if result.blocks:
+                by_policy.setdefault(result.policy, {})[result.rule] = result.message
+        metadata = (request.object or {}).get("metadata") or {}
+        name = request.name or str(metadata.get("generateName") or "")
+        for policy, rules in by_policy.items():
+            self._violations.submit(
+                Violation(
+                    policy=policy.name,
+                    policy_namespace=policy.namespace,
+                    resource_kind=request.kind,
+                    resource_namespace=request.namespace,
+                    resource_name=name,
+                    rules=rules,
+                    timestamp=self._clock(),
+                )
+            )
 
     def _count_denials(self, request: AdmissionRequest, results: Iterable[RuleResult]) -> None:
         namespace = self.namespace_label(request.namespace)
@@ -358,12 +500,14 @@ class AdmissionEngine:
             verified_label = "true" if verified else "false"
             self._children.get(self._metrics.admitted_workloads, namespace, verified_label).inc()
 
-    def _audit_results(self, request: AdmissionRequest, results: Iterable[RuleResult]) -> list[AuditResult]:
+    def audit_results(self, request: AdmissionRequest, results: Iterable[RuleResult]) -> list[AuditResult]:
+        """``results`` as report results about the requested object (``trustwatch apply`` reports them
+        for every resource file, admitted or not, as ``kyverno apply`` does)."""
         metadata = (request.object or {}).get("metadata") or {}
         resource = ResultResource(
             api_version=request.resource_api_version,
             kind=request.kind,
-            name=request.name,
+            name=request.name or str(metadata.get("name") or ""),
             namespace=request.namespace,
             uid=str(metadata.get("uid") or ""),
         )

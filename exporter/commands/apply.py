@@ -151,16 +151,6 @@ def _review_body(obj: Mapping[str, Any], number: int) -> bytes:
     ).encode()
 
 
-class _Collected:
-    """Result sink that keeps everything, for the report printed at the end."""
-
-    def __init__(self) -> None:
-        self.results: list[AuditResult] = []
-
-    def submit(self, results: Iterable[AuditResult]) -> None:
-        self.results.extend(results)
-
-
 async def _evaluate(
     policies: list[KyvernoPolicy],
     resources: list[dict[str, Any]],
@@ -176,7 +166,7 @@ async def _evaluate(
     from exporter.registry import RegistryClient  # noqa: PLC0415
 
     metrics = ServiceMetrics()
-    collected = _Collected()
+    collected: list[AuditResult] = []
     decisions: list[tuple[str, Decision]] = []
     async with RegistryClient(registry_options) as client:
         verifier = ImageVerifier(client, metrics)
@@ -185,17 +175,17 @@ async def _evaluate(
             verifier,
             metrics,
             config=AdmissionConfig(timeout=decision_timeout),
-            results=collected,
             namespace_labels=lambda namespace: labels.get(namespace, {}),
         )
         try:
             for number, obj in enumerate(resources, start=1):
                 request = parse_review(_review_body(obj, number))
                 decision = await engine.review("mutate", request)
+                collected.extend(engine.audit_results(request, decision.results))
                 decisions.append((resource_label(request.kind, request.namespace, request.name), decision))
         finally:
             await verifier.close()
-    return decisions, collected.results
+    return decisions, collected
 
 
 def _describe(resource: str, decision: Decision) -> str:

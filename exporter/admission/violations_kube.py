@@ -1,0 +1,97 @@
+"""PolicyViolation Events through the Kubernetes API (blocking; runs in the recorder's worker thread).
+
+The Event is about the policy object when that exists in the cluster (a Kyverno ``ClusterPolicy`` or
+``Policy`` of the same name, as when trustwatch runs beside Kyverno), else about the request's Namespace,
+so ``kubectl get events -n <namespace>`` shows what was blocked there. Lookups of the policy object are
+cached for a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client as kube_client
+from kubernetes.client.exceptions import ApiException
+
+from exporter.admission.violations import Violation
+
+POLICY_LOOKUP_TTL = 60.0
+COMPONENT = "trustwatch"
+
+
+class KubernetesViolationBackend:
+    """Creates ``v1`` Events with reason ``PolicyViolation`` (type Warning, action ``Resource Blocked``)."""
+
+    def __init__(
+        self, api_client: Any, request_timeout: float = 10.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._core = kube_client.CoreV1Api(api_client)
+        self._custom = kube_client.CustomObjectsApi(api_client)
+        self._timeout = request_timeout
+        self._clock = clock
+        self._policies: dict[tuple[str | None, str], tuple[float, dict[str, Any] | None]] = {}
+        self._instance = os.environ.get("HOSTNAME") or socket.gethostname()
+
+    def record(self, violation: Violation) -> None:
+        involved, namespace = self._involved_object(violation)
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(violation.timestamp))
+        event: Any = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": namespace},
+            "involvedObject": involved,
+            "reason": "PolicyViolation",
+            "type": "Warning",
+            "action": "Resource Blocked",
+            "message": violation.message(),
+            "source": {"component": COMPONENT},
+            "reportingComponent": COMPONENT,
+            "reportingInstance": self._instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        self._core.create_namespaced_event(namespace, event, _request_timeout=self._timeout)
+
+    def _involved_object(self, violation: Violation) -> tuple[dict[str, Any], str]:
+        """The policy object if it exists in the cluster, else the request's Namespace (or ``default``)."""
+        policy = self._policy(violation.policy_namespace, violation.policy)
+        if policy is not None:
+            metadata = policy.get("metadata") or {}
+            involved = {
+                "apiVersion": str(policy.get("apiVersion", "kyverno.io/v1")),
+                "kind": str(policy.get("kind", "ClusterPolicy")),
+                "name": violation.policy,
+                "uid": str(metadata.get("uid", "")),
+            }
+            if violation.policy_namespace:
+                involved["namespace"] = violation.policy_namespace
+            # Events about cluster-scoped objects live in "default", as client-go's recorder puts them.
+            return involved, violation.policy_namespace or "default"
+        namespace = violation.resource_namespace or "default"
+        return {"apiVersion": "v1", "kind": "Namespace", "name": namespace}, namespace
+
+    def _policy(self, namespace: str | None, name: str) -> dict[str, Any] | None:
+        key = (namespace, name)
+        cached = self._policies.get(key)
+        now = self._clock()
+        if cached is not None and now - cached[0] < POLICY_LOOKUP_TTL:
+            return cached[1]
+        try:
+            if namespace:
+                found = self._custom.get_namespaced_custom_object(
+                    "kyverno.io", "v1", namespace, "policies", name, _request_timeout=self._timeout
+                )
+            else:
+                found = self._custom.get_cluster_custom_object(
+                    "kyverno.io", "v1", "clusterpolicies", name, _request_timeout=self._timeout
+                )
+        except ApiException:
+            found = None  # absent, Kyverno not installed, or not allowed to read it: use the namespace
+        policy = found if isinstance(found, dict) else None
+        self._policies[key] = (now, policy)
+        return policy
