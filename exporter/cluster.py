@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import urllib3.exceptions
 from kubernetes import client, config
 
 log = logging.getLogger(__name__)
@@ -23,12 +25,68 @@ class ClusterUnavailableError(RuntimeError):
     """``--kubernetes on`` was asked for but no API server configuration could be loaded."""
 
 
+_CONNECTION_ERRORS = (
+    urllib3.exceptions.MaxRetryError,
+    urllib3.exceptions.NewConnectionError,
+    urllib3.exceptions.ConnectTimeoutError,
+    urllib3.exceptions.ProtocolError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+class ConnectionHealth:
+    """Says once, clearly, that the API server cannot be reached, then stays quiet until it can again.
+
+    Every component talking to the API server retries with backoff on its own; without this each would
+    log each attempt (and urllib3 each of its retries), burying the one thing to know."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server
+        self._down = False
+        self._lock = threading.Lock()
+
+    @property
+    def down(self) -> bool:
+        return self._down
+
+    def failed(self, error: BaseException) -> bool:
+        """True when ``error`` means "unreachable" (logged once per outage); False for any other error,
+        which the caller reports itself."""
+        if not isinstance(error, _CONNECTION_ERRORS):
+            return False
+        with self._lock:
+            first, self._down = not self._down, True
+        reason = str(error.reason) if isinstance(error, urllib3.exceptions.MaxRetryError) else str(error)
+        if first:
+            log.error(
+                "cannot reach the Kubernetes API server; retrying quietly with backoff "
+                "(use --kubernetes off to run on local files only)",
+                extra={"server": self.server, "error": reason},
+            )
+        else:
+            log.debug(
+                "Kubernetes API server still unreachable", extra={"server": self.server, "error": reason}
+            )
+        return True
+
+    def succeeded(self) -> None:
+        with self._lock:
+            was_down, self._down = self._down, False
+        if was_down:
+            log.info("Kubernetes API server reachable again", extra={"server": self.server})
+
+
 @dataclass(frozen=True)
 class ClusterConnection:
-    """How to reach the API server: a factory, because each thread-bound client wants its own ApiClient."""
+    """How to reach the API server: a factory, because each thread-bound client wants its own ApiClient.
+
+    ``in_cluster``: running in a Pod with a service account (as opposed to a kubeconfig on a laptop)."""
 
     description: str
     api_client_factory: Callable[[], client.ApiClient]
+    in_cluster: bool = False
+    health: ConnectionHealth = field(default_factory=lambda: ConnectionHealth(""))
 
 
 def _kubeconfig_present(environ: dict[str, str]) -> bool:
@@ -63,4 +121,11 @@ def connect(mode: str, environ: dict[str, str] | None = None) -> ClusterConnecti
         )
     else:
         return None
-    return ClusterConnection(description, lambda: client.ApiClient(configuration))
+    # No urllib3 retries: every caller has its own backoff, and urllib3 logs a warning per retry.
+    configuration.retries = 0
+    return ClusterConnection(
+        description,
+        lambda: client.ApiClient(configuration),
+        in_cluster=in_cluster,
+        health=ConnectionHealth(str(configuration.host)),
+    )

@@ -91,10 +91,17 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "report_output",
-        "Where audit results from the webhook go: auto (Kubernetes API when connected, "
-        "else local files), kubernetes, local, none.",
+        "Where audit results from the webhook go: auto (Kubernetes API when running in a cluster, "
+        "else local files; a kubeconfig alone never writes into a cluster), kubernetes, local, none.",
         "auto",
         choices=("auto", "kubernetes", "local", "none"),
+    ),
+    Option(
+        "report_cleanup_interval",
+        "Seconds between checks that remove results about deleted resources from the reports "
+        "trustwatch writes through the Kubernetes API.",
+        20.0,
+        kind="float",
     ),
     Option(
         "report_api",
@@ -172,6 +179,7 @@ class ServeConfig:
     reports_dir: tuple[Path, ...] = ()
     kubernetes: str = "auto"
     report_output: str = "auto"
+    report_cleanup_interval: float = 20.0
     report_api: str = "wgpolicyk8s.io/v1alpha2"
     label_mode: str = "default"
     custom_labels: tuple[str, ...] = ()

@@ -89,9 +89,10 @@ class NamespaceLabels:
                 await run_in_daemon_thread(self._list_and_watch, loop, name="namespace-watch")
                 delay = 0.5
             except Exception as exc:
-                log.warning(
-                    "namespace list/watch failed; namespaceSelector sees last known labels",
-                    extra={"error": str(exc), "retry_in_seconds": round(delay, 2)},
-                )
+                if not self._cluster.health.failed(exc):  # an unreachable server is reported once
+                    log.warning(
+                        "namespace list/watch failed; namespaceSelector sees last known labels",
+                        extra={"error": str(exc), "retry_in_seconds": round(delay, 2)},
+                    )
                 await asyncio.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, self._backoff_max)

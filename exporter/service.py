@@ -28,6 +28,8 @@ from exporter.admission.secret_keys import KubernetesSecretKeys
 from exporter.admission.server import build_webhook_app
 from exporter.admission.tls import ServingCertificate, TLSConfig, TLSError
 from exporter.admission.verifier import CacheSettings, ImageVerifier, registry_metrics_hook
+from exporter.admission.violations import ViolationRecorder
+from exporter.admission.violations_kube import KubernetesViolationBackend
 from exporter.cluster import ClusterConnection, ClusterUnavailableError, connect
 from exporter.config import ServeConfig, split_address
 from exporter.listen import start_site
@@ -41,6 +43,7 @@ from exporter.reports.config import ReportsConfig
 from exporter.reports.exposition import ReportExposition
 from exporter.reports.filters import GlobFilter, ResultFilters
 from exporter.reports.labels import LabelConfigError
+from exporter.reports.reaper import LiveResources, ResultReaper
 from exporter.reports.sources.kube import KubeReportSource
 from exporter.reports.sources.local import LocalReportSource
 from exporter.reports.store import ReportStore
@@ -113,11 +116,18 @@ def make_plan(config: ServeConfig, cluster: ClusterConnection | None) -> Plan:
         notes.append(f"no --policies given: using the embedded example policy in {policies[0]}")
     report_output = config.report_output
     if report_output == "auto":
-        report_output = "kubernetes" if cluster is not None else "local"
+        # Only a process running in the cluster writes into it: a laptop with a kubeconfig must not.
+        report_output = "kubernetes" if cluster is not None and cluster.in_cluster else "local"
+        if cluster is not None and not cluster.in_cluster:
+            notes.append(
+                f"connected through a kubeconfig: audit results go to {local_report_dir} "
+                "(--report-output kubernetes writes them into the cluster)"
+            )
     elif report_output == "kubernetes" and cluster is None:
         report_output = "local"
         notes.append(f"--report-output kubernetes but no cluster: writing reports to {local_report_dir}")
-    if cluster is None and not report_dirs:
+    if cluster is None and not report_dirs and not config.policies:
+        # The examples go with the example policy: with your own policies they would only mislead.
         report_dirs = (embedded_defaults() / "reports",)
         notes.append(f"no cluster and no --reports-dir: watching the embedded examples in {report_dirs[0]}")
     if report_output == "local" and local_report_dir not in report_dirs:
@@ -176,6 +186,7 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self._runners: list[web.AppRunner] = []
         self.writer: ReportWriter | None = None
+        self.violations: ViolationRecorder | None = None
         self._resources = contextlib.AsyncExitStack()
         self.crashed = asyncio.Event()
 
@@ -217,7 +228,13 @@ class Service:
 
     def _start_report_sources(self, reports: ReportsConfig) -> None:
         if self.plan.cluster is not None:
-            kube = KubeReportSource(self.plan.cluster.api_client_factory, self.store, self.metrics, reports)
+            kube = KubeReportSource(
+                self.plan.cluster.api_client_factory,
+                self.store,
+                self.metrics,
+                reports,
+                connection=self.plan.cluster.health,
+            )
             self._spawn("kube-report-source", kube.run())
             self.readiness.add(
                 "kubernetes-reports", lambda: _source_state(kube.ready, kube.health(), kube.problem)
@@ -230,9 +247,25 @@ class Service:
             self.readiness.add("local-reports", lambda: _source_state(local.ready, local.problems))
 
     def _report_backend(self) -> ReportBackend | None:
-        """Where audit results go; the local directory exists already (it is also a report source)."""
-        if self.plan.report_output == "kubernetes" and self.plan.cluster is not None:
-            return KubernetesReportBackend(self.plan.cluster.api_client_factory())
+        """Where audit results go; the local directory exists already (it is also a report source).
+
+        Writing into a cluster also starts what keeps those reports true: the reaper removing results of
+        deleted resources, and PolicyViolation events for denials."""
+        cluster = self.plan.cluster
+        if self.plan.report_output == "kubernetes" and cluster is not None:
+            backend = KubernetesReportBackend(cluster.api_client_factory())
+            live = LiveResources(cluster.api_client_factory())
+            reaper = ResultReaper(
+                backend,
+                live,
+                report_api=self.config.report_api,
+                interval=self.config.report_cleanup_interval,
+                connection=cluster.health,
+            )
+            self._spawn("report-reaper", reaper.run())
+            self.violations = ViolationRecorder(KubernetesViolationBackend(cluster.api_client_factory()))
+            self._spawn("violation-events", self.violations.run())
+            return backend
         if self.plan.report_output == "local":
             return LocalReportBackend(self.plan.local_report_dir)
         return None
@@ -283,8 +316,11 @@ class Service:
                 timeout=config.timeout,
                 namespace_include=config.namespace_include,
                 namespace_exclude=config.namespace_exclude,
+                # Behind an API server, results wait for the name and uid it gives the object.
+                results_from="validate" if plan.report_output == "kubernetes" else "mutate",
             ),
             results=self.writer,
+            violations=self.violations,
             namespace_labels=namespaces.labels_of,
         )
         self._spawn("tls-reloader", certificate.watch(POLL_INTERVAL))
@@ -307,6 +343,9 @@ class Service:
         if self.writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.writer.flush(), self.config.grace_period)
+        if self.violations is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.violations.flush(), self.config.grace_period)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

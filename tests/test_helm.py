@@ -295,6 +295,16 @@ def test_default_rbac_reads_reports_writes_policyreports_and_never_touches_secre
     by_group = {rule["apiGroups"][0]: rule for rule in rules}
     assert set(by_group["wgpolicyk8s.io"]["verbs"]) == {"get", "list", "watch", "create", "update", "patch"}
     assert set(by_group["openreports.io"]["verbs"]) == {"get", "list", "watch"}
+    # Writing reports means keeping them true: list what results name, record denials as events.
+    grants = {
+        (group, resource): set(rule["verbs"])
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert grants[("", "pods")] == grants[("apps", "replicasets")] == grants[("batch", "jobs")] == {"list"}
+    assert grants[("", "events")] == {"create"}
+    assert grants[("kyverno.io", "clusterpolicies")] == {"get"}
     assert all("secrets" not in rule["resources"] for rule in rules)
     assert not [doc for doc in docs if doc["kind"] in ("Role", "RoleBinding")]
     binding = one(docs, "ClusterRoleBinding")

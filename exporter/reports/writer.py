@@ -137,13 +137,13 @@ def target_of(result: AuditResult, report_api: str = "wgpolicyk8s.io/v1alpha2") 
     return ReportTarget(api, result.namespace, result.report_name)
 
 
-def _document_key(entry: Mapping[str, Any]) -> tuple[str, str, str]:
+def result_identity(entry: Mapping[str, Any]) -> str:
+    """The resource a written result is about: its uid, else kind/namespace/name (as ResultResource)."""
     resources = entry.get("resources") or [{}]
     first = resources[0] if isinstance(resources[0], Mapping) else {}
-    identity = str(
+    return str(
         first.get("uid") or f"{first.get('kind', '')}/{first.get('namespace', '')}/{first.get('name', '')}"
     )
-    return (identity, str(entry.get("policy", "")), str(entry.get("rule", "")))
 
 
 def _seconds(entry: Mapping[str, Any]) -> float:
@@ -166,10 +166,13 @@ def merge_report(
 ) -> dict[str, Any]:
     """The report after ``results`` replaced their older versions in ``existing`` (None: a new report).
 
-    Results of other resources, policies, rules, and other writers are kept as they are; metadata the
-    API server owns (resourceVersion, uid) is carried over so the update is conditional on it.
+    A resource's new results for a policy replace all its older ones for that policy (an update may have
+    changed which rules apply). Results of other resources, policies, and other writers are kept as they
+    are; metadata the API server owns (resourceVersion, uid) is carried over so the update is conditional
+    on it.
     """
     fresh = {result.key(): result.document() for result in results}
+    replaced = {(identity, policy) for identity, policy, _rule in fresh}
     kept: list[Mapping[str, Any]] = []
     metadata: dict[str, Any] = {}
     if existing is not None:
@@ -177,7 +180,8 @@ def merge_report(
         kept = [
             entry
             for entry in existing.get("results") or []
-            if isinstance(entry, Mapping) and _document_key(entry) not in fresh
+            if isinstance(entry, Mapping)
+            and (result_identity(entry), str(entry.get("policy", ""))) not in replaced
         ]
     merged = [*kept, *fresh.values()]
     if len(merged) > MAX_RESULTS_PER_REPORT:

@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes import client as kube_client
 from kubernetes.client.exceptions import ApiException
 
+from exporter.reports.model import ReportApi
 from exporter.reports.writer import Merge, ReportConflictError, ReportTarget
 
 HTTP_NOT_FOUND = 404
@@ -38,6 +39,23 @@ class KubernetesReportBackend:
             if exc.status == HTTP_CONFLICT:
                 raise ReportConflictError(str(target)) from exc
             raise
+
+    def list(self, api: ReportApi, label_selector: str) -> list[Mapping[str, Any]]:
+        """Every report of ``api`` in the cluster carrying the labels (none when the API is not served)."""
+        try:
+            found = self._api.list_cluster_custom_object(
+                api.group,
+                api.version,
+                api.plural,
+                label_selector=label_selector,
+                _request_timeout=self._timeout,
+            )
+        except ApiException as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return []
+            raise
+        items = found.get("items") if isinstance(found, Mapping) else None
+        return [item for item in items or [] if isinstance(item, Mapping)]
 
     def _read(self, target: ReportTarget) -> Mapping[str, Any] | None:
         try:

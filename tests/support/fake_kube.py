@@ -160,6 +160,7 @@ class AdmissionDeniedError(Exception):
 class _Webhook:
     url: str
     ssl_context: ssl.SSLContext
+    server_name: str
 
 
 @dataclass(frozen=True)
@@ -321,9 +322,11 @@ class FakeKubeServer:
         resource = self._by_type[(api_version, kind)]
         return [copy.deepcopy(stored.obj) for _key, stored in self._items(resource)]
 
-    def register_webhook(self, url: str, ca_file: Path) -> None:
-        """Send creates and updates of Pods and Pod controllers to ``url``/mutate and ``url``/validate."""
-        self._webhook = _Webhook(url.rstrip("/"), ssl.create_default_context(cafile=str(ca_file)))
+    def register_webhook(self, url: str, ca_file: Path, server_name: str = "localhost") -> None:
+        """Send creates and updates of Pods and Pod controllers to ``url``/mutate and ``url``/validate,
+        checking the certificate against ``ca_file`` for ``server_name``."""
+        context = ssl.create_default_context(cafile=str(ca_file))
+        self._webhook = _Webhook(url.rstrip("/"), context, server_name)
 
     async def create(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create ``obj`` through admission (raises AdmissionDeniedError), as ``kubectl create`` would."""
@@ -499,7 +502,10 @@ class FakeKubeServer:
         if self._session is None:
             self._session = aiohttp.ClientSession()
         async with self._session.post(
-            f"{self._webhook.url}/{webhook}", json=review, ssl=self._webhook.ssl_context
+            f"{self._webhook.url}/{webhook}",
+            json=review,
+            ssl=self._webhook.ssl_context,
+            server_hostname=self._webhook.server_name,
         ) as answer:
             answer.raise_for_status()
             response = (await answer.json())["response"]

@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeVar
 import kubernetes.client
 from kubernetes.client.exceptions import ApiException
 
+from exporter.cluster import ConnectionHealth
 from exporter.metrics import ServiceMetrics
 from exporter.reports.config import ReportsConfig
 from exporter.reports.model import REPORT_APIS, Report, ReportApi, ReportParseError, parse_report
@@ -63,8 +64,10 @@ class KubeReportSource:
         *,
         apis: tuple[ReportApi, ...] = REPORT_APIS,
         rng: random.Random | None = None,
+        connection: ConnectionHealth | None = None,
     ) -> None:
         self._factory = api_client_factory
+        self._connection = connection or ConnectionHealth("")
         self._store = store
         self._metrics = metrics
         self._config = config
@@ -137,10 +140,12 @@ class KubeReportSource:
                 served = set()
             except Exception as error:  # urllib3/socket errors vary; all mean "retry later"
                 failed = True
-                log.warning(
-                    "report API discovery failed; retrying", extra={"group": group, "error": str(error)}
-                )
+                if not self._connection.failed(error):
+                    log.warning(
+                        "report API discovery failed; retrying", extra={"group": group, "error": str(error)}
+                    )
                 continue
+            self._connection.succeeded()
             for api in wanted:
                 if api.kind in served:
                     found.append(api)
@@ -195,7 +200,9 @@ class KubeReportSource:
                 if self._stopping.is_set():
                     return
                 reason = "connection_error"
-                self._note_error(api, f"{type(error).__name__}: {error}")
+                self._note_error(
+                    api, f"{type(error).__name__}: {error}", quiet=self._connection.failed(error)
+                )
             self._metrics.watch_restarts.labels(api=api.name, reason=reason).inc()
             if reason == "gone":
                 self._resume.pop(api.name, None)  # relist at once: nothing to wait for
@@ -311,9 +318,11 @@ class KubeReportSource:
             "report API disappeared; its reports were dropped", extra={"api": api.name, "reports": removed}
         )
 
-    def _note_error(self, api: ReportApi, message: str) -> None:
+    def _note_error(self, api: ReportApi, message: str, quiet: bool = False) -> None:
+        """Record the error for /readyz; log it unless the unreachable API server was already reported."""
         self._state[api.name] = f"retrying after error: {message}"
-        log.warning("report watch interrupted; retrying", extra={"api": api.name, "error": message})
+        if not quiet:
+            log.warning("report watch interrupted; retrying", extra={"api": api.name, "error": message})
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(max, initial * 2**attempt)], so replicas do not retry in step."""
