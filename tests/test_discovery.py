@@ -32,6 +32,7 @@ from tests.support.oci_push import (
     push_att,
     push_referrer,
     push_referrers_index,
+    referrer_manifest,
     tag_for,
 )
 from tests.support.referrers_front import FrontRequest, ReferrersFront
@@ -243,7 +244,7 @@ async def test_referrers_about_another_image_or_of_the_wrong_kind_are_skipped(
     found = await _found(registry.host, f"disc/liars@{digest}")
     assert _contents(found, "referrers-tag") == [_bundle("for v1").payload]
     assert found.skipped == (
-        f"referrers-tag {good.digest}: is a {OCI_INDEX}, not an OCI image manifest",
+        f"referrers-tag {good.digest}: is a {OCI_INDEX!r}, not an OCI image manifest",
         f"referrers-tag {good.digest}: manifest of 1000000000 bytes exceeds the 4194304-byte limit",
         f"referrers-tag {wrong_subject.digest}: refers to {other}, not this image",
     )
@@ -258,7 +259,7 @@ async def test_referrers_about_another_image_or_of_the_wrong_kind_are_skipped(
         found = await _found(front.host, f"disc/liars@{digest}")
         assert not front.requests_to("/manifests/..")
     assert _contents(found, "referrers-api") == [_bundle("api").payload]
-    assert found.skipped == ("referrers-api ../v1: digest '../v1' is not a sha256 digest",)
+    assert found.skipped == ("referrers-api '../v1': its digest is not a sha256 digest",)
 
 
 async def test_oversized_layers_are_kept_with_a_reason_and_not_fetched(registry: RegistryServer) -> None:
@@ -476,3 +477,39 @@ async def test_a_huge_referrers_list_costs_fifty_fetches_and_missing_referrers_a
         f"referrers-api {entry['digest']}: listed, but the registry does not have it (404)"
         for entry in entries[:MAX_REFERRERS]
     )
+
+
+async def test_a_layer_whose_digest_is_no_digest_is_kept_with_a_reason_and_never_requested(
+    registry: RegistryServer,
+) -> None:
+    digest = registry.push_image("disc/odd-layer", "v1")
+    subject = {"mediaType": OCI_MANIFEST, "digest": digest, "size": 1}
+    odd = {"mediaType": SIGSTORE_BUNDLE_V03, "digest": "sha256:../../../v2/_catalog", "size": 10}
+    crafted = referrer_manifest(subject, SIGSTORE_BUNDLE_V03, [])
+    document = json.loads(crafted)
+    document["layers"] = [odd]
+    crafted = json.dumps(document).encode()  # the registry would refuse it: served by a proxy instead
+    crafted_digest = sha256_digest(crafted)
+
+    async def serve_crafted(request: web.Request) -> web.StreamResponse | None:
+        if request.path.endswith(f"/manifests/{crafted_digest}"):
+            return web.Response(body=crafted, headers={"Content-Type": OCI_MANIFEST})
+        return None
+
+    async with ReferrersFront(registry) as front:
+        front.list_referrer(
+            "disc/odd-layer",
+            digest,
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": crafted_digest,
+                "size": len(crafted),
+                "artifactType": SIGSTORE_BUNDLE_V03,
+            },
+        )
+        async with FaultyProxy(f"http://{front.host}", serve_crafted) as proxy:
+            found = await _found(proxy.host, f"disc/odd-layer@{digest}")
+            assert not [path for _, path in proxy.requests if "_catalog" in path]
+    assert [(a.content, a.problem) for a in found.artifacts] == [
+        (None, "layer digest 'sha256:../../../v2/_catalog' is not a sha256 digest")
+    ]

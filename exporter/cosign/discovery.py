@@ -101,6 +101,12 @@ class _PlaceResult:
     skipped: tuple[str, ...] = ()
 
 
+def _shown(text: str) -> str:
+    """A registry-supplied name as messages show it: digests as they are, anything else quoted and cut short
+    (it may be megabytes long or hold newlines)."""
+    return text if is_sha256_digest(text) else repr(text[:80])
+
+
 def _cap_for(descriptor: Descriptor) -> int:
     return MAX_PAYLOAD_BYTES if descriptor.media_type == SIMPLE_SIGNING_MEDIA_TYPE else MAX_ENVELOPE_BYTES
 
@@ -160,7 +166,7 @@ async def _referrers(
     for entry in candidates:
         problem = _referrer_entry_problem(entry)
         if problem is not None:
-            skipped.append(f"{place} {entry.digest}: {problem}")
+            skipped.append(f"{place} {_shown(entry.digest)}: {problem}")
         else:
             fetchable.append(entry)
     manifests = await asyncio.gather(*(_referrer_manifest(client, repository, entry) for entry in fetchable))
@@ -188,9 +194,9 @@ async def _referrer_manifest(
 
 def _referrer_entry_problem(entry: Descriptor) -> str | None:
     if not is_sha256_digest(entry.digest):
-        return f"digest {entry.digest[:80]!r} is not a sha256 digest"
+        return "its digest is not a sha256 digest"
     if entry.media_type != OCI_MANIFEST:
-        return f"is a {entry.media_type[:80]}, not an OCI image manifest"
+        return f"is a {_shown(entry.media_type)}, not an OCI image manifest"
     if entry.size > MAX_MANIFEST_BYTES:
         return f"manifest of {entry.size} bytes exceeds the {MAX_MANIFEST_BYTES}-byte limit"
     return None
@@ -201,7 +207,7 @@ def _referrer_layers(
 ) -> tuple[tuple[_Layer, ...], str | None]:
     """The layers of one referrer manifest, or why it is not taken."""
     if manifest.subject is None or manifest.subject.digest != digest:
-        about = manifest.subject.digest if manifest.subject is not None else "nothing"
+        about = _shown(manifest.subject.digest) if manifest.subject is not None else "nothing"
         return (), f"refers to {about}, not this image"
     artifact_type = manifest.effective_artifact_type
     if artifact_type not in artifact_types:
@@ -222,7 +228,7 @@ def _blob_plan(layers: Sequence[_Layer]) -> tuple[list[Descriptor], dict[str, st
             continue
         cap = _cap_for(descriptor)
         if not is_sha256_digest(descriptor.digest):
-            refused[descriptor.digest] = f"layer digest {descriptor.digest[:80]!r} is not a sha256 digest"
+            refused[descriptor.digest] = f"layer digest {_shown(descriptor.digest)} is not a sha256 digest"
         elif descriptor.size > cap:
             refused[descriptor.digest] = f"layer of {descriptor.size} bytes exceeds the {cap}-byte limit"
         elif total + descriptor.size > MAX_TOTAL_BLOB_BYTES:
