@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from exporter.cosign.keys import PublicKey, TrustedKey, signature_is_valid
@@ -100,7 +101,7 @@ def _check_verifier(material: bytes, signer: Signer, what: str) -> None:
             except ValueError:
                 certificate = None
                 key = serialization.load_der_public_key(material)
-    except ValueError:
+    except (ValueError, TypeError, UnsupportedAlgorithm):
         raise _MismatchError(f"entry {what} is neither a certificate nor a public key") from None
     if certificate is not None:
         if signer.certificate is not None:
@@ -265,7 +266,7 @@ def match_entry_body(
         return "entry body is too large"
     try:
         body = json.loads(entry.canonicalized_body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return "entry body is not JSON"
     kind, version = _field(body, "kind"), _field(body, "apiVersion")
     if (kind, version) != (entry.kind, entry.version):
@@ -286,6 +287,8 @@ def match_entry_body(
             return f"entry kind {kind} {version} is not supported (hashedrekord, rekord, dsse, intoto)"
     except _MismatchError as exc:
         return str(exc)
+    except ValueError:  # hex digests that are not hex, certificates cryptography cannot parse
+        return "entry body is malformed"
     return None
 
 

@@ -188,7 +188,7 @@ def parse_trusted_root(content: bytes, source: str) -> TrustedRoot:
         raise TrustedRootError(f"{source}: larger than {MAX_TRUSTED_ROOT_BYTES} bytes")
     try:
         document = json.loads(content)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise TrustedRootError(f"{source}: not JSON") from None
     try:
         document = _object(document, "trusted root")

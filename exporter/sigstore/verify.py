@@ -10,11 +10,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 
-from exporter.cosign.keys import PublicKey
+from exporter.cosign.keys import PublicKey, load_public_key
 from exporter.sigstore.certificates import verify_fulcio_chain, verify_private_chain
-from exporter.sigstore.facts import LogEntryFacts, SignerFacts, TimeSource, VerificationFailure
+from exporter.sigstore.facts import (
+    CertificateIdentity,
+    LogEntryFacts,
+    SignerFacts,
+    TimeSource,
+    VerificationFailure,
+)
 from exporter.sigstore.identity import certificate_identity, match_identity
 from exporter.sigstore.material import SigningMaterial
 from exporter.sigstore.policy import IdentityPolicy, TrustPolicy
@@ -48,12 +55,18 @@ def _timestamp_authorities(trust: TrustPolicy) -> tuple[TimestampAuthority, ...]
 
 
 def _signing_key(material: SigningMaterial) -> PublicKey | VerificationFailure:
+    """The key that made the signature; a certificate's key must be one cosign accepts (no weak RSA)."""
     if material.public_key is not None:
         return material.public_key.key
-    key = material.certificate_chain[0].public_key()
-    if isinstance(key, ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey):
-        return key
-    return VerificationFailure("material", f"signing certificate has an unsupported {type(key).__name__} key")
+    try:
+        pem = (
+            material.certificate_chain[0]
+            .public_key()
+            .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+        return load_public_key(pem, "signing certificate key").key
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        return VerificationFailure("material", f"signing certificate has an unusable key ({exc})")
 
 
 def _log_entries(
@@ -100,7 +113,7 @@ def _certificate_checks(
     identities: tuple[IdentityPolicy, ...],
     times: tuple[datetime, ...],
     time_source: TimeSource,
-) -> VerificationFailure | None:
+) -> CertificateIdentity | VerificationFailure:
     leaf, carried = material.certificate_chain[0], material.certificate_chain[1:]
     chain: tuple[x509.Certificate, ...] = ()
     for moment in times:
@@ -124,12 +137,12 @@ def _certificate_checks(
         failure = verify_embedded_sct(chain, _ct_logs(trust))
         if failure is not None:
             return failure
-    if not identities:
-        return None
     identity = certificate_identity(leaf)
+    if not identities:
+        return identity
     failures = [match_identity(leaf, identity, policy) for policy in identities]
     if any(failure is None for failure in failures):
-        return None
+        return identity
     reasons = [failure.reason for failure in failures if failure is not None]
     return VerificationFailure("identity", reasons[0] if len(reasons) == 1 else "; ".join(reasons))
 
@@ -186,14 +199,19 @@ def verify_material(
         )
     else:
         proven, time_source = (now or datetime.now(UTC),), "current-time"
+    identity: CertificateIdentity | None = None
     if material.certificate_chain:
-        failure = _certificate_checks(material, trust, identities, proven, time_source)
-        if failure is not None:
-            return failure
+        try:
+            checked = _certificate_checks(material, trust, identities, proven, time_source)
+        except ValueError as exc:  # cryptography parses extensions lazily: a malformed one raises here
+            return VerificationFailure("certificate-chain", f"signing certificate is malformed ({exc})")
+        if isinstance(checked, VerificationFailure):
+            return checked
+        identity = checked
     elif identities:
         return VerificationFailure("identity", "a signature made with a key carries no certificate identity")
     return SignerFacts(
-        identity=certificate_identity(material.certificate_chain[0]) if material.certificate_chain else None,
+        identity=identity,
         log_entries=entries,
         signing_time=proven[0],
         time_source=time_source,
