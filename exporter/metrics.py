@@ -55,12 +55,20 @@ def _spec(name: str, type_: MetricType, documentation: str, *labels: str) -> Met
 ADMISSION_REQUESTS = _spec(
     "admission_requests",
     "counter",
-    "Admission reviews answered, by webhook (mutate|validate), operation, resource kind and decision "
-    "(allowed|denied|error).",
+    "Admission reviews answered, by webhook (mutate|validate), operation, resource kind (Pod and the Pod "
+    "controllers; any other kind is 'other') and decision (allowed|denied|error).",
     "webhook",
     "operation",
     "kind",
     "decision",
+)
+ADMISSION_FALLBACKS = _spec(
+    "admission_fallback_decisions",
+    "counter",
+    "Admission reviews answered by failurePolicy instead of by verification, because no decision was made "
+    "before the deadline (reason=deadline) or evaluation failed (reason=error), by webhook.",
+    "webhook",
+    "reason",
 )
 ADMISSION_REVIEW_DURATION = _spec(
     "admission_review_duration_seconds",
@@ -142,7 +150,7 @@ REGISTRY_REQUESTS = _spec(
     "registry_requests",
     "counter",
     "HTTP requests to OCI registries by registry host and status (the HTTP code, or 'error' when no "
-    "response came).",
+    "response came); hosts beyond the first 100 seen are counted as 'other'.",
     "registry",
     "status",
 )
@@ -321,6 +329,7 @@ class ServiceMetrics:
         self.registry = registry if registry is not None else CollectorRegistry()
         reg = self.registry
         self.admission_requests = _counter(ADMISSION_REQUESTS, reg)
+        self.admission_fallbacks = _counter(ADMISSION_FALLBACKS, reg)
         self.admission_review_duration = _histogram(ADMISSION_REVIEW_DURATION, reg)
         self.image_verifications = _counter(IMAGE_VERIFICATIONS, reg)
         self.image_verification_duration = _histogram(IMAGE_VERIFICATION_DURATION, reg)

@@ -14,11 +14,18 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 V = TypeVar("V")
 
 Lookup = Literal["hit", "miss", "shared"]
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a failed computation's exception as seen: every caller may have stopped waiting (deadline
+    passed), and asyncio would then log a traceback per task. Callers that do wait still get it raised."""
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class SingleFlightCache(Generic[V]):
         if task is not None:
             return task, "shared"
         task = asyncio.get_running_loop().create_task(self._compute(key, compute))
+        task.add_done_callback(_retrieve)
         self._in_flight[key] = task
         return task, "miss"
 

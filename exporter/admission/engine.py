@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from exporter.admission.cache import Lookup
-from exporter.admission.children import MetricChildren
+from exporter.admission.children import BoundedValues, MetricChildren
 from exporter.admission.messages import (
     blocked_message,
     missing_digest,
@@ -33,7 +33,7 @@ from exporter.admission.review import AdmissionRequest, AdmissionResponse
 from exporter.admission.verifier import ImageOutcome
 from exporter.admission.violations import Violation
 from exporter.metrics import ServiceMetrics
-from exporter.policy.images import ContainerImage, extract_images
+from exporter.policy.images import POD_SPEC_PATHS, ContainerImage, extract_images
 from exporter.policy.match import ResourceInfo
 from exporter.policy.model import Action, ImageVerification, KyvernoPolicy
 from exporter.policy.plan import ImageCheck, RulePlan, plan_review
@@ -46,6 +46,14 @@ Webhook = Literal["mutate", "validate"]
 RuleStatus = Literal["pass", "fail", "error", "skip"]
 _SEVERITY_ORDER: Mapping[str, int] = {"skip": 0, "pass": 1, "fail": 2, "error": 3}
 OTHER_NAMESPACE = "other"
+# Metric label values of request kinds: the kinds whose images are verified; any other kind is "other".
+KIND_LABELS = frozenset(POD_SPEC_PATHS)
+OTHER_KIND = "other"
+# Distinct namespaces given their own metric series; a client inventing namespaces gets "other" beyond.
+MAX_NAMESPACE_LABELS = 2000
+# Distinct registries one request may make us contact: each costs DNS and connections; beyond it, the
+# images of further registries are errors of that request (their failurePolicy decides).
+MAX_REGISTRIES_PER_REQUEST = 10
 
 
 class Verifier(Protocol):
@@ -175,22 +183,26 @@ class AdmissionEngine:
         self._clock = clock
         self._children = MetricChildren()
         self._namespaces = GlobFilter.of(self.config.namespace_include, self.config.namespace_exclude)
+        self._namespace_values = BoundedValues(MAX_NAMESPACE_LABELS, OTHER_NAMESPACE)
 
     # --- entry points -----------------------------------------------------------------------------------
 
-    async def review(self, webhook: Webhook, request: AdmissionRequest) -> Decision:
-        """Answer one request for ``webhook``; records request metrics. Never raises for policy outcomes."""
+    async def review(
+        self, webhook: Webhook, request: AdmissionRequest, deadline: float | None = None
+    ) -> Decision:
+        """Answer one request for ``webhook``; records request metrics. Never raises for policy outcomes.
+
+        ``deadline`` (event-loop time) is when verification must be settled; by default the decision
+        budget from now. The caller passes the request's arrival plus the budget, so reading and parsing
+        the body count against it too.
+        """
         started = time.perf_counter()
-        # The budget counts from arrival: planning time is taken out of the time left to verify.
-        deadline = asyncio.get_running_loop().time() + self.config.decision_budget
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.config.decision_budget
         decision = await (
             self._mutate(request, deadline) if webhook == "mutate" else self._validate(request, deadline)
         )
-        decided = "allowed" if decision.response.allowed else "denied"
-        # Label values in spec order (exporter/metrics.py); the children are memoised for the hot path.
-        self._children.get(
-            self._metrics.admission_requests, webhook, request.operation, request.kind, decided
-        ).inc()
+        self._count_request(webhook, request, "allowed" if decision.response.allowed else "denied")
         duration = time.perf_counter() - started
         self._children.get(self._metrics.admission_review_duration, webhook).observe(duration)
         self._log_decision(webhook, request, decision, duration)
@@ -233,9 +245,47 @@ class AdmissionEngine:
             },
         )
 
+    def fallback(self, webhook: Webhook, request: AdmissionRequest, reason: str) -> Decision:
+        """The answer when no decision was made in time, or evaluation failed: every rule that applies
+        gets an ``error`` result with ``reason``, so each rule's failurePolicy (and Audit) decides as it
+        would for a registry outage. When not even planning works, the request is denied if any policy in
+        force has ``failurePolicy: Fail``, else admitted with a warning. Counted as an ``error`` decision."""
+        try:
+            plans = self._plans(request) or []
+            results = tuple(
+                RuleResult(plan.policy, plan.rule.name, plan.action, "error", reason)
+                for plan in plans
+                if plan.checks or plan.error is not None
+            )
+            decision = self._decide(request, results, [])
+        except Exception:
+            log.exception("admission fallback could not plan the request", extra={"uid": request.uid})
+            decision = Decision(self._unplanned(reason))
+        self._count_request(webhook, request, "error")
+        return decision
+
+    def _unplanned(self, reason: str) -> AdmissionResponse:
+        """Denied (code 500) when any policy in force fails closed, or the policies cannot be read."""
+        message = f"trustwatch could not evaluate this request: {reason}; see the webhook's logs"
+        try:
+            fail = any(policy.failure_policy == "Fail" for policy in self._policies())
+        except Exception:
+            fail = True
+        if fail:
+            return AdmissionResponse(allowed=False, message=message, code=500)
+        return AdmissionResponse(allowed=True, warnings=(message,))
+
+    def _count_request(self, webhook: Webhook, request: AdmissionRequest, decision: str) -> None:
+        # Label values in spec order (exporter/metrics.py); the children are memoised for the hot path.
+        kind = request.kind if request.kind in KIND_LABELS else OTHER_KIND
+        self._children.get(self._metrics.admission_requests, webhook, request.operation, kind, decision).inc()
+
     def namespace_label(self, namespace: str) -> str:
-        """The namespace as a metric label value, bounded by the include/exclude globs."""
-        return namespace if not namespace or self._namespaces.allows(namespace) else OTHER_NAMESPACE
+        """The namespace as a metric label value, bounded by the include/exclude globs and by
+        :data:`MAX_NAMESPACE_LABELS` distinct values."""
+        if not namespace:
+            return namespace
+        return self._namespace_values(namespace) if self._namespaces.allows(namespace) else OTHER_NAMESPACE
 
     # --- planning ---------------------------------------------------------------------------------------
 
@@ -292,34 +342,51 @@ class AdmissionEngine:
         """Outcome per check (by id), every one settled within the decision budget, and whether all of
         them came from the cache.
 
-        Cached outcomes are taken synchronously; only the rest become tasks the deadline applies to.
+        Cached outcomes are taken synchronously; each distinct (policy, rule, entry, image) of the rest is
+        verified once, however many containers name it, and only those become tasks the deadline applies
+        to. Images of registries beyond :data:`MAX_REGISTRIES_PER_REQUEST` are not looked up at all.
         """
         outcomes: dict[int, ImageOutcome] = {}
-        tasks: dict[int, asyncio.Future[tuple[ImageOutcome, Lookup]]] = {}
+        tasks: dict[tuple[str, str, int, str], asyncio.Future[tuple[ImageOutcome, Lookup]]] = {}
+        waiting: list[tuple[ImageCheck, tuple[str, str, int, str]]] = []
+        registries: set[str] = set()
         for check in checks:
             index = check.rule.verify_images.index(check.verification)
-            hit = self._verifier.cached(check.policy.version, check.rule.name, index, check.image.image)
-            if hit is None:
-                tasks[id(check)] = asyncio.ensure_future(self._verify(check, index))
-            else:
+            key = (check.policy.version, check.rule.name, index, check.image.image)
+            if key in tasks:
+                waiting.append((check, key))
+                continue
+            hit = self._verifier.cached(*key)
+            if hit is not None:
                 self._count_verification(check, hit, "hit")
                 outcomes[id(check)] = hit
+                continue
+            registry = check.reference.partition("/")[0]
+            if registry not in registries and len(registries) >= MAX_REGISTRIES_PER_REQUEST:
+                outcomes[id(check)] = self._error_outcome(
+                    check, f"more than {MAX_REGISTRIES_PER_REQUEST} registries in one request"
+                )
+                continue
+            registries.add(registry)
+            tasks[key] = asyncio.ensure_future(self._verify(check, index))
+            waiting.append((check, key))
         if not tasks:
             return outcomes, True
         cached = True
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
         await asyncio.wait(tasks.values(), timeout=remaining)
-        for check in checks:
-            task = tasks.get(id(check))
-            if task is None:
-                continue
-            if task.done() and not task.cancelled() and task.exception() is None:
-                outcomes[id(check)], how = task.result()
-                cached = cached and how != "miss"
-                continue
-            task.cancel()
-            outcomes[id(check)] = self._unfinished(check, task)
-            cached = False
+        settled: dict[tuple[str, str, int, str], ImageOutcome] = {}
+        for check, key in waiting:
+            if key not in settled:
+                task = tasks[key]
+                if task.done() and not task.cancelled() and task.exception() is None:
+                    settled[key], how = task.result()
+                    cached = cached and how != "miss"
+                else:
+                    task.cancel()
+                    settled[key] = self._unfinished(check, task)
+                    cached = False
+            outcomes[id(check)] = settled[key]
         return outcomes, cached
 
     def _unfinished(
@@ -333,6 +400,10 @@ class AdmissionEngine:
             reason = (
                 f"verification did not finish within the {self.config.decision_budget:g}s admission deadline"
             )
+        return self._error_outcome(check, reason)
+
+    def _error_outcome(self, check: ImageCheck, reason: str) -> ImageOutcome:
+        """An ``error`` outcome for ``check`` (counted as an uncached verification error)."""
         self._metrics.image_verifications.labels(
             policy=check.policy.name, rule=check.rule.name, result="error", cached="false"
         ).inc()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.jsondoc import parse_json_object
+from exporter.jsondoc import JsonLimits, parse_json_object
+from exporter.policy.images import CONTAINER_FIELDS, POD_SPEC_PATHS
 
 SUPPORTED_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
 OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
@@ -57,6 +59,21 @@ class AdmissionResponse:
     patch: Sequence[Mapping[str, Any]] | None = None
 
 
+# What a review may hold, far above any real object: the API server caps objects near 1.5 MiB.
+REVIEW_LIMITS = JsonLimits(max_depth=100, max_values=250_000, max_string=256 * 1024)
+MAX_CONTAINERS = 1000  # containers + initContainers + ephemeralContainers of one object
+MAX_IMAGE_LENGTH = 1024  # a reference is at most 255 (name) + 128 (tag) + a digest, in practice
+
+# Kubernetes' own rules for the identifiers that end up as metric labels, report names and messages.
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"(?=.{1,253}$)[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
+_KIND = re.compile(r"[A-Za-z][A-Za-z0-9]{0,62}")
+_VERSION = re.compile(r"[a-z0-9]{1,63}")
+_SUB_RESOURCE = re.compile(r"[a-z]{0,63}")
+# Object names: at most 253 characters, no path separators, no control characters.
+_NAME = re.compile(r"[^/%\x00-\x1f\x7f]{0,253}")
+
+
 def _field(mapping: Mapping[str, Any], key: str, kind: type, where: str, required: bool = True) -> Any:
     value = mapping.get(key)
     if value is None:
@@ -64,7 +81,16 @@ def _field(mapping: Mapping[str, Any], key: str, kind: type, where: str, require
             raise ReviewError(f"{where}.{key} is missing")
         return kind()
     if not isinstance(value, kind):
-        raise ReviewError(f"{where}.{key} must be a {kind.__name__}, got {type(value).__name__}")
+        raise ReviewError(f"{where}.{key} must be {_TYPE_NAMES[kind]}, got {type(value).__name__}")
+    return value
+
+
+_TYPE_NAMES: dict[type, str] = {dict: "an object", list: "a list", str: "a str"}
+
+
+def _matching(value: str, pattern: re.Pattern[str], where: str, rule: str) -> str:
+    if pattern.fullmatch(value) is None or value in (".", ".."):
+        raise ReviewError(f"{where} {_shown(value)} is not {rule}")
     return value
 
 
@@ -74,43 +100,117 @@ def _object(mapping: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
         return None
     if not isinstance(value, dict):
         raise ReviewError(f"request.{key} must be an object, got {type(value).__name__}")
+    _check_object(value, f"request.{key}")
     return value
 
 
+def _check_string_map(mapping: Mapping[str, Any], key: str, where: str) -> None:
+    value = _field(mapping, key, dict, where, required=False)
+    for name, item in value.items():
+        if not isinstance(item, str):
+            raise ReviewError(f"{where}.{key}[{name!r}] must be a str, got {type(item).__name__}")
+
+
+def _check_object(obj: Mapping[str, Any], where: str) -> None:
+    """The fields of a reviewed object the engine reads, type-checked, and its containers bounded."""
+    kind = _field(obj, "kind", str, where, required=False)
+    _field(obj, "apiVersion", str, where, required=False)
+    metadata = _field(obj, "metadata", dict, where, required=False)
+    for key in ("name", "generateName", "namespace", "uid"):
+        _field(metadata, key, str, f"{where}.metadata", required=False)
+    for key in ("labels", "annotations"):
+        _check_string_map(metadata, key, f"{where}.metadata")
+    path = POD_SPEC_PATHS.get(kind)
+    if path is None:
+        return
+    node: Mapping[str, Any] = obj
+    spec_where = where
+    for key in path:
+        node = _field(node, key, dict, spec_where, required=False)
+        spec_where = f"{spec_where}.{key}"
+    containers = 0
+    for field_name in CONTAINER_FIELDS:
+        items = _field(node, field_name, list, spec_where, required=False)
+        containers += len(items)
+        if containers > MAX_CONTAINERS:
+            raise ReviewError(f"{spec_where} has more than {MAX_CONTAINERS} containers")
+        for index, container in enumerate(items):
+            at = f"{spec_where}.{field_name}[{index}]"
+            if not isinstance(container, dict):
+                raise ReviewError(f"{at} must be an object, got {type(container).__name__}")
+            _field(container, "name", str, at, required=False)
+            image = _field(container, "image", str, at, required=False)
+            if len(image) > MAX_IMAGE_LENGTH:
+                raise ReviewError(f"{at}.image is longer than {MAX_IMAGE_LENGTH} characters")
+
+
 def parse_review(body: bytes) -> AdmissionRequest:
-    """Parse an AdmissionReview body, or raise ReviewError saying what is wrong with it."""
-    document = parse_json_object(body, "body", ReviewError)
+    """Parse an AdmissionReview body into typed values, or raise ReviewError naming the field at fault.
+
+    The body must be UTF-8 JSON (the API server sends nothing else) within :data:`REVIEW_LIMITS`.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReviewError(f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    document = parse_json_object(text, "body", ReviewError, REVIEW_LIMITS)
     if document.get("kind") != "AdmissionReview":
-        raise ReviewError(f"kind must be AdmissionReview, got {document.get('kind')!r}")
+        raise ReviewError(f"kind must be AdmissionReview, got {_shown(document.get('kind'))}")
     api_version = document.get("apiVersion")
     if api_version not in SUPPORTED_VERSIONS:
-        raise ReviewError(f"apiVersion must be one of {', '.join(SUPPORTED_VERSIONS)}, got {api_version!r}")
+        raise ReviewError(
+            f"apiVersion must be one of {', '.join(SUPPORTED_VERSIONS)}, got {_shown(api_version)}"
+        )
     request = _field(document, "request", dict, "review")
     uid = _field(request, "uid", str, "request")
     if not uid:
         raise ReviewError("request.uid is empty")
+    if len(uid) > 128:
+        raise ReviewError("request.uid is longer than 128 characters")
     kind = _field(request, "kind", dict, "request")
     operation = _field(request, "operation", str, "request")
     if operation not in OPERATIONS:
-        raise ReviewError(f"request.operation must be one of {', '.join(OPERATIONS)}, got {operation!r}")
+        raise ReviewError(
+            f"request.operation must be one of {', '.join(OPERATIONS)}, got {_shown(operation)}"
+        )
     obj = _object(request, "object")
     old_object = _object(request, "oldObject")
     if operation in ("CREATE", "UPDATE") and obj is None:
         raise ReviewError(f"request.object is missing for a {operation}")
+    group = _field(kind, "group", str, "request.kind", required=False)
+    if group:
+        _matching(group, _DNS_SUBDOMAIN, "request.kind.group", "an API group (a DNS subdomain)")
+    namespace = _field(request, "namespace", str, "request", required=False)
+    if namespace:
+        _matching(namespace, _DNS_LABEL, "request.namespace", "a namespace name (a DNS label)")
+    name = _field(request, "name", str, "request", required=False) or _metadata_name(obj)
     return AdmissionRequest(
         api_version=str(api_version),
         uid=uid,
-        kind=_field(kind, "kind", str, "request.kind"),
-        group=_field(kind, "group", str, "request.kind", required=False),
-        version=_field(kind, "version", str, "request.kind"),
+        kind=_matching(_field(kind, "kind", str, "request.kind"), _KIND, "request.kind.kind", "a kind name"),
+        group=group,
+        version=_matching(
+            _field(kind, "version", str, "request.kind"), _VERSION, "request.kind.version", "an API version"
+        ),
         operation=operation,
-        name=_field(request, "name", str, "request", required=False) or _metadata_name(obj),
-        namespace=_field(request, "namespace", str, "request", required=False),
+        name=_matching(name, _NAME, "request.name", "an object name"),
+        namespace=namespace,
         object=obj,
         old_object=old_object,
         dry_run=_dry_run(request),
-        sub_resource=_field(request, "subResource", str, "request", required=False),
+        sub_resource=_matching(
+            _field(request, "subResource", str, "request", required=False),
+            _SUB_RESOURCE,
+            "request.subResource",
+            "a subresource name",
+        ),
     )
+
+
+def _shown(value: Any) -> str:
+    """A value quoted for an error message, cut short: the message must not echo a megabyte back."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "..."
 
 
 def _dry_run(request: Mapping[str, Any]) -> bool:

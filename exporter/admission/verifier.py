@@ -22,6 +22,7 @@ from functools import lru_cache
 from typing import Literal
 
 from exporter.admission.cache import Lookup, SingleFlightCache
+from exporter.admission.children import BoundedValues
 from exporter.admission.messages import IMAGE_VERIFIED, verification_failed
 from exporter.cosign import (
     KeyLoadError,
@@ -320,10 +321,16 @@ def _tag_key(reference: ImageReference) -> tuple[str, str | None]:
     return (reference.repository_path, reference.tag)
 
 
+# Registry hosts given their own series: images (so hosts) are chosen by whoever creates Pods.
+MAX_REGISTRY_LABELS = 100
+
+
 def registry_metrics_hook(metrics: ServiceMetrics) -> Callable[[str, str], None]:
-    """``RegistryOptions.on_request`` that counts registry requests by host and status."""
+    """``RegistryOptions.on_request`` that counts registry requests by host (the first
+    :data:`MAX_REGISTRY_LABELS` hosts seen; later ones as ``other``) and status."""
+    hosts = BoundedValues(MAX_REGISTRY_LABELS)
 
     def record(registry: str, status: str) -> None:
-        metrics.registry_requests.labels(registry=registry, status=status).inc()
+        metrics.registry_requests.labels(registry=hosts(registry), status=status).inc()
 
     return record

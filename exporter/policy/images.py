@@ -21,7 +21,7 @@ CONTAINER_FIELDS: tuple[ContainerField, ...] = ("initContainers", "containers", 
 POD_CONTROLLER_KINDS = frozenset(
     {"Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet", "ReplicationController"}
 )
-_POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
+POD_SPEC_PATHS: dict[str, tuple[str, ...]] = {
     "Pod": ("spec",),
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
     **{kind: ("spec", "template", "spec") for kind in POD_CONTROLLER_KINDS},
@@ -53,7 +53,7 @@ class ContainerImage:
 
 
 def _pod_spec(resource: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, str]:
-    path = _POD_SPEC_PATHS.get(str(resource.get("kind", "")))
+    path = POD_SPEC_PATHS.get(str(resource.get("kind", "")))
     if path is None:
         return None, ""
     node: Any = resource

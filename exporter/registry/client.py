@@ -27,6 +27,7 @@ from exporter.registry.auth import (
     parse_challenge,
     token_from_response,
 )
+from exporter.registry.dns import BoundedResolver
 from exporter.registry.errors import NotFoundError, RegistryError
 from exporter.registry.manifest import (
     MANIFEST_MEDIA_TYPES,
@@ -128,7 +129,9 @@ class RegistryClient:
         self._token_fetches: dict[tuple[str, str], asyncio.Future[tuple[str, float | None]]] = {}
 
     async def __aenter__(self) -> RegistryClient:
-        connector = aiohttp.TCPConnector(limit=self.options.max_connections, ttl_dns_cache=300)
+        connector = aiohttp.TCPConnector(
+            limit=self.options.max_connections, ttl_dns_cache=300, resolver=BoundedResolver()
+        )
         self._session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
         return self
 
