@@ -34,9 +34,6 @@ def parse_json_object(
     that was exceeded."""
     try:
         document = json.loads(data)
-    except RecursionError:
-        # The C decoder gives up at the interpreter's recursion limit, quickly and without a crash.
-        raise error(f"{what} is nested too deeply") from None
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, integers beyond 4 300 digits
         raise error(f"{what} is not JSON ({exc})") from None
     except RecursionError:  # hostile input: thousands of nested arrays or objects
