@@ -72,7 +72,7 @@ def _serve_child(kind: str, tls_dir: str, policy_text: str, registry_host: str, 
         certificate = ServingCertificate.open(TLSConfig(generate_dir=Path(tls_dir) / kind), metrics)
         if kind == "webhook":
             engine, _verifier, _client = await _webhook(policy_text, registry_host, metrics)
-            app = build_webhook_app(engine, metrics)
+            app = build_webhook_app(engine, metrics, ready=lambda: True)
         else:
             body = json.dumps(NULL_RESPONSE).encode()
 
@@ -135,7 +135,7 @@ async def _cold_path(policy_text: str, registry: RegistryServer, key: Any, tls_d
     metrics = ServiceMetrics(CollectorRegistry())
     certificate = ServingCertificate.open(TLSConfig(generate_dir=tls_dir / "cold"), metrics)
     engine, verifier, client = await _webhook(policy_text, registry.host, metrics)
-    app = build_webhook_app(engine, metrics)
+    app = build_webhook_app(engine, metrics, ready=lambda: True)
     runner, port = await start_site(app, "127.0.0.1", 0, ssl_context=certificate.context)
     body = review_body(workload("Deployment", "cold", "prod", f"{registry.host}/bench/cold:v1"))
     context = ssl.create_default_context(cafile=str(certificate.ca_file))

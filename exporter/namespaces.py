@@ -2,8 +2,9 @@
 
 Kyverno looks namespaces up in its informer cache; trustwatch keeps the same kind of cache: a list then a
 watch of Namespaces (blocking client calls in a worker thread), relisted on ``410 Gone`` or errors. Lookups
-never block the admission path: an unknown namespace answers with the label the API server always sets,
-``kubernetes.io/metadata.name``, which is also all there is without a cluster.
+never block the admission path: before the first list finished they answer None (unknown, and the engine
+lets ``failurePolicy`` decide what needs them); afterwards a namespace not seen yet answers with the label
+the API server always sets, ``kubernetes.io/metadata.name``, which is also all there is without a cluster.
 """
 
 from __future__ import annotations
@@ -34,8 +35,17 @@ class NamespaceLabels:
         self._backoff_max = backoff_max
         self.synced = asyncio.Event()
 
-    def labels_of(self, namespace: str) -> Mapping[str, str]:
-        """Labels of ``namespace``; at least its name label, as the API server always sets it."""
+    @property
+    def loaded(self) -> bool:
+        """Whether labels can be answered: the first list of Namespaces finished (always, without a
+        cluster, where there are no labels to load)."""
+        return self._cluster is None or self.synced.is_set()
+
+    def labels_of(self, namespace: str) -> Mapping[str, str] | None:
+        """Labels of ``namespace``; at least its name label, as the API server always sets it. None until
+        the first list of Namespaces finished: the labels are unknown, not empty."""
+        if not self.loaded:
+            return None
         with self._lock:
             known = self._labels.get(namespace)
         return known if known is not None else {NAME_LABEL: namespace}

@@ -68,6 +68,19 @@ def _source_state(
     return ready.is_set(), "; ".join(details)
 
 
+def _skipped_files(problems: Mapping[str, str]) -> dict[str, str]:
+    """Report-file problems for /readyz, which anyone reaching the status port can read: how many files
+    and directories, not their paths or error text (both are in the log and in the skipped-files metric)."""
+    missing = sum(1 for problem in problems.values() if problem == "directory not found")
+    skipped = len(problems) - missing
+    summary: dict[str, str] = {}
+    if missing:
+        summary["report directories"] = f"{missing} not found"
+    if skipped:
+        summary["report files"] = f"{skipped} skipped as unreadable (named in the log)"
+    return summary
+
+
 class StartupError(RuntimeError):
     """The service cannot start as configured; the message says what to fix."""
 
@@ -244,7 +257,9 @@ class Service:
                 self.plan.local_report_dir.mkdir(parents=True, exist_ok=True)
             local = LocalReportSource(self.plan.report_dirs, self.store, self.metrics, interval=POLL_INTERVAL)
             self._spawn("local-report-source", local.run())
-            self.readiness.add("local-reports", lambda: _source_state(local.ready, local.problems))
+            self.readiness.add(
+                "local-reports", lambda: _source_state(local.ready, _skipped_files(local.problems))
+            )
 
     def _report_backend(self) -> ReportBackend | None:
         """Where audit results go; the local directory exists already (it is also a report source).
@@ -295,6 +310,12 @@ class Service:
         namespaces = NamespaceLabels(plan.cluster)
         if plan.cluster is not None:
             self._spawn("namespace-labels", namespaces.run())
+        # Not ready (so out of the Service's endpoints) until every input of a decision is loaded.
+        self.readiness.add("policies", lambda: (True, f"{len(reloader.current().policies)} loaded"))
+        self.readiness.add(
+            "namespace-labels",
+            lambda: (namespaces.loaded, "" if namespaces.loaded else "first list of Namespaces not finished"),
+        )
         registry_options = RegistryOptions(
             insecure_registries=frozenset(config.insecure_registry),
             credentials=inputs.credentials,
@@ -325,7 +346,7 @@ class Service:
         )
         self._spawn("tls-reloader", certificate.watch(POLL_INTERVAL))
         runner, url = await _listen(
-            build_webhook_app(engine, self.metrics),
+            build_webhook_app(engine, self.metrics, ready=lambda: namespaces.loaded),
             config.webhook_address,
             "--webhook-address",
             config.grace_period,

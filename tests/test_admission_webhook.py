@@ -112,7 +112,10 @@ async def webhook(tmp_path: Path) -> AsyncIterator[Webhook]:
                 results=writer,
             )
             runner, port = await start_site(
-                build_webhook_app(engine, metrics), "127.0.0.1", 0, ssl_context=certificate.context
+                build_webhook_app(engine, metrics, ready=lambda: True),
+                "127.0.0.1",
+                0,
+                ssl_context=certificate.context,
             )
             try:
                 yield Webhook(

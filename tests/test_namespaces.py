@@ -73,3 +73,14 @@ async def test_server_errors_back_off_and_recover(api: FakeKubeServer) -> None:
         assert cache.labels_of("prod") == {"env": "production"}
         failed = [r for r in api.requests if r.path == "/api/v1/namespaces"]
         assert len(failed) >= 4
+
+
+async def test_labels_are_unknown_until_the_first_list(api: FakeKubeServer) -> None:
+    api.put_object(namespace("prod", env="production"))
+    cache = NamespaceLabels(ClusterConnection("fake", api.api_client), backoff_max=0.2)
+    assert cache.loaded is False
+    assert cache.labels_of("prod") is None  # unknown, not "no labels"
+    async with running(cache):
+        await asyncio.wait_for(cache.synced.wait(), 10)
+        assert cache.loaded is True
+        assert cache.labels_of("prod") == {"env": "production"}

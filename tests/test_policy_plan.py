@@ -117,3 +117,51 @@ def test_namespace_labels_steer_overrides_in_the_plan() -> None:
     obj = workload("Pod", pod_spec("a"), namespace="payments")
     (plan,) = plan_review([parsed], _info(obj, {"env": "prod"}), obj)
     assert plan.action == "Enforce"
+
+
+def _unknown_labels(obj: dict[str, object]) -> ResourceInfo:
+    return ResourceInfo.from_object(obj, namespace_labels={}, namespace_labels_known=False)
+
+
+def test_without_namespace_labels_a_selector_decision_is_an_error_with_the_strictest_action() -> None:
+    override = {"action": "Enforce", "namespaceSelector": {"matchLabels": {"tier": "critical"}}}
+    by_override = load(policy(validationFailureAction="Audit", validationFailureActionOverrides=[override]))
+    selector_match = {
+        "any": [{"resources": {"kinds": ["Pod"], "namespaceSelector": {"matchLabels": {"a": "b"}}}}]
+    }
+    by_match = load(policy(rule(match=selector_match), name="m", validationFailureAction="Enforce"))
+    pod = workload("Pod", pod_spec("a:1"), namespace="payments")
+    plans = plan_review([by_override, by_match], _unknown_labels(pod), pod)
+    assert [(plan.policy.name, plan.action, plan.checks) for plan in plans] == [
+        ("p", "Enforce", ()),
+        ("m", "Enforce", ()),
+    ]
+    assert all(
+        plan.error and "labels of namespace payments are not loaded yet" in plan.error for plan in plans
+    )
+    # with the labels known, the same requests are decided normally
+    known = plan_review([by_override, by_match], _info(pod, {"tier": "critical"}), pod)
+    assert [(plan.policy.name, plan.action, plan.error) for plan in known] == [("p", "Enforce", None)]
+
+
+def test_without_namespace_labels_rules_that_do_not_need_them_are_planned_as_usual() -> None:
+    seed = seed_policy()  # overrides by namespace name only
+    pod = workload("Pod", pod_spec("user/test:unsigned"), namespace="prod")
+    (plan,) = plan_review([seed], _unknown_labels(pod), pod)
+    assert (plan.action, plan.error, len(plan.checks)) == ("Enforce", None, 1)
+    # a rule with no image to verify is a skip whatever the labels say
+    override = {"action": "Enforce", "namespaceSelector": {"matchLabels": {"tier": "critical"}}}
+    narrow = rule(verifyImages=[verification(imageReferences=["ghcr.io/only/*"])])
+    (skipped,) = plan_review(
+        [load(policy(narrow, validationFailureActionOverrides=[override]))], _unknown_labels(pod), pod
+    )
+    assert skipped.skipped
+    cluster_scoped = workload("Pod", pod_spec("a:1"), namespace="")
+    assert (
+        plan_review(
+            [load(policy(validationFailureActionOverrides=[override]))],
+            _unknown_labels(cluster_scoped),
+            cluster_scoped,
+        )[0].error
+        is None
+    )

@@ -25,8 +25,10 @@ from exporter.cli import main
 from exporter.policy import PolicyLoadError, normalize_image
 from exporter.policy.model import ImageVerification
 from tests.support.admission import review_body, walkthrough_policy_text, workload
+from tests.support.background import BackgroundLoop
+from tests.support.fake_kube import NAMESPACES, REPORT_RESOURCES, FakeKubeServer
 from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
-from tests.support.serve import ServeProcess
+from tests.support.serve import ServeProcess, poll
 from tests.test_policy_builders import load, policy, rule, verification
 
 needs_registry = pytest.mark.skipif(not registry_available(), reason="needs /usr/bin/docker-registry")
@@ -260,3 +262,107 @@ def test_serve_refuses_the_bypasses_and_survives_an_emptied_policy_file(
         assert serve.sample_value("trustwatch_policy_load_errors") == 1
         assert serve.sample_value("trustwatch_policy_last_load_success") == 0
         assert serve.sample_value("trustwatch_policies_loaded", kind="ClusterPolicy") == 1
+
+
+# --- 3. deciding before the namespace labels are loaded ---------------------------------------------------
+
+
+def selector_policy_text(pem: str, name: str, namespace: str, failure_policy: str) -> str:
+    """Audit, but Enforce in namespaces labelled ``tier: critical``; only Pods in ``namespace``."""
+    key = "\n".join(f"              {line}" for line in pem.strip().splitlines())
+    return f"""apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {{name: {name}}}
+spec:
+  failurePolicy: {failure_policy}
+  validationFailureAction: Audit
+  validationFailureActionOverrides:
+  - action: Enforce
+    namespaceSelector:
+      matchLabels: {{tier: critical}}
+  rules:
+  - name: verify
+    match:
+      any:
+      - resources: {{kinds: [Pod], namespaces: [{namespace}]}}
+    verifyImages:
+    - imageReferences: ['*']
+      mutateDigest: false
+      verifyDigest: false
+      attestors:
+      - entries:
+        - keys:
+            publicKeys: |-
+{key}
+"""
+
+
+@pytest.mark.registry
+@needs_registry
+def test_no_quiet_audit_while_namespace_labels_are_not_loaded(
+    registry_setup: tuple[RegistryServer, str], tmp_path: Path
+) -> None:
+    """Attack: create the Pod while trustwatch has not loaded the Namespace labels yet (just started, or the
+    API server is failing its list), so the ``tier: critical`` override to Enforce cannot apply and the
+    unsigned image would be admitted as Audit. Refused: trustwatch is not ready (out of the Service's
+    endpoints), and a decision that needs the labels follows failurePolicy: Fail denies, Ignore admits
+    and is counted as fail-open, never a quiet Audit."""
+    registry, pem = registry_setup
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "fail.yaml").write_text(selector_policy_text(pem, "strict", "payments", "Fail"))
+    (policies / "ignore.yaml").write_text(selector_policy_text(pem, "lenient", "shop", "Ignore"))
+    with BackgroundLoop() as background:
+        api = background.enter(FakeKubeServer((*REPORT_RESOURCES, NAMESPACES)))
+        for name in ("payments", "shop"):
+            labelled = {"name": name, "labels": {"tier": "critical"}}
+            background.call(api.put_object, {"apiVersion": "v1", "kind": "Namespace", "metadata": labelled})
+        background.call(api.fail_next, 100_000, 503, "/api/v1/namespaces")
+        with ServeProcess(
+            tmp_path,
+            "--kubernetes", "on",
+            "--policies", str(policies),
+            "--insecure-registry", registry.host,
+            env={"KUBECONFIG": str(api.write_kubeconfig(tmp_path / "kubeconfig"))},
+        ) as serve:  # fmt: skip
+            status, body = serve.get("/readyz")
+            assert status == 503
+            assert json.loads(body)["checks"]["namespace-labels"].startswith("not ready")
+            assert webhook_get(serve, "/readyz")[0] == 503
+
+            unsigned = f"{registry.host}/user/test:unsigned"
+            strict = review_in(serve, "payments", unsigned)
+            assert strict["allowed"] is False
+            assert "labels of namespace payments are not loaded yet" in strict["status"]["message"]
+            lenient = review_in(serve, "shop", unsigned)
+            assert lenient["allowed"] is True
+            assert "labels of namespace shop are not loaded yet" in " ".join(lenient["warnings"])
+            fail_open = {"policy": "lenient", "rule": "verify", "namespace": "shop"}
+            assert serve.sample_value("trustwatch_admission_fail_open", **fail_open) == 1
+
+            background.call(api.clear_failures)
+            poll(lambda: serve.get("/readyz")[0] == 200)
+            assert webhook_get(serve, "/readyz")[0] == 200
+            # with the labels, the override applies: the unsigned image is a violation under Enforce
+            for namespace in ("payments", "shop"):
+                answer = review_in(serve, namespace, unsigned)
+                assert answer["allowed"] is False
+                assert "no matching signatures" in answer["status"]["message"]
+
+
+def review_in(serve: ServeProcess, namespace: str, image: str) -> dict[str, Any]:
+    status, answer = post_review(serve, review_body(workload("Pod", "attacker", namespace, image)))
+    assert status == 200
+    response: dict[str, Any] = answer["response"]
+    return response
+
+
+def webhook_get(serve: ServeProcess, path: str) -> tuple[int, str]:
+    context = ssl.create_default_context(cafile=str(serve.ca_file))
+    port = serve.webhook_url.rsplit(":", 1)[1]
+    try:
+        url = f"https://localhost:{port}{path}"
+        with urllib.request.urlopen(url, timeout=10, context=context) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()

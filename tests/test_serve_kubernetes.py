@@ -17,6 +17,8 @@ from tests.support.admission import prepare_walkthrough, review_body, workload
 from tests.support.background import BackgroundLoop
 from tests.support.fake_kube import (
     CLUSTER_RESOURCES,
+    NAMESPACES,
+    REPORT_RESOURCES,
     AdmissionDeniedError,
     FakeKubeServer,
     report_document,
@@ -31,7 +33,7 @@ pytestmark = needs_registry
 
 def test_cluster_reports_and_own_audit_results_round_trip(tmp_path: Path) -> None:
     with BackgroundLoop() as background, RegistryServer(tmp_path / "registry") as registry:
-        api = background.enter(FakeKubeServer())
+        api = background.enter(FakeKubeServer((*REPORT_RESOURCES, NAMESPACES)))
         kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
         background.call(
             api.put_object,

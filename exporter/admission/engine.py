@@ -166,7 +166,7 @@ class AdmissionEngine:
         config: AdmissionConfig | None = None,
         results: ResultSink | None = None,
         violations: ViolationSink | None = None,
-        namespace_labels: Callable[[str], Mapping[str, str]] = lambda _namespace: {},
+        namespace_labels: Callable[[str], Mapping[str, str] | None] = lambda _namespace: {},
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._policies = policies
@@ -295,12 +295,14 @@ class AdmissionEngine:
             return None
         if request.operation == "UPDATE" and _image_set(request.object) == _image_set(request.old_object):
             return None  # labels, replicas, status...: nothing to verify again
+        # None: the namespace's labels are not loaded yet; decisions that need them follow failurePolicy.
         labels = self._namespace_labels(request.namespace) if request.namespace else {}
         info = ResourceInfo.from_object(
             request.object,
             operation=request.operation,
             namespace_labels=labels,
             namespace=request.namespace or None,
+            namespace_labels_known=labels is not None,
         )
         info = dataclasses.replace(info, name=info.name or request.name, subresource=request.sub_resource)
         return plan_review(self._policies(), info, request.object)

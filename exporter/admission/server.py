@@ -36,7 +36,8 @@ def _error(status: int, message: str) -> web.Response:
 
 
 class WebhookHandlers:
-    """Request handling around one engine; ``ready`` says whether policies are loaded."""
+    """Request handling around one engine; ``ready`` says whether every input of a decision (policies,
+    namespace labels) is loaded."""
 
     def __init__(self, engine: AdmissionEngine, metrics: ServiceMetrics, ready: Callable[[], bool]) -> None:
         self._engine = engine
@@ -59,7 +60,7 @@ class WebhookHandlers:
     async def readyz(self, _request: web.Request) -> web.Response:
         if self._ready():
             return web.Response(text="ok\n")
-        return web.Response(status=503, text="policies not loaded yet\n")
+        return web.Response(status=503, text="not ready: namespace labels or policies not loaded yet\n")
 
     def _rejected(self, webhook: Webhook, status: int, message: str) -> web.Response:
         self._metrics.admission_requests.labels(
@@ -128,7 +129,7 @@ class WebhookHandlers:
 
 
 def build_webhook_app(
-    engine: AdmissionEngine, metrics: ServiceMetrics, ready: Callable[[], bool] = lambda: True
+    engine: AdmissionEngine, metrics: ServiceMetrics, ready: Callable[[], bool]
 ) -> web.Application:
     """The aiohttp application serving the webhook endpoints (serve it over TLS with
     :func:`exporter.listen.start_site`)."""

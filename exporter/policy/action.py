@@ -66,3 +66,23 @@ def effective_action(
         if override_applies(override, namespace, namespace_labels):
             return override.action
     return policy.validation_failure_action
+
+
+def possible_actions(policy: KyvernoPolicy, rule: Rule, namespace: str | None) -> set[Action]:
+    """Every action :func:`effective_action` could return for ``rule`` in ``namespace`` whatever the
+    namespace's labels are: one action when labels do not matter, both when a ``namespaceSelector``
+    override decides. For deciding while the labels are not loaded."""
+    own = rule_action(rule)
+    if own is not None:
+        return {own}
+    possible: set[Action] = set()
+    for override in policy.overrides:
+        names_match = not override.namespaces or any(
+            wildcard_match(pattern, namespace or "") for pattern in override.namespaces
+        )
+        if not names_match:
+            continue
+        if override.namespace_selector is None:
+            return possible | {override.action}
+        possible.add(override.action)
+    return possible | {policy.validation_failure_action}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -26,7 +26,9 @@ class ResourceInfo:
 
     ``name`` is the object's name, or its ``generateName`` when it has none (as Kyverno does). ``namespace``
     is None for cluster-scoped objects. ``namespace_labels`` are the labels of the object's namespace (empty
-    when unknown or cluster-scoped). ``subresource`` is the admission request's subresource, if any.
+    when cluster-scoped); ``namespace_labels_known`` is False while they are not loaded yet, and then a
+    decision that needs them cannot be made (see :func:`exporter.policy.plan.plan_review`).
+    ``subresource`` is the admission request's subresource, if any.
     """
 
     kind: str
@@ -39,6 +41,7 @@ class ResourceInfo:
     operation: str = "CREATE"
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
     subresource: str = ""
+    namespace_labels_known: bool = True
 
     @classmethod
     def from_object(
@@ -47,6 +50,7 @@ class ResourceInfo:
         operation: str = "CREATE",
         namespace_labels: Mapping[str, str] | None = None,
         namespace: str | None = None,
+        namespace_labels_known: bool = True,
     ) -> ResourceInfo:
         """Build from a Kubernetes object; ``namespace`` overrides ``metadata.namespace`` (admission
         requests carry the namespace separately from the object)."""
@@ -64,6 +68,7 @@ class ResourceInfo:
             annotations=frozen_mapping(_string_map(meta.get("annotations"))),
             operation=operation,
             namespace_labels=frozen_mapping(namespace_labels),
+            namespace_labels_known=namespace_labels_known,
         )
 
 
@@ -162,6 +167,25 @@ def _block_selects(block: MatchBlock, resource: ResourceInfo) -> bool:
     if block.any:
         return any(filter_matches(flt, resource) for flt in block.any)
     return bool(block.all) and all(filter_matches(flt, resource) for flt in block.all)
+
+
+def uses_namespace_selector(block: MatchBlock | None) -> bool:
+    """Whether a ``match``/``exclude`` block looks at namespace labels."""
+    return block is not None and any(flt.namespace_selector is not None for flt in block.filters)
+
+
+def rule_could_match(rule: Rule, resource: ResourceInfo) -> bool:
+    """Whether ``rule`` applies to the resource for SOME labels of its namespace: ``match`` with its
+    namespace selectors taken as matching, ``exclude`` ignored when it looks at namespace labels. For
+    deciding while those labels are unknown."""
+    match = MatchBlock(
+        any=tuple(replace(flt, namespace_selector=None) for flt in rule.match.any),
+        all=tuple(replace(flt, namespace_selector=None) for flt in rule.match.all),
+    )
+    if not _block_selects(match, resource):
+        return False
+    exclude = rule.exclude
+    return exclude is None or uses_namespace_selector(exclude) or not _block_selects(exclude, resource)
 
 
 def rule_matches(rule: Rule, resource: ResourceInfo) -> bool:

@@ -11,9 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.policy.action import effective_action
+from exporter.policy.action import effective_action, possible_actions
 from exporter.policy.images import ContainerImage, extract_images, normalize_image
-from exporter.policy.match import ResourceInfo, rule_matches
+from exporter.policy.match import ResourceInfo, rule_could_match, rule_matches, uses_namespace_selector
 from exporter.policy.model import Action, ImageVerification, KyvernoPolicy, Rule
 
 
@@ -34,7 +34,9 @@ class ImageCheck:
 class RulePlan:
     """A rule that matched the resource, with its checks and effective action.
 
-    * ``error`` set: an image could not be parsed; Kyverno reports the rule as ``error`` with this message.
+    * ``error`` set: an image could not be parsed (Kyverno reports the rule as ``error`` with this
+      message), or the decision needs the labels of the namespace and they are not loaded yet; the
+      action is then the strictest the labels could lead to, so ``failurePolicy`` decides.
     * no checks (and no error): no image is covered by the rule's ``imageReferences`` (minus its
       ``skipImageReferences``); Kyverno reports the rule as ``skip`` with ``skip_message``, which neither
       fails nor blocks.
@@ -90,6 +92,32 @@ def _skip_message(rule: Rule, image_count: int) -> str:
     return f"skip run verification as image in resource not found in imageRefs '{','.join(references)}'"
 
 
+def _plan_without_labels(
+    policy: KyvernoPolicy, rule: Rule, resource: ResourceInfo, images: Sequence[ContainerImage]
+) -> RulePlan | None:
+    """The plan of ``rule`` while the namespace's labels are unknown (None: the rule does not apply).
+
+    When the labels would decide whether the rule applies (a ``namespaceSelector`` in ``match`` or
+    ``exclude``) or which action it takes (a ``validationFailureActionOverrides`` selector), and the rule
+    has images to verify, the plan is an error with the strictest action the labels could lead to, so the
+    policy's ``failurePolicy`` decides, never a silent Audit.
+    """
+    matched = rule_matches(rule, resource)
+    plan = _plan_rule(policy, rule, resource, images)
+    if plan.skipped:
+        return plan if matched else None
+    match_unknown = uses_namespace_selector(rule.match) or uses_namespace_selector(rule.exclude)
+    actions = possible_actions(policy, rule, resource.namespace)
+    if (match_unknown and rule_could_match(rule, resource)) or (matched and len(actions) > 1):
+        strictest: Action = "Enforce" if "Enforce" in actions else "Audit"
+        message = (
+            f"the labels of namespace {resource.namespace} are not loaded yet, and whether or how this "
+            "rule applies depends on them (namespaceSelector); failurePolicy decides"
+        )
+        return RulePlan(policy, rule, (), strictest, message)
+    return plan if matched else None
+
+
 def plan_review(
     policies: Sequence[KyvernoPolicy], resource: ResourceInfo, obj: Mapping[str, Any]
 ) -> list[RulePlan]:
@@ -101,6 +129,14 @@ def plan_review(
     verification by reference, not the checks.
     """
     images = extract_images(obj)
+    if not resource.namespace_labels_known and resource.namespace:
+        plans = (
+            _plan_without_labels(policy, rule, resource, images)
+            for policy in policies
+            if policy_in_scope(policy, resource)
+            for rule in policy.rules
+        )
+        return [plan for plan in plans if plan is not None]
     return [
         _plan_rule(policy, rule, resource, images)
         for policy in policies
