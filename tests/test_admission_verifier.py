@@ -1,38 +1,22 @@
-"""Attestor semantics of the verifier, decided offline over signature sets built with real keys."""
+"""Attestor semantics of the verifier, decided offline over discovered signatures made with real keys."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-
 from exporter.admission.verifier import judge
-from exporter.cosign import SignatureLayer, SignatureSet
-from exporter.policy.model import Attestor, ImageVerification, KeyEntry
+from exporter.cosign.found import FoundArtifacts
+from exporter.policy.model import Attestor, ImageVerification, KeyEntry, Rekor
 from exporter.registry.reference import parse_reference
-from tests.support.registry import (
-    PrivateKey,
-    generate_signing_key,
-    public_pem,
-    sign_bytes,
-    simple_signing_payload,
-)
+from tests.support.artifacts import found, image_signature_bundle, sig_layer
+from tests.support.registry import PrivateKey, generate_signing_key, public_pem
 
 DIGEST = "sha256:" + "12" * 32
 IMAGE = "docker.io/user/test:v1"
 KEY_A, KEY_B, KEY_C = (generate_signing_key() for _ in range(3))
 
 
-def signed_by(*keys: PrivateKey) -> SignatureSet:
-    payload = simple_signing_payload(DIGEST, "docker.io/user/test")
-    layers = tuple(
-        SignatureLayer(
-            "sha256:" + hashlib.sha256(payload).hexdigest(),
-            payload,
-            base64.b64encode(sign_bytes(key, payload)).decode(),
-        )
-        for key in keys
-    )
-    return SignatureSet(parse_reference(IMAGE).with_digest(DIGEST), DIGEST, layers)
+def signed_by(*keys: PrivateKey) -> FoundArtifacts:
+    layers = tuple(sig_layer(key, DIGEST, "docker.io/user/test") for key in keys)
+    return found(parse_reference(IMAGE).with_digest(DIGEST), DIGEST, *layers)
 
 
 def entry(key: PrivateKey) -> KeyEntry:
@@ -116,3 +100,18 @@ def test_an_attestor_set_fails_only_when_errors_could_not_have_saved_it() -> Non
     assert ".attestors[1].entries[0].keys: no matching signatures" in outcome.message
     # one of {broken, A} with A signing passes whatever the broken entry is
     assert judge(signed_by(KEY_A), verification(Attestor(1, (broken, entry(KEY_A)))), IMAGE).status == "pass"
+
+
+def test_a_key_signed_bundle_needs_a_log_entry_unless_the_policy_ignores_the_tlog() -> None:
+    signed = found(parse_reference(IMAGE).with_digest(DIGEST), DIGEST, image_signature_bundle(KEY_A, DIGEST))
+    required = judge(signed, verification(Attestor(None, (entry(KEY_A),))), IMAGE)
+    assert required.status == "fail"
+    assert ".attestors[0].entries[0].keys: no matching signatures: signature 1 (referrer" in required.message
+    assert "no transparency-log (Rekor) entry" in required.message
+    ignoring = KeyEntry(
+        public_keys=public_pem(KEY_A),
+        secret=None,
+        signature_algorithm="sha256",
+        rekor=Rekor(pubkey=None, ignore_tlog=True, url=None),
+    )
+    assert judge(signed, verification(Attestor(None, (ignoring,))), IMAGE).status == "pass"

@@ -1,30 +1,36 @@
-"""Signature decisions with freshly made keys: key types, hashes, thresholds, payload binding, bad input."""
+"""Signature decisions with freshly made keys, over discovered artifacts (no registry): key types, hashes,
+thresholds, payload binding, bad input."""
 
 from __future__ import annotations
 
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from exporter.cosign import (
+    AttestorError,
     Invalid,
+    KeyAttestor,
     KeyLoadError,
-    SignatureLayer,
-    SignatureSet,
+    TrustedKey,
     Unsigned,
+    VerificationOptions,
+    VerificationOutcome,
     Verified,
-    VerifyOptions,
     load_public_key,
     load_public_keys,
-    verify_signatures,
+    verify_found,
 )
+from exporter.cosign.formats.legacy import BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE
+from exporter.cosign.found import FoundArtifact
 from exporter.registry import parse_reference
+from tests.support.artifacts import artifact, found, sig_layer
 from tests.support.registry import (
     PrivateKey,
-    cosign_signature_layer,
     generate_signing_key,
     public_pem,
     sign_bytes,
@@ -36,39 +42,50 @@ REFERENCE = parse_reference(f"registry.test/team/app:v1@{DIGEST}")
 REKOR_VECTOR = Path(__file__).resolve().parents[2] / "shared/interop/cosign-vectors/ci-key-cosign2-rekor"
 
 
-def _layer(key: PrivateKey, digest: str = DIGEST, hash_name: str = "sha256") -> SignatureLayer:
-    spec = cosign_signature_layer(key, digest, "registry.test/team/app", hash_name=hash_name)
-    return SignatureLayer(
-        "sha256:" + "0" * 64, spec.payload, spec.annotations.get("dev.cosignproject.cosign/signature")
+def _layer(key: PrivateKey, digest: str = DIGEST, hash_name: str = "sha256") -> FoundArtifact:
+    return sig_layer(key, digest, hash_name=hash_name)
+
+
+def _verify(
+    *layers: FoundArtifact, keys: tuple[TrustedKey, ...], threshold: int = 1, **attestor: Any
+) -> VerificationOutcome:
+    """One key attestor per key (``threshold`` counts distinct keys), as ``trustwatch verify`` builds them."""
+    attestors = tuple(KeyAttestor(name=key.name, keys=(key,), **attestor) for key in keys)
+    return verify_found(
+        found(REFERENCE, DIGEST, *layers), VerificationOptions(attestors=attestors, threshold=threshold)
     )
 
 
-def _set(*layers: SignatureLayer) -> SignatureSet:
-    return SignatureSet(REFERENCE, DIGEST, layers)
+def _verified(outcome: VerificationOutcome) -> tuple[str, ...]:
+    assert isinstance(outcome, Verified), outcome.reason
+    return outcome.matched_keys
 
 
 @pytest.mark.parametrize("kind", ["ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"])
 def test_every_supported_key_type_verifies_its_signature(kind: str) -> None:
     private = generate_signing_key(kind)
     key = load_public_key(public_pem(private), kind)
-    outcome = verify_signatures(_set(_layer(private)), VerifyOptions(keys=(key,)))
-    assert outcome == Verified(REFERENCE, DIGEST, (kind,))
+    outcome = _verify(_layer(private), keys=(key,))
+    assert _verified(outcome) == (kind,)
     assert outcome.reason == f"{DIGEST} is signed by {kind}"
+    assert isinstance(outcome, Verified)
+    (signature,) = outcome.signatures
+    assert (signature.format, signature.place, signature.key) == ("simple-signing", "sig-tag", kind)
+    assert (signature.log_index, signature.time_source, signature.identity) == (None, None, None)
 
 
 @pytest.mark.parametrize("hash_name", ["sha384", "sha512"])
 def test_signature_algorithm_option_selects_the_hash(hash_name: str) -> None:
     private = generate_signing_key("ecdsa-p256")
     key = load_public_key(public_pem(private), "k")
-    signatures = _set(_layer(private, hash_name=hash_name))
-    assert isinstance(verify_signatures(signatures, VerifyOptions(keys=(key,))), Invalid)
-    matching = VerifyOptions(keys=(key,), signature_algorithm=hash_name)
-    assert isinstance(verify_signatures(signatures, matching), Verified)
+    layer = _layer(private, hash_name=hash_name)
+    assert isinstance(_verify(layer, keys=(key,)), Invalid)
+    assert isinstance(_verify(layer, keys=(key,), hash_algorithm=hash_name), Verified)
 
 
 def test_no_signature_layers_is_unsigned() -> None:
     key = load_public_key(public_pem(generate_signing_key()), "k")
-    assert verify_signatures(_set(), VerifyOptions(keys=(key,))) == Unsigned(REFERENCE, DIGEST)
+    assert _verify(keys=(key,)) == Unsigned(REFERENCE, DIGEST)
 
 
 def test_threshold_counts_distinct_keys_and_reports_which_matched() -> None:
@@ -76,20 +93,19 @@ def test_threshold_counts_distinct_keys_and_reports_which_matched() -> None:
     keys = tuple(
         load_public_key(public_pem(k), n) for k, n in ((alice, "alice"), (bob, "bob"), (carol, "carol"))
     )
-    signatures = _set(_layer(alice), _layer(alice), _layer(bob))
-    assert verify_signatures(signatures, VerifyOptions(keys=keys, threshold=2)) == Verified(
-        REFERENCE, DIGEST, ("alice", "bob")
-    )
-    short = verify_signatures(signatures, VerifyOptions(keys=keys, threshold=3))
+    layers = (_layer(alice), _layer(alice), _layer(bob))
+    assert _verified(_verify(*layers, keys=keys, threshold=2)) == ("alice", "bob")
+    short = _verify(*layers, keys=keys, threshold=3)
     assert isinstance(short, Invalid)
-    assert short.reasons == ("only 2 of the required 3 keys signed (alice, bob)",)
+    assert short.reasons == ("threshold: only 2 of the required 3 attestors signed (alice, bob)",)
 
 
-def _raw_layer(payload: bytes, signature: str | None) -> SignatureLayer:
-    return SignatureLayer("sha256:" + "e" * 64, payload, signature)
+def _raw_layer(payload: bytes, signature: str | None) -> FoundArtifact:
+    annotations = {SIGNATURE_ANNOTATION: signature} if signature is not None else {}
+    return artifact("sig-tag", payload, SIMPLE_SIGNING_MEDIA_TYPE, annotations)
 
 
-def _signed(private: PrivateKey, payload: bytes) -> SignatureLayer:
+def _signed(private: PrivateKey, payload: bytes) -> FoundArtifact:
     return _raw_layer(payload, base64.b64encode(sign_bytes(private, payload)).decode())
 
 
@@ -115,7 +131,7 @@ def _signed(private: PrivateKey, payload: bytes) -> SignatureLayer:
 def test_signed_but_malformed_payloads_are_invalid_with_a_reason(payload: bytes, reason: str) -> None:
     private = generate_signing_key()
     key = load_public_key(public_pem(private), "k")
-    outcome = verify_signatures(_set(_signed(private, payload)), VerifyOptions(keys=(key,)))
+    outcome = _verify(_signed(private, payload), keys=(key,))
     assert isinstance(outcome, Invalid)
     assert reason in outcome.reasons[0]
     assert "signed by k but" in outcome.reasons[0]
@@ -125,14 +141,14 @@ def test_missing_annotation_and_bad_base64_are_reported_per_signature() -> None:
     private = generate_signing_key()
     key = load_public_key(public_pem(private), "k")
     payload = simple_signing_payload(DIGEST, "registry.test/team/app")
-    outcome = verify_signatures(
-        _set(_raw_layer(payload, None), _raw_layer(payload, "%%%not-base64%%%"), _signed(private, payload)),
-        VerifyOptions(keys=(key,)),
+    outcome = _verify(
+        _raw_layer(payload, None),
+        _raw_layer(payload, "%%%not-base64%%%"),
+        _signed(private, payload),
+        keys=(key,),
     )
     assert isinstance(outcome, Verified), "a good signature still counts next to broken ones"
-    broken = verify_signatures(
-        _set(_raw_layer(payload, None), _raw_layer(payload, "%%%not-base64%%%")), VerifyOptions(keys=(key,))
-    )
+    broken = _verify(_raw_layer(payload, None), _raw_layer(payload, "%%%not-base64%%%"), keys=(key,))
     assert isinstance(broken, Invalid)
     assert "no dev.cosignproject.cosign/signature annotation" in broken.reasons[0]
     assert "signature annotation is not valid base64" in broken.reasons[1]
@@ -140,10 +156,10 @@ def test_missing_annotation_and_bad_base64_are_reported_per_signature() -> None:
 
 def test_oversized_payload_layer_counts_as_invalid_signature() -> None:
     key = load_public_key(public_pem(generate_signing_key()), "k")
-    layer = SignatureLayer(
-        "sha256:" + "f" * 64, b"", "c2ln", problem="payload of 2000000 bytes exceeds the limit"
+    layer = artifact(
+        "sig-tag", None, SIMPLE_SIGNING_MEDIA_TYPE, problem="payload of 2000000 bytes exceeds the limit"
     )
-    outcome = verify_signatures(_set(layer), VerifyOptions(keys=(key,)))
+    outcome = _verify(layer, keys=(key,))
     assert isinstance(outcome, Invalid)
     assert "exceeds the limit" in outcome.reasons[0]
 
@@ -151,15 +167,12 @@ def test_oversized_payload_layer_counts_as_invalid_signature() -> None:
 def test_docker_reference_is_only_enforced_when_asked() -> None:
     private = generate_signing_key()
     key = load_public_key(public_pem(private), "k")
-    spec = cosign_signature_layer(private, DIGEST, "elsewhere.test/other/image")
-    signature = spec.annotations["dev.cosignproject.cosign/signature"]
-    signatures = _set(SignatureLayer("sha256:" + "0" * 64, spec.payload, signature))
-    assert isinstance(verify_signatures(signatures, VerifyOptions(keys=(key,))), Verified)
-    strict = verify_signatures(signatures, VerifyOptions(keys=(key,), require_reference=True))
+    elsewhere = sig_layer(private, DIGEST, "elsewhere.test/other/image")
+    assert isinstance(_verify(elsewhere, keys=(key,)), Verified)
+    strict = _verify(elsewhere, keys=(key,), require_reference=True)
     assert isinstance(strict, Invalid)
     assert "'elsewhere.test/other/image', not registry.test/team/app" in strict.reasons[0]
-    same = _set(_layer(private))
-    assert isinstance(verify_signatures(same, VerifyOptions(keys=(key,), require_reference=True)), Verified)
+    assert isinstance(_verify(_layer(private), keys=(key,), require_reference=True), Verified)
 
 
 @pytest.mark.skipif(not REKOR_VECTOR.exists(), reason="Rekor interop vector absent")
@@ -167,26 +180,32 @@ def test_a_genuine_rekor_bundle_of_another_signature_does_not_vouch_for_this_one
     private = generate_signing_key()
     key = load_public_key(public_pem(private), "mine")
     rekor = load_public_key((REKOR_VECTOR / "rekor.pub").read_text(), "rekor")
-    layer = _layer(private)
-    bundle = (REKOR_VECTOR / "bundle.json").read_text()
-    stolen = SignatureLayer(layer.digest, layer.payload, layer.signature, bundle)
-    outcome = verify_signatures(
-        _set(stolen), VerifyOptions(keys=(key,), rekor_keys=(rekor,), require_tlog=True)
+    stolen = sig_layer(
+        private, DIGEST, annotations={BUNDLE_ANNOTATION: (REKOR_VECTOR / "bundle.json").read_text()}
     )
+    options = VerificationOptions(
+        attestors=(KeyAttestor(name="mine", keys=(key,)),), rekor_keys=(rekor,), ignore_tlog=False
+    )
+    outcome = verify_found(found(REFERENCE, DIGEST, stolen), options)
     assert isinstance(outcome, Invalid)
     assert "Rekor entry records a different signature" in outcome.reasons[0]
 
 
 def test_options_are_validated_with_clear_messages() -> None:
     key = load_public_key(public_pem(generate_signing_key()), "k")
-    with pytest.raises(ValueError, match="at least one trusted public key"):
-        VerifyOptions(keys=())
-    with pytest.raises(ValueError, match=r"threshold \(count\) 2 must be between 1 and the number of keys"):
-        VerifyOptions(keys=(key,), threshold=2)
-    with pytest.raises(ValueError, match="'md5' is not one of sha256"):
-        VerifyOptions(keys=(key,), signature_algorithm="md5")
-    with pytest.raises(ValueError, match="needs a Rekor public key"):
-        VerifyOptions(keys=(key,), require_tlog=True)
+    attestor = KeyAttestor(name="k", keys=(key,))
+    with pytest.raises(AttestorError, match="k: a key attestor needs at least one public key"):
+        KeyAttestor(name="k", keys=())
+    with pytest.raises(AttestorError, match="at least one attestor"):
+        VerificationOptions(attestors=())
+    with pytest.raises(
+        AttestorError, match=r"threshold \(count\) 2 must be between 1 and the number of attestors"
+    ):
+        VerificationOptions(attestors=(attestor,), threshold=2)
+    with pytest.raises(AttestorError, match="'md5' is not one of sha256"):
+        KeyAttestor(name="k", keys=(key,), hash_algorithm="md5")  # type: ignore[arg-type]
+    with pytest.raises(AttestorError, match="attestor names must be distinct"):
+        VerificationOptions(attestors=(attestor, attestor))
 
 
 def test_key_loading_errors_name_the_key() -> None:

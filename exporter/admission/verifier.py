@@ -25,17 +25,20 @@ from exporter.admission.cache import Lookup, SingleFlightCache
 from exporter.admission.children import BoundedValues
 from exporter.admission.messages import IMAGE_VERIFIED, verification_failed
 from exporter.cosign import (
+    AttestorError,
+    KeyAttestor,
     KeyLoadError,
-    SignatureSet,
     TrustedKey,
     Unsigned,
     VerificationError,
+    VerificationOptions,
     Verified,
-    VerifyOptions,
-    fetch_signatures,
     load_public_keys,
-    verify_signatures,
+    verify_found,
 )
+from exporter.cosign.discovery import discover
+from exporter.cosign.found import FoundArtifacts
+from exporter.cosign.keys import HASH_NAMES, HashName
 from exporter.metrics import ServiceMetrics
 from exporter.policy.model import Attestor, ImageVerification, KeyEntry, SecretRef
 from exporter.registry.client import RegistryClient, RegistryError
@@ -95,28 +98,38 @@ def _keys(pem: str) -> tuple[TrustedKey, ...]:
     return load_public_keys(pem)
 
 
-def _entry_options(entry: KeyEntry) -> VerifyOptions:
-    """VerifyOptions for one key entry; raises KeyLoadError for unusable key material.
+def _entry_options(entry: KeyEntry, name: str) -> VerificationOptions:
+    """VerificationOptions for one key entry; raises KeyLoadError for unusable key material.
 
-    The transparency log is required only when the entry names a Rekor public key and does not set
-    ``ignoreTlog``: without a key there is nothing to check the log's signed timestamp against offline.
+    For legacy ``.sig`` layers the transparency log is required only when the entry names a Rekor public key
+    and does not set ``ignoreTlog``; key-signed Sigstore bundles need a log entry or timestamp unless
+    ``ignoreTlog`` is set (cosign 3 logs them).
     """
     if entry.public_keys is None:
         secret = entry.secret
         where = f"{secret.namespace}/{secret.name}" if secret else "?"
         raise KeyLoadError(f"the key in Secret {where} cannot be read without cluster access")
     rekor_keys: tuple[TrustedKey, ...] = ()
-    require_tlog = False
-    if entry.rekor is not None and entry.rekor.pubkey and not entry.rekor.ignore_tlog:
+    ignore_tlog: bool | None = None
+    if entry.rekor is not None and entry.rekor.ignore_tlog:
+        ignore_tlog = True
+    elif entry.rekor is not None and entry.rekor.pubkey:
         rekor_keys = _keys(entry.rekor.pubkey)
-        require_tlog = True
-    return VerifyOptions(
-        keys=_keys(entry.public_keys),
-        threshold=1,
-        signature_algorithm=entry.signature_algorithm or "sha256",
-        rekor_keys=rekor_keys,
-        require_tlog=require_tlog,
-    )
+        ignore_tlog = False
+    try:
+        attestor = KeyAttestor(
+            name=name, keys=_keys(entry.public_keys), hash_algorithm=_hash_name(entry.signature_algorithm)
+        )
+        return VerificationOptions(attestors=(attestor,), rekor_keys=rekor_keys, ignore_tlog=ignore_tlog)
+    except AttestorError as exc:
+        raise KeyLoadError(str(exc)) from None
+
+
+def _hash_name(algorithm: str | None) -> HashName:
+    for name in HASH_NAMES:
+        if name == (algorithm or "sha256"):
+            return name
+    raise KeyLoadError(f"signature algorithm {algorithm!r} is not one of {', '.join(HASH_NAMES)}")
 
 
 @dataclass(frozen=True)
@@ -128,13 +141,13 @@ class _EntryProblem:
     infrastructure: bool
 
 
-def _entry_problem(signatures: SignatureSet, entry: KeyEntry) -> _EntryProblem | None:
+def _entry_problem(found: FoundArtifacts, entry: KeyEntry, path: str) -> _EntryProblem | None:
     """None when ``entry`` verifies the signatures, else the reason in cosign's words."""
     try:
-        options = _entry_options(entry)
+        options = _entry_options(entry, path)
     except KeyLoadError as exc:
         return _EntryProblem(f"unusable key: {exc}", infrastructure=True)
-    outcome = verify_signatures(signatures, options)
+    outcome = verify_found(found, options)
     if isinstance(outcome, Verified):
         return None
     if isinstance(outcome, Unsigned):
@@ -144,7 +157,7 @@ def _entry_problem(signatures: SignatureSet, entry: KeyEntry) -> _EntryProblem |
     return _EntryProblem(f"{NO_MATCHING_SIGNATURES}: {'; '.join(outcome.reasons)}", infrastructure=False)
 
 
-def _attestor_problem(signatures: SignatureSet, index: int, attestor: Attestor) -> _EntryProblem | None:
+def _attestor_problem(found: FoundArtifacts, index: int, attestor: Attestor) -> _EntryProblem | None:
     """None when at least ``required_count`` entries verify; else every entry's problem at its path.
 
     The set fails only when it could not pass even if every entry that hit an infrastructure problem had
@@ -153,7 +166,7 @@ def _attestor_problem(signatures: SignatureSet, index: int, attestor: Attestor) 
     problems: list[_EntryProblem] = []
     verified = errored = 0
     for position, entry in enumerate(attestor.entries):
-        problem = _entry_problem(signatures, entry)
+        problem = _entry_problem(found, entry, f".attestors[{index}].entries[{position}]")
         if problem is None:
             verified += 1
             if verified >= attestor.required_count:
@@ -169,20 +182,20 @@ def _attestor_problem(signatures: SignatureSet, index: int, attestor: Attestor) 
     return _EntryProblem(reason, infrastructure=verified + errored >= attestor.required_count)
 
 
-def judge(signatures: SignatureSet, verification: ImageVerification, display: str) -> ImageOutcome:
-    """Pure decision over fetched signatures: every attestor set must pass. A set that definitely fails
+def judge(found: FoundArtifacts, verification: ImageVerification, display: str) -> ImageOutcome:
+    """Pure decision over discovered signatures: every attestor set must pass. A set that definitely fails
     makes the image ``fail``; otherwise a set that could not be checked makes it ``error``."""
     problems = [
         problem
         for index, attestor in enumerate(verification.attestors)
-        if (problem := _attestor_problem(signatures, index, attestor)) is not None
+        if (problem := _attestor_problem(found, index, attestor)) is not None
     ]
     failed = [problem for problem in problems if not problem.infrastructure]
     if failed or problems:
         worst = failed[0] if failed else problems[0]
         status: RuleStatus = "fail" if failed else "error"
-        return ImageOutcome(status, verification_failed(display, worst.reason), signatures.digest)
-    return ImageOutcome("pass", IMAGE_VERIFIED, signatures.digest)
+        return ImageOutcome(status, verification_failed(display, worst.reason), found.digest)
+    return ImageOutcome("pass", IMAGE_VERIFIED, found.digest)
 
 
 def _first_path(verification: ImageVerification) -> str:
@@ -272,7 +285,7 @@ class ImageVerifier:
         self, reference: ImageReference, verification: ImageVerification, display: str
     ) -> ImageOutcome:
         started = time.perf_counter()
-        signatures = await fetch_signatures(self._client, reference)
+        signatures = await discover(self._client, reference)
         resolved = await self._with_secret_keys(verification)
         if isinstance(resolved, str):
             outcome = ImageOutcome("error", verification_failed(display, resolved), reference.digest)

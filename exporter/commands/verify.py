@@ -21,7 +21,7 @@ from exporter.commands.registry_args import (
 )
 
 if TYPE_CHECKING:
-    from exporter.cosign import VerificationOutcome, VerifyOptions
+    from exporter.cosign import VerificationOptions, VerificationOutcome, VerifiedSignature
     from exporter.registry import ImageReference, RegistryOptions
 
 EXIT_VERIFIED = 0
@@ -77,8 +77,16 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
-def _verify_options(args: argparse.Namespace) -> VerifyOptions:
-    from exporter.cosign import KeyLoadError, VerifyOptions, load_public_key, load_public_keys  # noqa: PLC0415
+def _verify_options(args: argparse.Namespace) -> VerificationOptions:
+    """One key attestor per key, so that ``--count`` counts distinct keys."""
+    from exporter.cosign import (  # noqa: PLC0415
+        AttestorError,
+        KeyAttestor,
+        KeyLoadError,
+        VerificationOptions,
+        load_public_key,
+        load_public_keys,
+    )
 
     try:
         keys = tuple(
@@ -89,20 +97,29 @@ def _verify_options(args: argparse.Namespace) -> VerifyOptions:
             if args.rekor_key
             else ()
         )
-        return VerifyOptions(
-            keys=keys,
-            threshold=args.count,
-            signature_algorithm=args.signature_algorithm,
-            rekor_keys=rekor_keys,
-            require_tlog=args.require_tlog,
-            require_reference=args.require_reference,
+        if args.require_tlog and not rekor_keys:
+            raise UsageError("--require-tlog needs --rekor-key to check the log entries with")
+        attestors = tuple(
+            KeyAttestor(
+                name=key.name,
+                keys=(key,),
+                hash_algorithm=args.signature_algorithm,
+                require_reference=args.require_reference,
+            )
+            for key in keys
         )
-    except (KeyLoadError, ValueError) as exc:
+        return VerificationOptions(
+            attestors=attestors,
+            threshold=args.count,
+            rekor_keys=rekor_keys,
+            ignore_tlog=False if args.require_tlog else None,
+        )
+    except (KeyLoadError, AttestorError) as exc:
         raise UsageError(str(exc)) from None
 
 
 async def _verify(
-    reference: ImageReference, registry_options: RegistryOptions, options: VerifyOptions
+    reference: ImageReference, registry_options: RegistryOptions, options: VerificationOptions
 ) -> VerificationOutcome:
     from exporter.cosign import verify_image  # noqa: PLC0415
     from exporter.registry import RegistryClient  # noqa: PLC0415
@@ -123,19 +140,49 @@ def _as_json(image: str, outcome: VerificationOutcome | None, error: str | None)
         document["digest"] = outcome.digest
     if outcome.status == "verified":
         document["matchedKeys"] = list(outcome.matched_keys)
+        document["signatures"] = [_signature_json(signature) for signature in outcome.signatures]
     if outcome.status == "invalid":
         document["reasons"] = list(outcome.reasons)
     return document
 
 
+def _signature_json(signature: VerifiedSignature) -> dict[str, Any]:
+    """Where and how one signature was found and proven (JSON output)."""
+    document: dict[str, Any] = {
+        "attestor": signature.attestor,
+        "format": signature.format,
+        "place": signature.place,
+        "repository": signature.repository,
+        "manifestDigest": signature.manifest_digest,
+    }
+    optional: dict[str, Any] = {
+        "bundleVersion": signature.bundle_version,
+        "key": signature.key,
+        "predicateType": signature.predicate_type,
+        "logIndex": signature.log_index,
+        "integratedTime": signature.integrated_time.isoformat() if signature.integrated_time else None,
+        "signingTime": signature.signing_time.isoformat() if signature.signing_time else None,
+        "timeSource": signature.time_source,
+    }
+    if signature.identity is not None:
+        optional["identity"] = {
+            "subject": signature.identity.subject,
+            "issuer": signature.identity.issuer,
+            "extensions": dict(signature.identity.extensions),
+        }
+    document.update({name: value for name, value in optional.items() if value is not None})
+    return document
+
+
 def _as_text(outcome: VerificationOutcome) -> str:
     if outcome.status == "verified":
-        keys = ", ".join(outcome.matched_keys)
-        return f"VERIFIED {outcome.reference}\n  digest: {outcome.digest}\n  signed by: {keys}"
+        keys = ", ".join(outcome.matched_attestors)
+        found = "".join(f"\n  - {signature.describe()}" for signature in outcome.signatures)
+        return f"VERIFIED {outcome.reference}\n  digest: {outcome.digest}\n  signed by: {keys}{found}"
     if outcome.status == "unsigned":
         return (
             f"NOT VERIFIED {outcome.reference}: unsigned\n  digest: {outcome.digest}\n"
-            "  no cosign signature found (no sha256-<digest>.sig manifest in the repository)"
+            "  no cosign signature found (no sha256-<digest>.sig manifest, no Sigstore bundle referrer)"
         )
     if outcome.status == "invalid":
         lines = "".join(f"\n  - {reason}" for reason in outcome.reasons)

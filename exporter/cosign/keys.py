@@ -14,6 +14,7 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 PublicKey = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 HashName = Literal["sha256", "sha384", "sha512"]
@@ -116,6 +117,26 @@ def signature_is_valid(key: TrustedKey, payload: bytes, signature: bytes, hash_n
             key.key.verify(signature, payload, padding.PKCS1v15(), _hash(hash_name))
         else:
             key.key.verify(signature, payload)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+def digest_signature_is_valid(
+    key: TrustedKey, digest: bytes, signature: bytes, hash_name: str = "sha256"
+) -> bool:
+    """True when ``signature`` is over the message whose ``hash_name`` digest is ``digest`` (a bundle's
+    message signature). Ed25519 signs messages, not digests: such a signature never verifies here."""
+    algorithm = _hash(hash_name)
+    if len(digest) != algorithm.digest_size:
+        return False
+    try:
+        if isinstance(key.key, ec.EllipticCurvePublicKey):
+            key.key.verify(signature, digest, ec.ECDSA(Prehashed(algorithm)))
+        elif isinstance(key.key, rsa.RSAPublicKey):
+            key.key.verify(signature, digest, padding.PKCS1v15(), Prehashed(algorithm))
+        else:
+            return False
     except (InvalidSignature, ValueError):
         return False
     return True

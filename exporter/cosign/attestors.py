@@ -1,0 +1,103 @@
+"""Who may sign: the three kinds of attestor a policy or the CLI names, as typed, validated values.
+
+Kyverno's ``attestors[].entries[]`` are ``keys``, ``certificates`` or ``keyless``; cosign's CLI has the same
+three (``--key``, ``--cert``/``--cert-chain``, ``--certificate-identity``…). Each attestor has a ``name`` by
+which outcomes say who signed (a policy path such as ``.attestors[0].entries[1]``, or a key file name).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from exporter.cosign.keys import HASH_NAMES, HashName, TrustedKey
+from exporter.sigstore import IdentityPolicy, IdentityPolicyError, validate_identity_policy
+
+
+class AttestorError(ValueError):
+    """An attestor that can never verify anything (no key, bad regexp…); says which field to fix."""
+
+
+def _validate_identities(name: str, identities: tuple[IdentityPolicy, ...]) -> None:
+    for identity in identities:
+        try:
+            validate_identity_policy(identity)
+        except IdentityPolicyError as exc:
+            raise AttestorError(f"{name}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class KeyAttestor:
+    """Signatures made with one of ``keys`` (Kyverno ``keys``, cosign ``--key``).
+
+    ``hash_algorithm`` is what the signer hashed with (cosign: SHA-256 whatever the key; Kyverno's
+    ``signatureAlgorithm``). ``require_reference`` also requires a simple-signing payload's
+    ``docker-reference`` to name the image's repository.
+    """
+
+    name: str
+    keys: tuple[TrustedKey, ...]
+    hash_algorithm: HashName = "sha256"
+    require_reference: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise AttestorError(f"{self.name}: a key attestor needs at least one public key")
+        if self.hash_algorithm not in HASH_NAMES:
+            raise AttestorError(
+                f"{self.name}: hash algorithm {self.hash_algorithm!r} is not one of {', '.join(HASH_NAMES)}"
+            )
+
+
+@dataclass(frozen=True)
+class CertificateAttestor:
+    """Signatures by a certificate of the user's own PKI (Kyverno ``certificates``, cosign ``--cert``).
+
+    ``certificate`` (PEM) pins the exact signing certificate; ``chain`` (PEM, intermediates then root) is what
+    a signature's own certificate must chain to. At least one is needed; with only ``chain`` any certificate
+    issued under it signs. ``identities``, when given, constrain the certificate's SAN/issuer as for
+    keyless (any one may match).
+    """
+
+    name: str
+    certificate: str | None = None
+    chain: str | None = None
+    identities: tuple[IdentityPolicy, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not (self.certificate or self.chain):
+            raise AttestorError(f"{self.name}: a certificate attestor needs a certificate, a chain or both")
+        _validate_identities(self.name, self.identities)
+
+
+@dataclass(frozen=True)
+class KeylessAttestor:
+    """Signatures by a short-lived Fulcio certificate whose identity is one of ``identities``.
+
+    The certificate must chain to a Fulcio CA of the trusted root (or to ``roots``, PEM, when given, as
+    Kyverno's ``keyless.roots``), carry a verifying SCT unless SCTs are ignored, and have been valid at the
+    signing time proven by a Rekor entry or an RFC 3161 timestamp.
+    """
+
+    name: str
+    identities: tuple[IdentityPolicy, ...]
+    roots: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.identities:
+            raise AttestorError(
+                f"{self.name}: a keyless attestor needs an identity (subject or subjectRegExp, and issuer or "
+                "issuerRegExp)"
+            )
+        _validate_identities(self.name, self.identities)
+        for identity in self.identities:
+            if identity.subject is None and identity.subject_regexp is None:
+                raise AttestorError(
+                    f"{self.name}: identity {identity.describe()} needs subject or subjectRegExp"
+                )
+            if identity.issuer is None and identity.issuer_regexp is None:
+                raise AttestorError(
+                    f"{self.name}: identity {identity.describe()} needs issuer or issuerRegExp"
+                )
+
+
+AttestorSpec = KeyAttestor | CertificateAttestor | KeylessAttestor

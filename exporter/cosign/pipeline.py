@@ -1,0 +1,518 @@
+"""The verification pipeline: discovery -> formats -> signature -> trust material -> identity -> N of M.
+
+``verify_image``/``verify_attestations`` fetch and decide; ``verify_found``/``verify_found_attestations``
+decide from already discovered artifacts (no I/O), so one discovery serves every attestor of a policy.
+Outcomes are values; registry trouble is a ``VerificationError``, never a fail.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from functools import cache, lru_cache
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from exporter.cosign.attestors import AttestorSpec, CertificateAttestor, KeyAttestor, KeylessAttestor
+from exporter.cosign.discovery import discover
+from exporter.cosign.formats import Candidate, Parsed, parse_found
+from exporter.cosign.formats.dsse import INTOTO_PAYLOAD_TYPE, pae
+from exporter.cosign.formats.fields import FormatError
+from exporter.cosign.formats.intoto import COSIGN_SIGN_PREDICATE, Statement
+from exporter.cosign.formats.legacy import load_certificates
+from exporter.cosign.formats.simple_signing import SimpleSigningPayload
+from exporter.cosign.found import FoundArtifacts
+from exporter.cosign.keys import (
+    KeyLoadError,
+    TrustedKey,
+    digest_signature_is_valid,
+    load_public_key,
+    signature_is_valid,
+)
+from exporter.cosign.options import VerificationOptions
+from exporter.cosign.outcomes import (
+    Invalid,
+    Rejection,
+    Unsigned,
+    VerificationError,
+    VerificationOutcome,
+    Verified,
+    VerifiedSignature,
+    VerifiedStatement,
+)
+from exporter.cosign.rekor import check_entry
+from exporter.registry.client import RegistryClient
+from exporter.registry.reference import ImageReference, InvalidReferenceError, parse_reference
+from exporter.sigstore import (
+    IdentityPolicy,
+    SignedEnvelope,
+    SignedMessage,
+    SignerFacts,
+    SigningMaterial,
+    TrustedRoot,
+    TrustPolicy,
+    public_good_root,
+    verify_material,
+)
+
+__all__ = ["verify_attestations", "verify_found", "verify_found_attestations", "verify_image"]
+
+
+async def verify_image(
+    client: RegistryClient, reference: ImageReference, options: VerificationOptions
+) -> VerificationOutcome:
+    """Verify ``reference``'s image signatures against ``options``' attestors.
+
+    Looks in every place at once (``.sig``, referrers API, referrers tag fallback; or
+    ``options.signature_repository``) and counts legacy simple-signing layers, Sigstore bundles with a
+    message signature over the image digest, and bundles whose DSSE statement has predicate type
+    ``https://sigstore.dev/cosign/sign/v1`` and the image digest as subject. ``Verified`` when at least
+    ``options.threshold`` distinct attestors signed; ``Unsigned`` when nothing was found; ``Invalid`` with a
+    rejection per candidate otherwise; ``VerificationError`` for registry trouble.
+    """
+    found = await discover(client, reference, signature_repository=options.signature_repository)
+    if isinstance(found, VerificationError):
+        return found
+    return verify_found(found, options)
+
+
+async def verify_attestations(
+    client: RegistryClient, reference: ImageReference, options: VerificationOptions, predicate_type: str
+) -> VerificationOutcome:
+    """Verify ``reference``'s in-toto attestations of ``predicate_type`` (exactly as statements carry it).
+
+    Reads legacy ``.att`` DSSE layers and DSSE bundles on referrers. ``Verified.statements`` holds every
+    statement of that type whose signature verified for an attestor and whose subject is the image digest
+    (the policy layer evaluates conditions on them); ``Unsigned`` when no attestation of that type exists.
+    """
+    found = await discover(client, reference, signature_repository=options.signature_repository)
+    if isinstance(found, VerificationError):
+        return found
+    return verify_found_attestations(found, options, predicate_type)
+
+
+def verify_found(
+    found: FoundArtifacts, options: VerificationOptions, *, now: datetime | None = None
+) -> VerificationOutcome:
+    """Decide on image signatures from discovered artifacts alone (no I/O); see :func:`verify_image`."""
+    parsed = _parsed(found)
+    relevant = Parsed(
+        tuple(c for c in parsed.candidates if _is_image_signature(c)),
+        tuple(u for u in parsed.unreadable if u.place != "att-tag"),
+    )
+    return _decide(found, options, relevant, None, now)
+
+
+def verify_found_attestations(
+    found: FoundArtifacts, options: VerificationOptions, predicate_type: str, *, now: datetime | None = None
+) -> VerificationOutcome:
+    """Decide on attestations of ``predicate_type`` from discovered artifacts alone; see
+    :func:`verify_attestations`."""
+    parsed = _parsed(found)
+    relevant = Parsed(
+        tuple(
+            c
+            for c in parsed.candidates
+            if isinstance(c.signed, SignedEnvelope)
+            and (
+                c.predicate_type == predicate_type or (c.format == "dsse-attestation" and c.statement is None)
+            )
+        ),
+        tuple(u for u in parsed.unreadable if u.place != "sig-tag"),
+    )
+    return _decide(found, options, relevant, predicate_type, now)
+
+
+# --- parsing, once per discovery ---
+
+# Admission asks about the same discovery once per attestor entry: parse it once (keyed by identity).
+_parsed_cache: OrderedDict[int, tuple[FoundArtifacts, Parsed]] = OrderedDict()
+_parsed_lock = threading.Lock()
+MAX_PARSED = 64
+
+
+def _parsed(found: FoundArtifacts) -> Parsed:
+    with _parsed_lock:
+        hit = _parsed_cache.get(id(found))
+        if hit is not None and hit[0] is found:
+            return hit[1]
+    parsed = parse_found(found)
+    with _parsed_lock:
+        _parsed_cache[id(found)] = (found, parsed)
+        while len(_parsed_cache) > MAX_PARSED:
+            _parsed_cache.popitem(last=False)
+    return parsed
+
+
+def _is_image_signature(candidate: Candidate) -> bool:
+    if candidate.format in ("simple-signing", "bundle-message-signature"):
+        return True
+    return candidate.format == "bundle-dsse" and candidate.predicate_type in (COSIGN_SIGN_PREDICATE, None)
+
+
+# --- deciding ---
+
+
+def _decide(
+    found: FoundArtifacts,
+    options: VerificationOptions,
+    parsed: Parsed,
+    predicate_type: str | None,
+    now: datetime | None,
+) -> VerificationOutcome:
+    """``parsed`` holds only the candidates and unreadable artifacts relevant to what is being verified."""
+    candidates, unreadable = parsed.candidates, parsed.unreadable
+    if not candidates and not unreadable:
+        return Unsigned(found.reference, found.digest, predicate_type)
+    rejections = [Rejection(u.where, u.reason) for u in unreadable]
+    signatures: list[VerifiedSignature] = []
+    statements: list[VerifiedStatement] = []
+    for candidate in candidates:
+        verified, problems = _check_candidate(candidate, found, options, now)
+        signatures.extend(verified)
+        if verified and candidate.statement is not None and predicate_type is not None:
+            statement = candidate.statement
+            statements.append(
+                VerifiedStatement(
+                    statement.predicate_type, statement.predicate, statement.document, verified[0]
+                )
+            )
+        if not verified:
+            rejections.append(Rejection(candidate.where, problems))
+    matched = dict.fromkeys(signature.attestor for signature in signatures)
+    if len(matched) >= options.threshold:
+        order = {attestor.name: index for index, attestor in enumerate(options.attestors)}
+        ordered = tuple(sorted(signatures, key=lambda s: order[s.attestor]))
+        return Verified(found.reference, found.digest, ordered, tuple(statements))
+    if matched:
+        rejections.append(
+            Rejection(
+                "threshold",
+                f"only {len(matched)} of the required {options.threshold} attestors signed "
+                f"({', '.join(matched)})",
+            )
+        )
+    rejections.extend(Rejection("skipped", line) for line in found.skipped)
+    return Invalid(found.reference, found.digest, tuple(rejections))
+
+
+def _check_candidate(
+    candidate: Candidate, found: FoundArtifacts, options: VerificationOptions, now: datetime | None
+) -> tuple[list[VerifiedSignature], str]:
+    """The signatures this candidate makes for each attestor, or (none and) why it makes none."""
+    verified: list[VerifiedSignature] = []
+    unmatched_keys: list[str] = []
+    problems: list[str] = []
+    for attestor in options.attestors:
+        if isinstance(attestor, KeyAttestor):
+            result = _check_with_key(candidate, attestor, found, options)
+            if result is None:
+                unmatched_keys.extend(key.name for key in attestor.keys)
+                continue
+        else:
+            result = _check_with_certificate(candidate, attestor, found, options, now)
+        if isinstance(result, VerifiedSignature):
+            verified.append(result)
+        else:
+            problems.append(result if len(options.attestors) == 1 else f"{attestor.name}: {result}")
+    if unmatched_keys:
+        problems.insert(0, f"does not verify with any trusted key ({', '.join(unmatched_keys)})")
+    return verified, "; ".join(problems)
+
+
+def _claim_problem(candidate: Candidate, found: FoundArtifacts, require_reference: bool) -> str | None:
+    """None when the signed content is about this image; otherwise what it is about instead."""
+    if candidate.claim_problem is not None:
+        return candidate.claim_problem
+    claim = candidate.claim
+    if isinstance(claim, SimpleSigningPayload):
+        if claim.docker_manifest_digest != found.digest:
+            return f"for digest {claim.docker_manifest_digest}, not this image's {found.digest}"
+        if require_reference and not _same_repository(claim.docker_reference, found.reference):
+            return f"for {claim.docker_reference!r}, not {found.reference.repository_path}"
+        return None
+    if isinstance(claim, Statement):
+        if (
+            isinstance(candidate.signed, SignedEnvelope)
+            and candidate.signed.payload_type != INTOTO_PAYLOAD_TYPE
+        ):
+            return f"DSSE payload type is {candidate.signed.payload_type[:80]!r}, not {INTOTO_PAYLOAD_TYPE}"
+        if not claim.is_about(found.digest):
+            subjects = ", ".join(f"sha256:{d}" for d in claim.subject_digests[:3])
+            return f"statement subject is {subjects}, not this image's {found.digest}"
+        return None
+    if claim != found.digest:
+        return f"message signature over digest {claim}, not this image's {found.digest}"
+    return None
+
+
+def _same_repository(signed: str | None, reference: ImageReference) -> bool:
+    if signed is None:
+        return False
+    try:
+        parsed = parse_reference(signed)
+    except InvalidReferenceError:
+        return False
+    return (parsed.registry, parsed.repository) == (reference.registry, reference.repository)
+
+
+def _tlog_required(candidate: Candidate, options: VerificationOptions, *, keyed: bool) -> bool:
+    """Kyverno/cosign defaults: keyless, certificates and bundles need a log entry or timestamp; legacy
+    key-signed layers don't unless the policy says so."""
+    if options.ignore_tlog is not None:
+        return not options.ignore_tlog
+    return candidate.is_bundle or not keyed
+
+
+def _signature_facts(
+    candidate: Candidate,
+    attestor: AttestorSpec,
+    found: FoundArtifacts,
+    *,
+    key: str | None = None,
+    facts: SignerFacts | None = None,
+) -> VerifiedSignature:
+    artifact = candidate.artifact
+    entry = facts.log_entries[0] if facts is not None and facts.log_entries else None
+    return VerifiedSignature(
+        attestor=attestor.name,
+        place=artifact.place,
+        repository=artifact.repository,
+        manifest_digest=artifact.manifest_digest,
+        format=candidate.format,
+        bundle_version=candidate.bundle_version,
+        key=key,
+        identity=facts.identity if facts is not None else None,
+        log_index=entry.log_index if entry is not None else None,
+        integrated_time=entry.integrated_time if entry is not None else None,
+        signing_time=facts.signing_time if facts is not None else None,
+        time_source=facts.time_source if facts is not None else None,
+        predicate_type=candidate.predicate_type,
+    )
+
+
+# --- key attestors ---
+
+# The same (key, content, signature) is checked again for every attestor and policy rule: remember verdicts,
+# keyed by a digest so that large payloads or signatures never sit in memory.
+MAX_CACHED_VERDICTS = 4096
+_verdicts: OrderedDict[bytes, bool] = OrderedDict()
+_verdicts_lock = threading.Lock()  # verification may run on worker threads
+
+
+def _key_signed(key: TrustedKey, candidate: Candidate, hash_name: str) -> bool:
+    cache_key = hashlib.sha256(
+        b"\0".join(
+            (
+                key.fingerprint.encode(),
+                candidate.content_digest(),
+                hashlib.sha256(candidate.signature).digest(),
+                hash_name.encode(),
+            )
+        )
+    ).digest()
+    with _verdicts_lock:
+        verdict = _verdicts.get(cache_key)
+        if verdict is not None:
+            _verdicts.move_to_end(cache_key)
+            return verdict
+    signed = candidate.signed
+    if isinstance(signed, SignedEnvelope):
+        verdict = signature_is_valid(
+            key, pae(signed.payload_type, signed.payload), candidate.signature, hash_name
+        )
+    elif signed.content is not None:
+        verdict = signature_is_valid(key, signed.content, candidate.signature, hash_name)
+    else:
+        verdict = signed.algorithm == hash_name and digest_signature_is_valid(
+            key, signed.digest, candidate.signature, hash_name
+        )
+    with _verdicts_lock:
+        _verdicts[cache_key] = verdict
+        if len(_verdicts) > MAX_CACHED_VERDICTS:
+            _verdicts.popitem(last=False)
+    return verdict
+
+
+def _check_with_key(
+    candidate: Candidate, attestor: KeyAttestor, found: FoundArtifacts, options: VerificationOptions
+) -> VerifiedSignature | str | None:
+    """None when no key of ``attestor`` made the signature; else the verified signature or why it fails."""
+    signers = [key for key in attestor.keys if _key_signed(key, candidate, attestor.hash_algorithm)]
+    if not signers:
+        return None
+    names = ", ".join(key.name for key in signers)
+    problem = _claim_problem(candidate, found, attestor.require_reference)
+    if problem is not None:
+        return (
+            f"signed by {names} {problem}"
+            if problem.startswith("for ")
+            else f"signed by {names} but {problem}"
+        )
+    required = _tlog_required(candidate, options, keyed=True)
+    if not required and not (candidate.tlog_entries and options.rekor_keys):
+        return _signature_facts(candidate, attestor, found, key=signers[0].name)
+    if not candidate.is_bundle and not candidate.timestamps and options.rekor_keys:
+        return _check_legacy_entry(candidate, attestor, found, options, signers)
+    problems: list[str] = []
+    for key in signers:
+        facts = verify_material(
+            _material(candidate, public_key=key, hash_name=attestor.hash_algorithm), _trust(options, required)
+        )
+        if isinstance(facts, SignerFacts):
+            return _signature_facts(candidate, attestor, found, key=key.name, facts=facts)
+        problems.append(facts.reason)
+    return f"signed by {names} but {problems[0]}"
+
+
+def _check_legacy_entry(
+    candidate: Candidate,
+    attestor: KeyAttestor,
+    found: FoundArtifacts,
+    options: VerificationOptions,
+    signers: list[TrustedKey],
+) -> VerifiedSignature | str:
+    """A legacy key-signed layer's Rekor entry, checked with the policy's Rekor keys (SET and body)."""
+    names = ", ".join(key.name for key in signers)
+    if not candidate.tlog_entries:
+        return f"signed by {names} but has no Rekor bundle and a transparency-log entry is required"
+    entry = candidate.tlog_entries[0]
+    content = candidate.signed.content if isinstance(candidate.signed, SignedMessage) else None
+    payload = content if content is not None else candidate.artifact.content or b""
+    problems = []
+    for key in signers:
+        problem = check_entry(entry, options.rekor_keys, key, candidate.signature, payload)
+        if problem is None:
+            signature = _signature_facts(candidate, attestor, found, key=key.name)
+            logged = datetime.fromtimestamp(entry.integrated_time or 0, UTC)
+            return dataclasses.replace(
+                signature,
+                log_index=entry.log_index,
+                integrated_time=logged,
+                signing_time=logged,
+                time_source="tlog",
+            )
+        problems.append(problem)
+    return f"signed by {names} but {problems[0]}"
+
+
+# --- certificate and keyless attestors ---
+
+
+@cache
+def _public_good() -> TrustedRoot:
+    return public_good_root()
+
+
+@lru_cache(maxsize=64)
+def _pem_certificates(pem: str, what: str) -> tuple[x509.Certificate, ...]:
+    return load_certificates(pem, what)
+
+
+def _trust(
+    options: VerificationOptions,
+    require_tlog: bool,
+    roots: tuple[x509.Certificate, ...] = (),
+    intermediates: tuple[x509.Certificate, ...] = (),
+) -> TrustPolicy:
+    return TrustPolicy(
+        trusted_root=options.trusted_root or _public_good(),
+        require_tlog=require_tlog,
+        require_sct=not options.ignore_sct,
+        rekor_keys=options.rekor_keys,
+        ctlog_keys=options.ct_log_keys,
+        tsa_chains=tuple(_pem_certificates(chain, "TSA certificate chain") for chain in options.tsa_chains),
+        certificate_roots=roots,
+        certificate_intermediates=intermediates,
+    )
+
+
+def _material(
+    candidate: Candidate,
+    *,
+    public_key: TrustedKey | None = None,
+    chain: Iterable[x509.Certificate] = (),
+    hash_name: str = "sha256",
+) -> SigningMaterial:
+    signed = candidate.signed
+    if isinstance(signed, SignedMessage) and signed.content is not None and hash_name != signed.algorithm:
+        digest = hashlib.new(hash_name, signed.content).digest()
+        signed = SignedMessage(digest=digest, content=signed.content, algorithm=hash_name)  # type: ignore[arg-type]
+    return SigningMaterial(
+        signature=candidate.signature,
+        signed=signed,
+        certificate_chain=tuple(chain),
+        public_key=public_key,
+        tlog_entries=candidate.tlog_entries,
+        timestamps=candidate.timestamps,
+        timestamped=candidate.timestamped,
+    )
+
+
+def _pinned_key(attestor: CertificateAttestor) -> tuple[x509.Certificate, TrustedKey] | str:
+    """The policy's pinned certificate and its public key, as a trusted key."""
+    assert attestor.certificate is not None
+    try:
+        pinned = _pem_certificates(attestor.certificate, f"{attestor.name} certificate")[0]
+        pem = pinned.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        return pinned, load_public_key(pem, attestor.name)
+    except (FormatError, IndexError, KeyLoadError, ValueError) as exc:
+        return f"the policy's certificate is unusable: {exc}"
+
+
+def _check_with_certificate(
+    candidate: Candidate,
+    attestor: CertificateAttestor | KeylessAttestor,
+    found: FoundArtifacts,
+    options: VerificationOptions,
+    now: datetime | None,
+) -> VerifiedSignature | str:
+    """A certificate attestor with only a pinned certificate verifies with its key (as Kyverno does); with a
+    chain, or a keyless attestor, the signature's own certificate must chain to the trusted roots."""
+    roots: tuple[x509.Certificate, ...] = ()
+    intermediates: tuple[x509.Certificate, ...] = ()
+    public_key: TrustedKey | None = None
+    try:
+        if isinstance(attestor, CertificateAttestor) and attestor.certificate is not None:
+            pinned = _pinned_key(attestor)
+            if isinstance(pinned, str):
+                return pinned
+            if candidate.certificates and candidate.certificates[0] != pinned[0]:
+                return "is signed with a different certificate than the one the policy names"
+            if attestor.chain is None:
+                public_key = pinned[1]
+        if public_key is None and not candidate.certificates:
+            return "has no signing certificate (signed with a key?)"
+        if isinstance(attestor, CertificateAttestor) and attestor.chain is not None:
+            chain = _pem_certificates(attestor.chain, f"{attestor.name} certificate chain")
+            roots, intermediates = chain[-1:], chain[:-1]
+        elif isinstance(attestor, KeylessAttestor) and attestor.roots is not None:
+            chain = _pem_certificates(attestor.roots, f"{attestor.name} roots")
+            roots = tuple(c for c in chain if c.subject == c.issuer)
+            intermediates = tuple(c for c in chain if c.subject != c.issuer)
+    except FormatError as exc:
+        return str(exc)
+    if public_key is not None:
+        material = _material(candidate, public_key=public_key)
+        identities: tuple[IdentityPolicy, ...] = ()
+    else:
+        material = _material(candidate, chain=candidate.certificates)
+        identities = attestor.identities
+    trust = _trust(options, _tlog_required(candidate, options, keyed=False), roots, intermediates)
+    facts = verify_material(material, trust, identities, now=now)
+    if not isinstance(facts, SignerFacts):
+        return facts.reason
+    problem = _claim_problem(candidate, found, require_reference=False)
+    if problem is not None:
+        signer = facts.identity.subject if facts.identity is not None else attestor.name
+        return (
+            f"signed by {signer} {problem}"
+            if problem.startswith("for ")
+            else f"signed by {signer} but {problem}"
+        )
+    return _signature_facts(candidate, attestor, found, facts=facts)
