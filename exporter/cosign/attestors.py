@@ -85,18 +85,17 @@ class KeylessAttestor:
     def __post_init__(self) -> None:
         if not self.identities:
             raise AttestorError(
-                f"{self.name}: a keyless attestor needs an identity (subject or subjectRegExp, and issuer or "
+                f"{self.name}: a keyless attestor needs an identity (subject or subjectRegExp, issuer or "
                 "issuerRegExp)"
             )
         _validate_identities(self.name, self.identities)
         for identity in self.identities:
-            if identity.subject is None and identity.subject_regexp is None:
+            if (identity.subject, identity.subject_regexp, identity.issuer, identity.issuer_regexp) == (
+                None,
+            ) * 4:
                 raise AttestorError(
-                    f"{self.name}: identity {identity.describe()} needs subject or subjectRegExp"
-                )
-            if identity.issuer is None and identity.issuer_regexp is None:
-                raise AttestorError(
-                    f"{self.name}: identity {identity.describe()} needs issuer or issuerRegExp"
+                    f"{self.name}: an identity needs subject/subjectRegExp or issuer/issuerRegExp; "
+                    "accepting any Fulcio certificate would accept anyone"
                 )
 
 
