@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import aiohttp
 
-from exporter.cosign import Verified, VerifyOptions, load_public_key, verify_image
+from exporter.cosign import KeyAttestor, VerificationOptions, Verified, load_public_key, verify_image
 from exporter.registry import RegistryClient, RegistryOptions, parse_reference
 from tests.support.registry import (
     OCI_MANIFEST,
@@ -79,7 +79,7 @@ async def _timed(action: Callable[[], Awaitable[object]]) -> float:
 
 
 async def sequential(
-    registry: RegistryServer, images: list[tuple[str, str, str]], options: VerifyOptions
+    registry: RegistryServer, images: list[tuple[str, str, str]], options: VerificationOptions
 ) -> dict[str, float]:
     """Per-image median latency of verify_image vs bare round trips, each on one pooled session."""
     registry_options = RegistryOptions(insecure_registries=frozenset({registry.host}))
@@ -113,7 +113,7 @@ async def sequential(
 
 
 async def concurrent(
-    registry: RegistryServer, images: list[tuple[str, str, str]], options: VerifyOptions, rounds: int
+    registry: RegistryServer, images: list[tuple[str, str, str]], options: VerificationOptions, rounds: int
 ) -> dict[str, float]:
     """All images at once, ``rounds`` times in alternating order: median wall time, ours vs bare round trips,
     and latency percentiles of single verifications."""
@@ -194,7 +194,8 @@ def main() -> None:
         "--rounds", type=int, default=5, help="runs of the concurrent and whole-process parts"
     )
     args = parser.parse_args()
-    options = VerifyOptions(keys=(load_public_key(public_pem(_SIGNER), "bench"),))
+    key = load_public_key(public_pem(_SIGNER), "bench")
+    options = VerificationOptions(attestors=(KeyAttestor(name="bench", keys=(key,)),))
     with tempfile.TemporaryDirectory() as directory, RegistryServer(Path(directory)) as registry:
         setup = time.perf_counter()
         sequential_images = _images(registry, args.images + 1, "seq")

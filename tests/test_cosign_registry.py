@@ -1,29 +1,43 @@
-"""End to end through a real docker-registry: images signed in cosign's layout, verified by tag and digest."""
+"""End to end through a real docker-registry: images signed in cosign's layouts (legacy ``.sig``/``.att``
+tags, Sigstore bundles as referrers through the API or the ``sha256-<hex>`` tag fallback), verified by tag
+and digest; and every interop vector pushed in its real layout."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.cosign import (
     Invalid,
-    SignatureSet,
+    KeyAttestor,
+    TrustedKey,
     Unsigned,
     VerificationError,
+    VerificationOptions,
     Verified,
-    VerifyOptions,
-    fetch_signatures,
     load_public_key,
+    verify_found,
     verify_image,
-    verify_signatures,
 )
+from exporter.cosign.discovery import discover
+from exporter.cosign.found import FoundArtifacts
 from exporter.registry import RegistryClient, RegistryOptions, parse_reference
+from tests.support.cosign_vectors import (
+    BUNDLE_CASE,
+    BUNDLE_DIGEST,
+    CASES,
+    bundle_content,
+    expectation,
+    payload,
+    sig_annotations,
+    signed_digest,
+)
+from tests.support.oci_push import SIGSTORE_BUNDLE_V03, attach_referrer, push_referrer
+from tests.support.referrers_front import ReferrersFront
 from tests.support.registry import (
-    BUNDLE_ANNOTATION,
+    OCI_MANIFEST,
     SIGNATURE_ANNOTATION,
     RegistryServer,
     SignatureLayerSpec,
@@ -36,7 +50,6 @@ from tests.support.registry import (
 
 pytestmark = needs_registry
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared/interop/cosign-vectors"
 SIGNER = generate_signing_key()
 SIGNER_KEY = load_public_key(public_pem(SIGNER), "release-key")
 
@@ -47,7 +60,15 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryServe
         yield server
 
 
-async def _verify(registry: RegistryServer, image: str, options: VerifyOptions, **kwargs: Any) -> Any:
+def _keys(*keys: TrustedKey, threshold: int = 1) -> VerificationOptions:
+    return VerificationOptions(
+        attestors=tuple(KeyAttestor(name=key.name, keys=(key,)) for key in keys), threshold=threshold
+    )
+
+
+async def _verify(
+    registry: RegistryServer | ReferrersFront, image: str, options: VerificationOptions, **kwargs: Any
+) -> Any:
     registry_options = RegistryOptions(insecure_registries=frozenset({registry.host}), **kwargs)
     async with RegistryClient(registry_options) as client:
         return await verify_image(client, parse_reference(f"{registry.host}/{image}"), options)
@@ -56,7 +77,7 @@ async def _verify(registry: RegistryServer, image: str, options: VerifyOptions, 
 async def test_signed_image_verifies_by_tag_and_by_digest(registry: RegistryServer) -> None:
     digest = registry.push_image("e2e/signed", "v1")
     registry.sign("e2e/signed", digest, SIGNER)
-    options = VerifyOptions(keys=(SIGNER_KEY,))
+    options = _keys(SIGNER_KEY)
     by_tag = await _verify(registry, "e2e/signed:v1", options)
     assert isinstance(by_tag, Verified)
     assert (by_tag.digest, by_tag.matched_keys) == (digest, ("release-key",))
@@ -66,17 +87,19 @@ async def test_signed_image_verifies_by_tag_and_by_digest(registry: RegistryServ
     )
     assert isinstance(by_digest, Verified)
     assert by_digest.digest == digest
-    assert len(requests) == 2, "digest reference: .sig manifest and one payload blob, no tag resolution"
+    # A digest reference needs no tag resolution: .sig, .att, the referrers API (absent) and its fallback
+    # tag are asked once each, then the one payload blob.
+    assert len(requests) == 5
 
 
 async def test_unsigned_and_wrongly_signed_images(registry: RegistryServer) -> None:
     unsigned_digest = registry.push_image("e2e/unsigned", "v1")
-    assert await _verify(registry, "e2e/unsigned:v1", VerifyOptions(keys=(SIGNER_KEY,))) == Unsigned(
+    assert await _verify(registry, "e2e/unsigned:v1", _keys(SIGNER_KEY)) == Unsigned(
         parse_reference(f"{registry.host}/e2e/unsigned:v1"), unsigned_digest
     )
     digest = registry.push_image("e2e/other-signer", "v1")
     registry.sign("e2e/other-signer", digest, generate_signing_key())
-    outcome = await _verify(registry, "e2e/other-signer:v1", VerifyOptions(keys=(SIGNER_KEY,)))
+    outcome = await _verify(registry, "e2e/other-signer:v1", _keys(SIGNER_KEY))
     assert isinstance(outcome, Invalid)
     assert "does not verify with any trusted key (release-key)" in outcome.reasons[0]
 
@@ -85,7 +108,7 @@ async def test_signature_for_another_digest_proves_nothing(registry: RegistrySer
     digest = registry.push_image("e2e/replayed", "v1")
     elsewhere = registry.push_image("e2e/replayed", "v2")
     registry.sign("e2e/replayed", digest, SIGNER, signed_digest=elsewhere)
-    outcome = await _verify(registry, "e2e/replayed:v1", VerifyOptions(keys=(SIGNER_KEY,)))
+    outcome = await _verify(registry, "e2e/replayed:v1", _keys(SIGNER_KEY))
     assert isinstance(outcome, Invalid)
     assert f"for digest {elsewhere}, not this image's {digest}" in outcome.reasons[0]
 
@@ -96,7 +119,7 @@ async def test_several_signers_and_a_threshold(registry: RegistryServer) -> None
     registry.sign("e2e/two-signers", digest, SIGNER)
     registry.sign("e2e/two-signers", digest, second)
     keys = (SIGNER_KEY, load_public_key(public_pem(second), "qa-key"))
-    outcome = await _verify(registry, "e2e/two-signers:v1", VerifyOptions(keys=keys, threshold=2))
+    outcome = await _verify(registry, "e2e/two-signers:v1", _keys(*keys, threshold=2))
     assert isinstance(outcome, Verified)
     assert outcome.matched_keys == ("release-key", "qa-key")
 
@@ -111,17 +134,15 @@ async def test_bad_signature_layers_are_each_explained(registry: RegistryServer)
         SignatureLayerSpec(b"x" * (1024 * 1024 + 1), {SIGNATURE_ANNOTATION: "MEUCIQ=="}),
     ]
     registry.push_signature_layers("e2e/bad-layers", digest, layers)
-    outcome = await _verify(registry, "e2e/bad-layers:v1", VerifyOptions(keys=(SIGNER_KEY,)))
+    outcome = await _verify(registry, "e2e/bad-layers:v1", _keys(SIGNER_KEY))
     assert isinstance(outcome, Invalid)
     assert len(outcome.reasons) == 4
     assert "does not verify with any trusted key" in outcome.reasons[0]
     assert "no dev.cosignproject.cosign/signature annotation" in outcome.reasons[1]
     assert "signature annotation is not valid base64" in outcome.reasons[2]
-    assert "payload of 1048577 bytes exceeds the 1048576-byte limit" in outcome.reasons[3]
+    assert "layer of 1048577 bytes exceeds the 1048576-byte limit" in outcome.reasons[3]
     registry.sign("e2e/bad-layers", digest, SIGNER)
-    assert isinstance(
-        await _verify(registry, "e2e/bad-layers:v1", VerifyOptions(keys=(SIGNER_KEY,))), Verified
-    )
+    assert isinstance(await _verify(registry, "e2e/bad-layers:v1", _keys(SIGNER_KEY)), Verified)
 
 
 async def test_fetch_once_then_decide_per_attestor(registry: RegistryServer) -> None:
@@ -129,74 +150,71 @@ async def test_fetch_once_then_decide_per_attestor(registry: RegistryServer) -> 
     registry.sign("e2e/attestors", digest, SIGNER)
     options = RegistryOptions(insecure_registries=frozenset({registry.host}))
     async with RegistryClient(options) as client:
-        signatures = await fetch_signatures(client, parse_reference(f"{registry.host}/e2e/attestors:v1"))
-    assert isinstance(signatures, SignatureSet)
-    assert verify_signatures(signatures, VerifyOptions(keys=(SIGNER_KEY,))).status == "verified"
+        found = await discover(client, parse_reference(f"{registry.host}/e2e/attestors:v1"))
+    assert isinstance(found, FoundArtifacts)
+    assert verify_found(found, _keys(SIGNER_KEY)).status == "verified"
     stranger = load_public_key(public_pem(generate_signing_key()), "stranger")
-    assert verify_signatures(signatures, VerifyOptions(keys=(stranger,))).status == "invalid"
+    assert verify_found(found, _keys(stranger)).status == "invalid"
 
 
 async def test_unreachable_registry_is_an_error_outcome_not_an_exception() -> None:
     host = f"127.0.0.1:{free_port()}"
     options = RegistryOptions(insecure_registries=frozenset({host}), deadline=2.0)
     async with RegistryClient(options) as client:
-        outcome = await verify_image(
-            client, parse_reference(f"{host}/e2e/app:v1"), VerifyOptions(keys=(SIGNER_KEY,))
-        )
+        outcome = await verify_image(client, parse_reference(f"{host}/e2e/app:v1"), _keys(SIGNER_KEY))
     assert isinstance(outcome, VerificationError)
     assert outcome.status == "error"
     assert host in outcome.cause
 
 
-def _vector_cases() -> list[Any]:
-    index = VECTORS / "vectors.json"
-    if not index.exists():
-        return [
-            pytest.param("", marks=pytest.mark.skip(reason=f"cosign interop vectors not found at {VECTORS}"))
-        ]
-    cases = json.loads(index.read_text())
-    return [
-        pytest.param(name, id=name)
-        for name, meta in sorted(cases.items())
-        if meta["kind"] in ("key", "key+rekor-bundle") and meta["expect"] in ("verified", "per-key")
-    ]
-
-
 def _vector_layers(case: str) -> list[SignatureLayerSpec]:
-    folder = VECTORS / case
-    payload = (folder / "payload.json").read_bytes()
-    sig_manifest = folder / "sig-manifest.json"
-    if sig_manifest.exists():
-        return [
-            SignatureLayerSpec(payload, layer["annotations"])
-            for layer in json.loads(sig_manifest.read_text())["layers"]
-        ]
-    annotations = (
-        json.loads((folder / "annotations.json").read_text())["annotations"]
-        if (folder / "annotations.json").exists()
-        else {}
-    )
-    signature = (folder / "signature.b64").read_text().strip()
-    extra = {BUNDLE_ANNOTATION: annotations[BUNDLE_ANNOTATION]} if BUNDLE_ANNOTATION in annotations else {}
-    return [SignatureLayerSpec(payload, {SIGNATURE_ANNOTATION: signature, **extra})]
+    return [SignatureLayerSpec(payload(case), annotations) for annotations in sig_annotations(case)]
 
 
-@pytest.mark.parametrize("case", _vector_cases())
-async def test_real_cosign_signatures_verify_through_the_registry(
+def _push_vector(registry: RegistryServer, repository: str, case: str, front: ReferrersFront | None) -> str:
+    """Push ``case`` in its real layout: ``.sig`` layers with cosign's annotations, or (the cosign 3 bundle)
+    a referrer, listed by the referrers API of ``front`` or, without one, in the ``sha256-<hex>`` index."""
+    if case != BUNDLE_CASE:
+        digest = signed_digest(case)
+        registry.push_signature_layers(repository, digest, _vector_layers(case), append=False)
+        return digest
+    # The signed image itself is not in the vector: describe it as the referrer's subject.
+    subject = {"mediaType": OCI_MANIFEST, "digest": BUNDLE_DIGEST, "size": 1234}
+    layers = [SignatureLayerSpec(bundle_content(), {}, SIGSTORE_BUNDLE_V03)]
+    if front is not None:
+        push_referrer(front, repository, BUNDLE_DIGEST, SIGSTORE_BUNDLE_V03, layers, subject=subject)
+    else:
+        attach_referrer(registry, repository, BUNDLE_DIGEST, SIGSTORE_BUNDLE_V03, layers, subject=subject)
+    return BUNDLE_DIGEST
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+async def test_every_vector_in_its_real_layout_reaches_its_verdict(
     registry: RegistryServer, case: str
 ) -> None:
-    folder = VECTORS / case
-    digest = json.loads((folder / "payload.json").read_bytes())["critical"]["image"]["docker-manifest-digest"]
     repository = f"vectors/{case}"
-    registry.push_signature_layers(repository, digest, _vector_layers(case), append=False)
-    keys = tuple(load_public_key(path.read_text(), path.stem) for path in sorted(folder.glob("key*.pub")))
-    signers = tuple(key for key in keys if "NOT-A-SIGNER" not in key.name)
-    rekor = (
-        (load_public_key((folder / "rekor.pub").read_text(), "rekor"),)
-        if (folder / "rekor.pub").exists()
-        else ()
-    )
-    options = VerifyOptions(keys=signers, threshold=len(signers), rekor_keys=rekor, require_tlog=bool(rekor))
-    outcome = await _verify(registry, f"{repository}@{digest}", options)
+    digest = _push_vector(registry, repository, case, None)
+    expected = expectation(case)
+    outcome = await _verify(registry, f"{repository}@{digest}", expected.options)
+    if expected.verified:
+        assert isinstance(outcome, Verified), outcome.reason
+        assert len(outcome.matched_attestors) == len(expected.options.attestors)
+        place = "referrers-tag" if case == BUNDLE_CASE else "sig-tag"
+        assert {signature.place for signature in outcome.signatures} == {place}
+    else:
+        assert isinstance(outcome, Invalid), outcome.reason
+        assert expected.reason is not None
+        assert all(expected.reason in reason for reason in outcome.reasons), outcome.reasons
+
+
+async def test_cosign3_bundle_vector_through_the_referrers_api(registry: RegistryServer) -> None:
+    async with ReferrersFront(registry) as front:
+        digest = _push_vector(registry, "vectors/api-bundle", BUNDLE_CASE, front)
+        outcome = await _verify(front, f"vectors/api-bundle@{digest}", expectation(BUNDLE_CASE).options)
     assert isinstance(outcome, Verified), outcome.reason
-    assert outcome.matched_keys == tuple(key.name for key in signers)
+    (signature,) = outcome.signatures
+    assert (signature.place, signature.format, signature.bundle_version) == (
+        "referrers-api",
+        "bundle-dsse",
+        "0.3",
+    )

@@ -9,141 +9,85 @@ in its real layout (the ``.sig`` layer's payload and annotations, or the bundle 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.cosign import (
+    CertificateAttestor,
     IdentityPolicy,
     Invalid,
     KeyAttestor,
     KeylessAttestor,
-    TrustedKey,
     VerificationOptions,
     VerificationOutcome,
     Verified,
-    load_public_key,
     load_public_keys,
     verify_found,
 )
-from exporter.cosign.formats.legacy import (
-    BUNDLE_ANNOTATION,
-    CERTIFICATE_ANNOTATION,
-    CHAIN_ANNOTATION,
-    SIGNATURE_ANNOTATION,
-    SIMPLE_SIGNING_MEDIA_TYPE,
-)
-from exporter.cosign.found import FoundArtifact
+from exporter.cosign.formats.legacy import BUNDLE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE
+from exporter.cosign.found import FoundArtifact, FoundArtifacts
 from exporter.registry import parse_reference
 from tests.support.artifacts import artifact, found
-
-VECTORS = Path(__file__).resolve().parents[2] / "shared/interop/cosign-vectors"
-GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
-GITHUB_OAUTH = "https://github.com/login/oauth"
-# Who signed each keyless vector (read from its certificate), as a policy would name them.
-KEYLESS_IDENTITIES = {
-    "ci-keyless-fulcio-rekor-2022": IdentityPolicy(subject="mitr@redhat.com", issuer=GITHUB_OAUTH),
-    "ci-keyless-fulcio-rekor-2023": IdentityPolicy(subject="mitr@redhat.com", issuer=GITHUB_OAUTH),
-    "ratify-keyless-2023": IdentityPolicy(subject="sozercan@gmail.com", issuer=GITHUB_OAUTH),
-    "ratify-neg-keyless-corrupt-set": IdentityPolicy(subject="sozercan@gmail.com", issuer=GITHUB_OAUTH),
-    # 2021: Fulcio wrote no OIDC issuer extension yet, and embedded no SCT.
-    "rs-keyless-rekord-2021": IdentityPolicy(subject="flavio@castelli.me"),
-}
-NO_SCT = frozenset({"rs-keyless-rekord-2021"})
-BUNDLE_CASE = "rs-bundle-v03-dsse-2026"
-BUNDLE_IDENTITY = IdentityPolicy(
-    subject="https://github.com/kubewarden/kubewarden-controller/.github/workflows/release.yml@refs/tags/v1.34.0",
-    issuer=GITHUB_ISSUER,
+from tests.support.cosign_vectors import (
+    BUNDLE_CASE,
+    BUNDLE_DIGEST,
+    CASES,
+    GITHUB_ISSUER,
+    GITHUB_OAUTH,
+    KEYLESS_IDENTITIES,
+    PKI,
+    VECTORS,
+    bundle_content,
+    bundle_options,
+    case_key,
+    expectation,
+    key_options,
+    keyless_options,
+    payload,
+    pki_options,
+    read,
+    rekor_keys,
+    sig_annotations,
+    signed_digest,
 )
-BUNDLE_DIGEST = "sha256:c811d58de79c92f03214e63aa339484e488d694ae8a6283b5f3f17a9faf50172"
 
-
-def _cases() -> dict[str, Any]:
-    index = VECTORS / "vectors.json"
-    return json.loads(index.read_text()) if index.exists() else {}
-
-
-CASES = _cases()
 pytestmark = pytest.mark.skipif(not CASES, reason=f"cosign interop vectors not found at {VECTORS}")
-
-
-def _read(case: str, name: str) -> str | None:
-    path = VECTORS / case / name
-    return path.read_text() if path.exists() else None
-
-
-def _payload(case: str) -> bytes:
-    return (VECTORS / case / "payload.json").read_bytes()
-
-
-def _signed_digest(case: str) -> str:
-    digest: str = json.loads(_payload(case))["critical"]["image"]["docker-manifest-digest"]
-    return digest
-
-
-def sig_annotations(case: str) -> list[dict[str, str]]:
-    """The case's ``.sig`` layer annotations as cosign wrote them (one dict per signature layer)."""
-    manifest = _read(case, "sig-manifest.json")
-    if manifest is not None:
-        return [layer["annotations"] for layer in json.loads(manifest)["layers"]]
-    served = _read(case, "annotations.json")
-    if served is not None:
-        return [json.loads(served)["annotations"]]
-    annotations = {SIGNATURE_ANNOTATION: (_read(case, "signature.b64") or "").strip()}
-    for name, annotation in (
-        ("bundle.json", BUNDLE_ANNOTATION),
-        ("cert.pem", CERTIFICATE_ANNOTATION),
-        ("chain.pem", CHAIN_ANNOTATION),
-    ):
-        text = _read(case, name)
-        if text is not None:
-            annotations[annotation] = text
-    return [annotations]
 
 
 def _layers(case: str) -> tuple[FoundArtifact, ...]:
     return tuple(
-        artifact("sig-tag", _payload(case), SIMPLE_SIGNING_MEDIA_TYPE, annotations)
+        artifact("sig-tag", payload(case), SIMPLE_SIGNING_MEDIA_TYPE, annotations)
         for annotations in sig_annotations(case)
     )
 
 
+def _found(case: str, digest: str | None = None) -> FoundArtifacts:
+    """The case as discovery hands it over: its ``.sig`` layers, or its bundle as a referrer."""
+    if case == BUNDLE_CASE:
+        return _bundle_found(digest or BUNDLE_DIGEST)
+    image_digest = digest or signed_digest(case)
+    reference = parse_reference(f"example.test/vectors/{case}@{image_digest}")
+    return found(reference, image_digest, *_layers(case))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_vector_reaches_its_stated_verdict_for_its_stated_reason(case: str) -> None:
+    expected = expectation(case)
+    outcome = verify_found(_found(case), expected.options)
+    if expected.verified:
+        assert isinstance(outcome, Verified), outcome.reason
+        assert len(outcome.matched_attestors) == len(expected.options.attestors)
+    else:
+        assert isinstance(outcome, Invalid)
+        assert expected.reason is not None
+        assert all(expected.reason in reason for reason in outcome.reasons), outcome.reasons
+
+
 def _check(case: str, options: VerificationOptions, digest: str | None = None) -> VerificationOutcome:
-    image_digest = digest or _signed_digest(case)
+    image_digest = digest or signed_digest(case)
     reference = parse_reference(f"example.test/vectors/{case}@{image_digest}")
     return verify_found(found(reference, image_digest, *_layers(case)), options)
-
-
-def _key(case: str, name: str = "key") -> TrustedKey:
-    return load_public_key((VECTORS / case / f"{name}.pub").read_text(), name)
-
-
-def _rekor(case: str) -> tuple[TrustedKey, ...]:
-    text = _read(case, "rekor.pub")
-    return (load_public_key(text, "rekor"),) if text else ()
-
-
-def key_options(case: str, **overrides: Any) -> VerificationOptions:
-    """The case's key; its Rekor key (then a log entry is required), as a policy with ``rekor.pubkey``."""
-    rekor = _rekor(case)
-    settings: dict[str, Any] = {
-        "attestors": (KeyAttestor(name="key", keys=(_key(case),)),),
-        "rekor_keys": rekor,
-        "ignore_tlog": False if rekor else None,
-    }
-    settings.update(overrides)
-    return VerificationOptions(**settings)
-
-
-def keyless_options(case: str, **overrides: Any) -> VerificationOptions:
-    """The signer's identity, the shipped public-good root; SCTs required unless the vector has none."""
-    settings: dict[str, Any] = {
-        "attestors": (KeylessAttestor(name="keyless", identities=(KEYLESS_IDENTITIES[case],)),),
-        "ignore_sct": case in NO_SCT,
-    }
-    settings.update(overrides)
-    return VerificationOptions(**settings)
 
 
 def _params(kinds: tuple[str, ...], expect: str | None = None) -> list[Any]:
@@ -154,6 +98,16 @@ def _params(kinds: tuple[str, ...], expect: str | None = None) -> list[Any]:
     ]
 
 
+def test_every_vector_is_covered_by_a_test_here() -> None:
+    covered = {
+        *(p.values[0] for p in _params(("key", "key+rekor-bundle"))),
+        *KEYLESS_IDENTITIES,
+        "ci-byo-pki-rsa4096",
+        BUNDLE_CASE,
+    }
+    assert covered == set(CASES), f"vectors without a test: {sorted(set(CASES) - covered)}"
+
+
 # --- key-based ---
 
 
@@ -161,13 +115,13 @@ def _params(kinds: tuple[str, ...], expect: str | None = None) -> list[Any]:
 def test_positive_key_vectors_verify(case: str) -> None:
     outcome = _check(case, key_options(case))
     assert isinstance(outcome, Verified), outcome.reason
-    assert outcome.digest == _signed_digest(case)
+    assert outcome.digest == signed_digest(case)
     assert outcome.matched_keys == ("key",)
     (signature,) = outcome.signatures
     assert (signature.format, signature.place) == ("simple-signing", "sig-tag")
-    if _rekor(case):
+    if rekor_keys(case):
         assert signature.time_source == "tlog"
-        assert signature.log_index == json.loads(_read(case, "bundle.json") or "")["Payload"]["logIndex"]
+        assert signature.log_index == json.loads(read(case, "bundle.json") or "")["Payload"]["logIndex"]
 
 
 @pytest.mark.parametrize("case", _params(("key", "key+rekor-bundle"), "verified"))
@@ -192,7 +146,7 @@ SIGNERS = {"key-alice": 0, "key-bob": 1, "key-charlie": 2}
 
 
 def _each_key(*names: str, threshold: int = 1) -> VerificationOptions:
-    attestors = tuple(KeyAttestor(name=name, keys=(_key(MULTI, name),)) for name in names)
+    attestors = tuple(KeyAttestor(name=name, keys=(case_key(MULTI, name),)) for name in names)
     return VerificationOptions(attestors=attestors, threshold=threshold)
 
 
@@ -202,9 +156,9 @@ def test_multi_signature_each_key_matches_only_its_own_signature(signer: str) ->
     assert isinstance(outcome, Verified)
     assert outcome.matched_keys == (signer,)
     layers = _layers(MULTI)
-    reference = parse_reference(f"example.test/vectors/multi@{_signed_digest(MULTI)}")
+    reference = parse_reference(f"example.test/vectors/multi@{signed_digest(MULTI)}")
     for index, layer in enumerate(layers):
-        alone = verify_found(found(reference, _signed_digest(MULTI), layer), _each_key(signer))
+        alone = verify_found(found(reference, signed_digest(MULTI), layer), _each_key(signer))
         assert alone.status == ("verified" if index == SIGNERS[signer] else "invalid")
 
 
@@ -239,11 +193,11 @@ def _rekor_layer(bundle: str | None) -> tuple[FoundArtifact, ...]:
     annotations.pop(BUNDLE_ANNOTATION)
     if bundle is not None:
         annotations[BUNDLE_ANNOTATION] = bundle
-    return (artifact("sig-tag", _payload(REKOR), SIMPLE_SIGNING_MEDIA_TYPE, annotations),)
+    return (artifact("sig-tag", payload(REKOR), SIMPLE_SIGNING_MEDIA_TYPE, annotations),)
 
 
 def _rekor_check(bundle: str | None, **overrides: Any) -> VerificationOutcome:
-    digest = _signed_digest(REKOR)
+    digest = signed_digest(REKOR)
     reference = parse_reference(f"example.test/vectors/rekor@{digest}")
     return verify_found(found(reference, digest, *_rekor_layer(bundle)), key_options(REKOR, **overrides))
 
@@ -262,15 +216,15 @@ def test_rekor_bundle_with_a_tampered_timestamp_is_rejected() -> None:
 
 
 def test_rekor_bundle_from_an_untrusted_log_is_rejected() -> None:
-    outcome = _rekor_check(json.dumps(_bundle_document()), rekor_keys=(_key(REKOR),))
+    outcome = _rekor_check(json.dumps(_bundle_document()), rekor_keys=(case_key(REKOR),))
     assert isinstance(outcome, Invalid)
-    assert "matches no trusted Rekor key" in outcome.reasons[0]
+    assert "is from log c0d23d6ad406973f…, which is not trusted" in outcome.reasons[0]
 
 
 def test_tlog_required_but_bundle_missing_and_optional_when_not_required() -> None:
     required = _rekor_check(None)
     assert isinstance(required, Invalid)
-    assert "no Rekor bundle" in required.reasons[0]
+    assert "signed by key but signature has no transparency-log (Rekor) entry" in required.reasons[0]
     assert isinstance(_rekor_check(None, ignore_tlog=None), Verified)
 
 
@@ -285,9 +239,131 @@ def test_rekor_bundle_is_checked_whenever_a_rekor_key_is_configured() -> None:
     assert "bundle annotation is not JSON" in garbage.reasons[0]
 
 
-# --- not verified through this API yet ---
+# --- keyless (Fulcio certificate + Rekor entry in the .sig layer) ---
 
 
-@pytest.mark.parametrize("case", _params(("keyless", "certificate-chain", "sigstore-bundle-v0.3")))
-def test_keyless_and_bundle_vectors_are_not_supported_yet(case: str) -> None:
-    pytest.skip(f"{case} ({CASES[case]['kind']}): needs the Sigstore trust checks (exporter.sigstore)")
+@pytest.mark.parametrize("case", _params(("keyless",), "verified"))
+def test_positive_keyless_vectors_verify_with_the_signers_identity(case: str) -> None:
+    outcome = _check(case, keyless_options(case))
+    assert isinstance(outcome, Verified), outcome.reason
+    (signature,) = outcome.signatures
+    assert (signature.format, signature.place, signature.attestor) == ("simple-signing", "sig-tag", "keyless")
+    assert signature.identity is not None
+    assert KEYLESS_IDENTITIES[case].subject in signature.identity.subject_alternative_names
+    bundle = json.loads(read(case, "bundle.json") or "")["Payload"]
+    assert signature.log_index == bundle["logIndex"]
+    assert signature.time_source == "tlog"
+    assert signature.signing_time is not None
+    assert int(signature.signing_time.timestamp()) == bundle["integratedTime"]
+
+
+@pytest.mark.parametrize("case", _params(("keyless",), "verified"))
+def test_positive_keyless_vectors_reject_another_identity_and_another_digest(case: str) -> None:
+    stranger = IdentityPolicy(subject="someone-else@example.com", issuer=GITHUB_OAUTH)
+    wrong = _check(
+        case, keyless_options(case, attestors=(KeylessAttestor(name="k", identities=(stranger,)),))
+    )
+    assert isinstance(wrong, Invalid)
+    assert "someone-else@example.com" in wrong.reasons[0]
+    other = "sha256:" + "2" * 64
+    elsewhere = _check(case, keyless_options(case), digest=other)
+    assert isinstance(elsewhere, Invalid)
+    assert f"not this image's {other}" in elsewhere.reasons[0]
+
+
+def test_keyless_vector_without_an_sct_needs_ignore_sct() -> None:
+    outcome = _check("rs-keyless-rekord-2021", keyless_options("rs-keyless-rekord-2021", ignore_sct=False))
+    assert isinstance(outcome, Invalid)
+    assert "SCT" in outcome.reasons[0]
+
+
+def test_keyless_vector_with_a_corrupt_signed_entry_timestamp_is_rejected_for_it() -> None:
+    case = "ratify-neg-keyless-corrupt-set"
+    assert "signed entry timestamp" in CASES[case]["note"]
+    outcome = _check(case, keyless_options(case))
+    assert isinstance(outcome, Invalid)
+    assert len(outcome.reasons) == 1
+    assert "bundle.SignedEntryTimestamp is not valid base64" in outcome.reasons[0]
+
+
+def test_keyless_signatures_are_not_key_signatures() -> None:
+    case = "ci-keyless-fulcio-rekor-2023"
+    (rekor,) = rekor_keys(case)
+    outcome = _check(case, VerificationOptions(attestors=(KeyAttestor(name="rekor-key", keys=(rekor,)),)))
+    assert isinstance(outcome, Invalid)
+    assert "does not verify with any trusted key (rekor)" in outcome.reasons[0]
+
+
+# --- the user's own PKI ---
+
+
+def test_own_pki_certificate_chain_vector_verifies() -> None:
+    outcome = _check(PKI, pki_options())
+    assert isinstance(outcome, Verified), outcome.reason
+    (signature,) = outcome.signatures
+    assert signature.identity is not None
+    assert "qiwan@redhat.com" in signature.identity.subject_alternative_names
+    assert (signature.time_source, signature.log_index) == ("current-time", None)
+
+
+def test_own_pki_vector_needs_its_root_and_a_log_entry_unless_ignored() -> None:
+    fulcio_only = _check(
+        PKI,
+        pki_options(
+            attestors=(KeylessAttestor(name="k", identities=(IdentityPolicy(subject="qiwan@redhat.com"),)),)
+        ),
+    )
+    assert isinstance(fulcio_only, Invalid)
+    logged = _check(PKI, pki_options(ignore_tlog=None))
+    assert isinstance(logged, Invalid)
+    assert "no transparency-log (Rekor) entry" in logged.reasons[0]
+    unlogged_certificate = _check(PKI, pki_options(ignore_sct=False))
+    assert isinstance(unlogged_certificate, Invalid)
+    assert "no embedded SCT" in unlogged_certificate.reasons[0]
+
+
+def test_own_pki_pinned_certificate_verifies_and_pins() -> None:
+    pinned = _check(
+        PKI, pki_options(attestors=(CertificateAttestor(name="pin", certificate=read(PKI, "cert.pem")),))
+    )
+    assert isinstance(pinned, Verified), pinned.reason
+    other = read("ci-keyless-fulcio-rekor-2023", "cert.pem")
+    mismatch = _check(PKI, pki_options(attestors=(CertificateAttestor(name="pin", certificate=other),)))
+    assert isinstance(mismatch, Invalid)
+    assert "different certificate" in mismatch.reasons[0]
+
+
+# --- cosign 3: Sigstore bundle v0.3 (DSSE) as a referrer ---
+
+
+def _bundle_found(digest: str = BUNDLE_DIGEST) -> FoundArtifacts:
+    layer = artifact("referrers-api", bundle_content(), "application/vnd.dev.sigstore.bundle.v0.3+json")
+    return found(parse_reference(f"ghcr.io/kubewarden/kubewarden-controller@{digest}"), digest, layer)
+
+
+def test_cosign3_bundle_vector_verifies_as_an_image_signature() -> None:
+    outcome = verify_found(_bundle_found(), bundle_options())
+    assert isinstance(outcome, Verified), outcome.reason
+    (signature,) = outcome.signatures
+    assert (signature.format, signature.bundle_version, signature.place) == (
+        "bundle-dsse",
+        "0.3",
+        "referrers-api",
+    )
+    assert signature.predicate_type == "https://sigstore.dev/cosign/sign/v1"
+    assert signature.log_index == 1261105807
+    assert signature.identity is not None
+    assert signature.identity.issuer == GITHUB_ISSUER
+
+
+def test_cosign3_bundle_vector_is_about_its_image_only_and_only_for_its_signer() -> None:
+    other = "sha256:" + "3" * 64
+    elsewhere = verify_found(_bundle_found(other), bundle_options())
+    assert isinstance(elsewhere, Invalid)
+    assert f"not this image's {other}" in elsewhere.reasons[0]
+    stranger = IdentityPolicy(subject_regexp="^https://github.com/someone/", issuer=GITHUB_ISSUER)
+    wrong = verify_found(
+        _bundle_found(), bundle_options(attestors=(KeylessAttestor(name="x", identities=(stranger,)),))
+    )
+    assert isinstance(wrong, Invalid)
+    assert "does not match" in wrong.reasons[0]

@@ -188,7 +188,7 @@ def test_a_genuine_rekor_bundle_of_another_signature_does_not_vouch_for_this_one
     )
     outcome = verify_found(found(REFERENCE, DIGEST, stolen), options)
     assert isinstance(outcome, Invalid)
-    assert "Rekor entry records a different signature" in outcome.reasons[0]
+    assert "is not about this signature" in outcome.reasons[0]
 
 
 def test_options_are_validated_with_clear_messages() -> None:

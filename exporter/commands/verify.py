@@ -98,7 +98,9 @@ def _verify_options(args: argparse.Namespace) -> VerificationOptions:
             else ()
         )
         if args.require_tlog and not rekor_keys:
-            raise UsageError("--require-tlog needs --rekor-key to check the log entries with")
+            raise UsageError(
+                "--require-tlog needs a Rekor public key (--rekor-key) to check log entries with"
+            )
         attestors = tuple(
             KeyAttestor(
                 name=key.name,

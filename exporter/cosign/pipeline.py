@@ -7,12 +7,11 @@ Outcomes are values; registry trouble is a ``VerificationError``, never a fail.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import cache, lru_cache
 
 from cryptography import x509
@@ -45,7 +44,6 @@ from exporter.cosign.outcomes import (
     VerifiedSignature,
     VerifiedStatement,
 )
-from exporter.cosign.rekor import check_entry
 from exporter.registry.client import RegistryClient
 from exporter.registry.reference import ImageReference, InvalidReferenceError, parse_reference
 from exporter.sigstore import (
@@ -169,7 +167,8 @@ def _decide(
     candidates, unreadable = parsed.candidates, parsed.unreadable
     if not candidates and not unreadable:
         return Unsigned(found.reference, found.digest, predicate_type)
-    rejections = [Rejection(u.where, u.reason) for u in unreadable]
+    # Rejections in the order the artifacts were found, whether unreadable or not verifying.
+    numbered = [(u.order, Rejection(u.where, u.reason)) for u in unreadable]
     signatures: list[VerifiedSignature] = []
     statements: list[VerifiedStatement] = []
     for candidate in candidates:
@@ -183,7 +182,8 @@ def _decide(
                 )
             )
         if not verified:
-            rejections.append(Rejection(candidate.where, problems))
+            numbered.append((candidate.order, Rejection(candidate.where, problems)))
+    rejections = [rejection for _order, rejection in sorted(numbered, key=lambda item: item[0])]
     matched = dict.fromkeys(signature.attestor for signature in signatures)
     if len(matched) >= options.threshold:
         order = {attestor.name: index for index, attestor in enumerate(options.attestors)}
@@ -262,11 +262,14 @@ def _same_repository(signed: str | None, reference: ImageReference) -> bool:
 
 
 def _tlog_required(candidate: Candidate, options: VerificationOptions, *, keyed: bool) -> bool:
-    """Kyverno/cosign defaults: keyless, certificates and bundles need a log entry or timestamp; legacy
-    key-signed layers don't unless the policy says so."""
+    """Whether ``verify_material`` must find a Rekor entry. By default (cosign's and Kyverno's): legacy
+    key-signed layers need none; keyless, certificate and bundle signatures need a log entry, or an RFC 3161
+    timestamp when they carry one instead (a timestamp that is there must then verify)."""
     if options.ignore_tlog is not None:
         return not options.ignore_tlog
-    return candidate.is_bundle or not keyed
+    if keyed and not candidate.is_bundle:
+        return False
+    return not candidate.timestamps
 
 
 def _signature_facts(
@@ -357,8 +360,6 @@ def _check_with_key(
     required = _tlog_required(candidate, options, keyed=True)
     if not required and not (candidate.tlog_entries and options.rekor_keys):
         return _signature_facts(candidate, attestor, found, key=signers[0].name)
-    if not candidate.is_bundle and not candidate.timestamps and options.rekor_keys:
-        return _check_legacy_entry(candidate, attestor, found, options, signers)
     problems: list[str] = []
     for key in signers:
         facts = verify_material(
@@ -367,37 +368,6 @@ def _check_with_key(
         if isinstance(facts, SignerFacts):
             return _signature_facts(candidate, attestor, found, key=key.name, facts=facts)
         problems.append(facts.reason)
-    return f"signed by {names} but {problems[0]}"
-
-
-def _check_legacy_entry(
-    candidate: Candidate,
-    attestor: KeyAttestor,
-    found: FoundArtifacts,
-    options: VerificationOptions,
-    signers: list[TrustedKey],
-) -> VerifiedSignature | str:
-    """A legacy key-signed layer's Rekor entry, checked with the policy's Rekor keys (SET and body)."""
-    names = ", ".join(key.name for key in signers)
-    if not candidate.tlog_entries:
-        return f"signed by {names} but has no Rekor bundle and a transparency-log entry is required"
-    entry = candidate.tlog_entries[0]
-    content = candidate.signed.content if isinstance(candidate.signed, SignedMessage) else None
-    payload = content if content is not None else candidate.artifact.content or b""
-    problems = []
-    for key in signers:
-        problem = check_entry(entry, options.rekor_keys, key, candidate.signature, payload)
-        if problem is None:
-            signature = _signature_facts(candidate, attestor, found, key=key.name)
-            logged = datetime.fromtimestamp(entry.integrated_time or 0, UTC)
-            return dataclasses.replace(
-                signature,
-                log_index=entry.log_index,
-                integrated_time=logged,
-                signing_time=logged,
-                time_source="tlog",
-            )
-        problems.append(problem)
     return f"signed by {names} but {problems[0]}"
 
 

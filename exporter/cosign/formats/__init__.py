@@ -6,6 +6,7 @@ content never raises: it becomes an ``Unreadable`` with the reason.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from exporter.cosign.formats.bundle import is_bundle_media_type, parse_bundle
@@ -65,7 +66,7 @@ def parse_found(found: FoundArtifacts) -> Parsed:
     for number, artifact in enumerate(found.artifacts, start=1):
         where = _where(number, artifact)
         try:
-            candidates.extend(_parse(artifact, where))
+            candidates.extend(dataclasses.replace(c, order=number) for c in _parse(artifact, where))
         except FormatError as exc:
-            unreadable.append(Unreadable(where, artifact.place, str(exc)))
+            unreadable.append(Unreadable(where, artifact.place, str(exc), number))
     return Parsed(tuple(candidates), tuple(unreadable))

@@ -38,6 +38,7 @@ class Candidate:
     tlog_entries: tuple[TlogEntry, ...] = ()
     timestamps: tuple[bytes, ...] = ()
     timestamped: bytes | None = None
+    order: int = 0  # position of the artifact in discovery's list: rejections are reported in this order
 
     @property
     def statement(self) -> Statement | None:
@@ -69,3 +70,4 @@ class Unreadable:
     where: str
     place: Place
     reason: str
+    order: int = 0
