@@ -196,15 +196,10 @@ async def test_every_vector_in_its_real_layout_reaches_its_verdict(
     digest = _push_vector(registry, repository, case, None)
     expected = expectation(case)
     outcome = await _verify(registry, f"{repository}@{digest}", expected.options)
-    if expected.verified:
-        assert isinstance(outcome, Verified), outcome.reason
-        assert len(outcome.matched_attestors) == len(expected.options.attestors)
+    expected.check(outcome)
+    if isinstance(outcome, Verified):
         place = "referrers-tag" if case == BUNDLE_CASE else "sig-tag"
         assert {signature.place for signature in outcome.signatures} == {place}
-    else:
-        assert isinstance(outcome, Invalid), outcome.reason
-        assert expected.reason is not None
-        assert all(expected.reason in reason for reason in outcome.reasons), outcome.reasons
 
 
 async def test_cosign3_bundle_vector_through_the_referrers_api(registry: RegistryServer) -> None:

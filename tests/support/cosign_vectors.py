@@ -12,10 +12,13 @@ from typing import Any
 from exporter.cosign import (
     CertificateAttestor,
     IdentityPolicy,
+    Invalid,
     KeyAttestor,
     KeylessAttestor,
     TrustedKey,
     VerificationOptions,
+    VerificationOutcome,
+    Verified,
     load_public_key,
 )
 from exporter.cosign.formats.legacy import (
@@ -159,6 +162,17 @@ class Expectation:
     options: VerificationOptions
     verified: bool
     reason: str | None = None
+
+    def check(self, outcome: VerificationOutcome) -> None:
+        """Assert that ``outcome`` is this verdict: every attestor matched, or every rejection gives the
+        stated reason."""
+        if self.verified:
+            assert isinstance(outcome, Verified), outcome.reason
+            assert len(outcome.matched_attestors) == len(self.options.attestors)
+        else:
+            assert isinstance(outcome, Invalid), outcome.reason
+            assert self.reason is not None
+            assert all(self.reason in reason for reason in outcome.reasons), outcome.reasons
 
 
 def expectation(case: str) -> Expectation:

@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography import x509
 
-from exporter.cosign.formats.candidate import Candidate
+from exporter.cosign.formats.candidate import Candidate, envelope_candidates
 from exporter.cosign.formats.dsse import parse_envelope
 from exporter.cosign.formats.fields import (
     FormatError,
@@ -25,10 +25,9 @@ from exporter.cosign.formats.fields import (
     get_str,
     load_json,
 )
-from exporter.cosign.formats.intoto import parse_statement
 from exporter.cosign.formats.legacy import MAX_CHAIN_CERTIFICATES
 from exporter.cosign.found import FoundArtifact
-from exporter.sigstore.material import InclusionProof, SignedEnvelope, SignedMessage, TlogEntry
+from exporter.sigstore.material import InclusionProof, SignedMessage, TlogEntry
 
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
 MAX_TLOG_ENTRIES = 8
@@ -170,24 +169,5 @@ def parse_bundle(artifact: FoundArtifact, content: bytes, where: str) -> tuple[C
         )
     if "dsseEnvelope" in document:
         envelope = parse_envelope(get_object(document, "dsseEnvelope", "bundle"), "dsseEnvelope")
-        claim_problem = None
-        try:
-            claim = parse_statement(envelope.payload)
-        except FormatError as exc:
-            claim, claim_problem = None, str(exc)
-        signed = SignedEnvelope(envelope.payload_type, envelope.payload, envelope.signatures)
-        return tuple(
-            Candidate(
-                format="bundle-dsse",
-                signature=signature,
-                signed=signed,
-                claim=claim,
-                claim_problem=claim_problem,
-                **{
-                    **common,
-                    "where": where if len(envelope.signatures) == 1 else f"{where} signature {index}",
-                },
-            )
-            for index, signature in enumerate(envelope.signatures, start=1)
-        )
+        return envelope_candidates(envelope, format="bundle-dsse", **common)
     raise FormatError("bundle has neither messageSignature nor dsseEnvelope")

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography import x509
 
-from exporter.cosign.formats.intoto import Statement
+from exporter.cosign.formats.dsse import Envelope
+from exporter.cosign.formats.fields import FormatError
+from exporter.cosign.formats.intoto import Statement, parse_statement
 from exporter.cosign.formats.simple_signing import SimpleSigningPayload
 from exporter.cosign.found import FoundArtifact, Place
 from exporter.cosign.outcomes import Format
@@ -61,6 +64,28 @@ class Candidate:
         return hashlib.sha256(
             b"message\0" + self.signed.algorithm.encode() + b"\0" + self.signed.digest
         ).digest()
+
+
+def envelope_candidates(envelope: Envelope, where: str, **fields: Any) -> tuple[Candidate, ...]:
+    """One candidate per signature of a DSSE envelope, each claiming what its in-toto statement says
+    (``fields``: format, artifact and verification material)."""
+    claim_problem = None
+    try:
+        claim: Statement | None = parse_statement(envelope.payload)
+    except FormatError as exc:
+        claim, claim_problem = None, str(exc)
+    signed = SignedEnvelope(envelope.payload_type, envelope.payload, envelope.signatures)
+    return tuple(
+        Candidate(
+            where=where if len(envelope.signatures) == 1 else f"{where} signature {index}",
+            signature=signature,
+            signed=signed,
+            claim=claim,
+            claim_problem=claim_problem,
+            **fields,
+        )
+        for index, signature in enumerate(envelope.signatures, start=1)
+    )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import json
 
 from cryptography import x509
 
-from exporter.cosign.formats.candidate import Candidate
+from exporter.cosign.formats.candidate import Candidate, envelope_candidates
 from exporter.cosign.formats.dsse import parse_envelope
 from exporter.cosign.formats.fields import (
     FormatError,
@@ -25,10 +25,9 @@ from exporter.cosign.formats.fields import (
     get_str,
     load_json,
 )
-from exporter.cosign.formats.intoto import parse_statement
 from exporter.cosign.formats.simple_signing import PayloadError, parse_payload
 from exporter.cosign.found import FoundArtifact
-from exporter.sigstore.material import SignedEnvelope, SignedMessage, TlogEntry
+from exporter.sigstore.material import SignedMessage, TlogEntry
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
@@ -141,26 +140,14 @@ def parse_att_layer(artifact: FoundArtifact, content: bytes, where: str) -> tupl
     """An ``.att`` DSSE layer as one candidate per envelope signature; FormatError when it is none."""
     envelope = parse_envelope(load_json(content, "DSSE envelope", MAX_ENVELOPE_BYTES), "envelope")
     certificates, entries, timestamps = _material(artifact)
-    claim_problem = None
-    try:
-        claim = parse_statement(envelope.payload)
-    except FormatError as exc:
-        claim, claim_problem = None, str(exc)
-    signed = SignedEnvelope(envelope.payload_type, envelope.payload, envelope.signatures)
-    return tuple(
-        Candidate(
-            where=where if len(envelope.signatures) == 1 else f"{where} signature {index}",
-            artifact=artifact,
-            format="dsse-attestation",
-            signature=signature,
-            signed=signed,
-            claim=claim,
-            claim_problem=claim_problem,
-            certificates=certificates,
-            tlog_entries=entries,
-            timestamps=timestamps,
-            # cosign timestamps a legacy attestation's whole envelope, not its signature.
-            timestamped=content,
-        )
-        for index, signature in enumerate(envelope.signatures, start=1)
+    # cosign timestamps a legacy attestation's whole envelope, not its signature.
+    return envelope_candidates(
+        envelope,
+        where,
+        artifact=artifact,
+        format="dsse-attestation",
+        certificates=certificates,
+        tlog_entries=entries,
+        timestamps=timestamps,
+        timestamped=content,
     )
