@@ -30,7 +30,7 @@ from exporter.sigstore.trusted_root import (
     parse_trusted_root,
     public_good_root,
 )
-from exporter.sigstore.verify import verify_material
+from exporter.sigstore.verify import clear_verification_caches, verify_material
 
 __all__ = [
     "CertificateIdentity",
@@ -49,6 +49,7 @@ __all__ = [
     "TrustedRoot",
     "TrustedRootError",
     "VerificationFailure",
+    "clear_verification_caches",
     "load_trusted_root",
     "parse_trusted_root",
     "public_good_root",

@@ -10,9 +10,13 @@ code signing.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from datetime import datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID
 from cryptography.x509.verification import (
     Criticality,
@@ -76,14 +80,52 @@ def _leaf_usage_problem(leaf: x509.Certificate) -> str | None:
     return None if usage.digital_signature else "its key usage does not allow digital signatures"
 
 
+# Chain building is the costliest step of a keyless verification (several ECDSA P-384 checks) and the same
+# certificates come back for every attestor, policy and replica of a workload. A verified path depends on the
+# certificates and the extension policy, not on the time, except through validity periods: remember paths,
+# and re-check only the validity periods for another signing time.
+MAX_CACHED_PATHS = 1024
+_paths: OrderedDict[bytes, tuple[x509.Certificate, ...]] = OrderedDict()
+_paths_lock = threading.Lock()
+
+
+def clear_chain_cache() -> None:
+    """Forget verified certificate paths (benchmarks of cold verification, tests)."""
+    with _paths_lock:
+        _paths.clear()
+
+
+def _path_key(
+    leaf: x509.Certificate,
+    roots: tuple[x509.Certificate, ...],
+    intermediates: list[x509.Certificate],
+    kind: str,
+) -> bytes:
+    digest = hashlib.sha256(kind.encode())
+    for certificate in (leaf, *roots, *intermediates):
+        digest.update(certificate.fingerprint(hashes.SHA256()))
+    return digest.digest()
+
+
+def _valid_at(path: tuple[x509.Certificate, ...], at: datetime) -> bool:
+    return all(cert.not_valid_before_utc <= at <= cert.not_valid_after_utc for cert in path)
+
+
 def _build(
     leaf: x509.Certificate,
     roots: tuple[x509.Certificate, ...],
     intermediates: list[x509.Certificate],
     at: datetime,
-    policies: tuple[ExtensionPolicy, ExtensionPolicy],
+    kind: str,
 ) -> tuple[x509.Certificate, ...] | str:
-    ca_policy, ee_policy = policies
+    key = _path_key(leaf, roots, intermediates, kind)
+    with _paths_lock:
+        cached = _paths.get(key)
+        if cached is not None:
+            _paths.move_to_end(key)
+    if cached is not None and _valid_at(cached, at):
+        return cached
+    ca_policy, ee_policy = _fulcio_policies() if kind == "fulcio" else _private_pki_policies()
     verifier = (
         PolicyBuilder()
         .store(Store(list(roots)))
@@ -93,9 +135,14 @@ def _build(
         .build_client_verifier()
     )
     try:
-        return tuple(verifier.verify(leaf, intermediates).chain)
+        path = tuple(verifier.verify(leaf, intermediates).chain)
     except (VerificationError, ValueError) as exc:
         return str(exc)
+    with _paths_lock:
+        _paths[key] = path
+        if len(_paths) > MAX_CACHED_PATHS:
+            _paths.popitem(last=False)
+    return path
 
 
 def _describe(leaf: x509.Certificate) -> str:
@@ -130,7 +177,7 @@ def verify_fulcio_chain(
         )
     problems = []
     for authority in current:
-        chain = _build(leaf, (authority.root,), [*authority.chain[:-1], *carried], at, _fulcio_policies())
+        chain = _build(leaf, (authority.root,), [*authority.chain[:-1], *carried], at, "fulcio")
         if isinstance(chain, tuple):
             return chain
         problems.append(f"{authority.uri or authority.root.subject.rfc4514_string()}: {chain}")
@@ -157,7 +204,7 @@ def verify_private_chain(
     usage = _leaf_usage_problem(leaf)
     if usage is not None:
         return VerificationFailure("certificate-chain", f"{_describe(leaf)}: {usage}")
-    chain = _build(leaf, roots, [*intermediates, *carried], at, _private_pki_policies())
+    chain = _build(leaf, roots, [*intermediates, *carried], at, "private")
     if isinstance(chain, str):
         return VerificationFailure(
             "certificate-chain", f"{_describe(leaf)} does not chain to the given root certificates ({chain})"

@@ -7,10 +7,14 @@ timestamps the signature bytes: the token's message imprint must be their hash.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
 
 from exporter.sigstore.facts import VerificationFailure
@@ -29,10 +33,50 @@ class TimestampAuthority:
     name: str = ""
 
 
+# CMS verification of a token costs milliseconds and the same signature is checked again for every attestor
+# and admission: remember the times of verified tokens (a verdict does not depend on the clock).
+MAX_CACHED_TIMES = 1024
+_times: OrderedDict[bytes, datetime] = OrderedDict()
+_times_lock = threading.Lock()
+
+
+def clear_timestamp_cache() -> None:
+    """Forget verified timestamps (benchmarks of cold verification, tests)."""
+    with _times_lock:
+        _times.clear()
+
+
+def _cache_key(token: bytes, message: bytes, authorities: tuple[TimestampAuthority, ...]) -> bytes:
+    digest = hashlib.sha256(hashlib.sha256(token).digest() + hashlib.sha256(message).digest())
+    for authority in authorities:
+        digest.update(repr(authority.valid).encode())
+        for certificate in authority.chain:
+            digest.update(certificate.fingerprint(hashes.SHA256()))
+    return digest.digest()
+
+
 def verify_timestamp(
     token: bytes, message: bytes, authorities: tuple[TimestampAuthority, ...]
 ) -> datetime | VerificationFailure:
     """The time a trusted TSA vouches ``message`` existed at, or why ``token`` proves nothing."""
+    key = _cache_key(token, message, authorities)
+    with _times_lock:
+        cached = _times.get(key)
+        if cached is not None:
+            _times.move_to_end(key)
+            return cached
+    result = _verify_timestamp(token, message, authorities)
+    if isinstance(result, datetime):
+        with _times_lock:
+            _times[key] = result
+            if len(_times) > MAX_CACHED_TIMES:
+                _times.popitem(last=False)
+    return result
+
+
+def _verify_timestamp(
+    token: bytes, message: bytes, authorities: tuple[TimestampAuthority, ...]
+) -> datetime | VerificationFailure:
     if len(token) > MAX_TIMESTAMP_BYTES:
         return VerificationFailure("timestamp", "RFC 3161 timestamp is too large")
     try:

@@ -14,7 +14,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
 from exporter.cosign.keys import PublicKey, load_public_key
-from exporter.sigstore.certificates import verify_fulcio_chain, verify_private_chain
+from exporter.sigstore.certificates import clear_chain_cache, verify_fulcio_chain, verify_private_chain
 from exporter.sigstore.facts import (
     CertificateIdentity,
     LogEntryFacts,
@@ -28,7 +28,12 @@ from exporter.sigstore.policy import IdentityPolicy, TrustPolicy
 from exporter.sigstore.rekor import RekorLog, Signer, verify_entry
 from exporter.sigstore.sct import CtLogKey, verify_embedded_sct
 from exporter.sigstore.signature import signature_verifies
-from exporter.sigstore.timestamps import MAX_TIMESTAMPS, TimestampAuthority, verify_timestamp
+from exporter.sigstore.timestamps import (
+    MAX_TIMESTAMPS,
+    TimestampAuthority,
+    clear_timestamp_cache,
+    verify_timestamp,
+)
 
 MAX_TLOG_ENTRIES = 8
 
@@ -145,6 +150,12 @@ def _certificate_checks(
         return identity
     reasons = [failure.reason for failure in failures if failure is not None]
     return VerificationFailure("identity", reasons[0] if len(reasons) == 1 else "; ".join(reasons))
+
+
+def clear_verification_caches() -> None:
+    """Forget cached certificate paths and timestamp verdicts: for measuring cold verification."""
+    clear_chain_cache()
+    clear_timestamp_cache()
 
 
 def verify_material(
