@@ -61,6 +61,25 @@ def spki_fingerprint(key: PublicKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+# The shortest public key body there is: an Ed25519 SubjectPublicKeyInfo is 44 bytes, 60 base64 characters.
+_SHORTEST_KEY_BODY = 60
+
+
+def _damage_hint(text: str) -> str:
+    """Why a PEM block that does not parse probably does not, judged from its base64 body."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    body = "".join(line for line in lines if not line.startswith("-----"))
+    if not _BASE64.fullmatch(body) or len(body) < _SHORTEST_KEY_BODY:
+        return "; the block looks like a placeholder, not a key: paste the whole content of cosign.pub"
+    if len(body) % 4:
+        return (
+            f"; its base64 body is {len(body)} characters, not a multiple of 4: the key looks truncated "
+            "(characters lost when copying it?); paste the whole content of cosign.pub"
+        )
+    return ""
+
+
 def load_public_key(pem: str | bytes, name: str = "") -> TrustedKey:
     """Load one PEM public key (ECDSA P-256/P-384/P-521, RSA >= 2048 bits, Ed25519)."""
     text = pem.decode("utf-8", errors="replace") if isinstance(pem, bytes) else pem
@@ -68,7 +87,7 @@ def load_public_key(pem: str | bytes, name: str = "") -> TrustedKey:
     try:
         loaded = serialization.load_pem_public_key(text.strip().encode("utf-8"))
     except (ValueError, UnsupportedAlgorithm) as exc:
-        raise KeyLoadError(f"{label}: not a PEM public key ({exc})") from None
+        raise KeyLoadError(f"{label}: not a PEM public key ({exc}){_damage_hint(text)}") from None
     if isinstance(loaded, ec.EllipticCurvePublicKey):
         if loaded.curve.name not in _SUPPORTED_CURVES:
             raise KeyLoadError(

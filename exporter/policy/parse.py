@@ -14,6 +14,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from exporter.cosign.keys import KeyLoadError, load_public_keys
 from exporter.policy.autogen import parse_controllers_annotation, with_autogen_rules
 from exporter.policy.fields import FieldError, Fields, is_empty
 from exporter.policy.match import parse_kind_selector
@@ -208,7 +209,17 @@ def _rekor(fields: Fields | None) -> Rekor | None:
         url=fields.string("url"),
     )
     fields.finish({})
+    if rekor.pubkey:
+        _check_keys(rekor.pubkey, fields.at("pubkey"))
     return rekor
+
+
+def _check_keys(pem_text: str, path: str) -> None:
+    """Parse keys at load: a key that cannot be used must stop the policy, not deny every image later."""
+    try:
+        load_public_keys(pem_text)
+    except KeyLoadError as exc:
+        raise FieldError(path, str(exc).removeprefix("public keys: ").removeprefix("public key: ")) from None
 
 
 def _public_key_entries(text: str, path: str, algorithm: str, rekor: Rekor | None) -> list[KeyEntry]:
@@ -227,6 +238,8 @@ def _public_key_entries(text: str, path: str, algorithm: str, rekor: Rekor | Non
         raise FieldError(
             path, "expected one or more PEM '-----BEGIN PUBLIC KEY-----' blocks and nothing else"
         )
+    for block in blocks:
+        _check_keys(block, path)
     return [KeyEntry(block, None, algorithm, rekor) for block in blocks]
 
 
