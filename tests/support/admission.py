@@ -19,7 +19,7 @@ DATA = Path(__file__).resolve().parent.parent / "data" / "admission"
 
 
 def walkthrough_policy_text(public_pem: str, **replacements: str) -> str:
-    """The walkthrough article's ClusterPolicy with ``public_pem`` as its key; ``replacements`` edit other lines."""
+    """The walkthrough article's ClusterPolicy with ``public_pem`` as its key; ``replacements`` edit lines."""
     text = (DATA / "walkthrough-policy.yaml").read_text(encoding="utf-8")
     text = text.replace("__KEY_PEM__", textwrap.indent(public_pem.strip(), " " * 8))
     for old, new in replacements.items():
