@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
 import ssl
@@ -172,7 +173,15 @@ async def _listen(
 ) -> tuple[web.AppRunner, str]:
     """Serve ``app`` on ``address``; returns the runner and the URL actually bound."""
     host, port = split_address(address, option)
-    runner, bound = await start_site(app, host, port, ssl_context=ssl_context, shutdown_timeout=grace)
+    try:
+        runner, bound = await start_site(app, host, port, ssl_context=ssl_context, shutdown_timeout=grace)
+    except OSError as exc:
+        busy = exc.errno == errno.EADDRINUSE
+        hint = f"another process is using it: stop that process or choose a free address with {option}"
+        raise StartupError(
+            f"{option} {address}: cannot listen: {exc.strerror or exc}"
+            + (f" ({hint})" if busy else f" (choose another address with {option})")
+        ) from exc
     scheme = "https" if ssl_context is not None else "http"
     display_host = f"[{host}]" if ":" in host else host
     return runner, f"{scheme}://{display_host}:{bound}"

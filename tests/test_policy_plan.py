@@ -75,10 +75,17 @@ def test_matched_rule_without_covered_images_is_a_skip() -> None:
     assert plan.skipped
 
 
-def test_invalid_image_is_a_rule_error() -> None:
+def test_invalid_image_is_a_rule_error_that_says_why() -> None:
     obj = workload("Pod", pod_spec("Bad Image"))
     (plan,) = plan_review([seed_policy()], _info(obj), obj)
-    assert not plan.skipped and plan.error == "failed to extract images: invalid image Bad Image"
+    assert not plan.skipped
+    assert plan.error == "failed to extract images: invalid image Bad Image: it contains whitespace"
+    upper = workload("Pod", pod_spec("ghcr.io/Org/App:1"))
+    (plan,) = plan_review([seed_policy()], _info(upper), upper)
+    assert plan.error is not None and plan.error.startswith(
+        "failed to extract images: invalid image ghcr.io/Org/App:1: "
+    )
+    assert plan.error.endswith("(repository names must be lowercase)")
 
 
 def test_policy_applies_only_in_its_namespace() -> None:

@@ -395,3 +395,20 @@ async def test_anonymous_token_without_access_says_credentials_are_needed(tmp_pa
                 await client.resolve_digest(parse_reference(f"{token_registry.host}/private/app:v1"))
     assert "registry refused anonymous access (401)" in str(caught.value)
     assert f"give credentials for {token_registry.host}" in str(caught.value)
+
+
+async def test_https_to_a_plain_http_registry_suggests_insecure_registry() -> None:
+    app = web.Application()
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    try:
+        async with RegistryClient(RegistryOptions(deadline=5.0)) as client:
+            with pytest.raises(RegistryError) as failed:
+                await client.resolve_digest(parse_reference(f"{host}/app:v1"))
+    finally:
+        await runner.cleanup()
+    assert "WRONG_VERSION_NUMBER" in str(failed.value)
+    assert f"seems to speak plain HTTP; if it does, add --insecure-registry {host}" in str(failed.value)

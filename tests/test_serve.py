@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,19 @@ def test_configuration_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
     raw = " ".join(str(entry.get("message")) for entry in serve.logs)
     assert "trustwatch serve:" in raw
     assert "policy.yaml" in raw
+
+
+@pytest.mark.parametrize("option", ["--metrics-address", "--webhook-address"])
+def test_a_busy_port_names_the_option_that_chose_it(tmp_path: Path, option: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = f"127.0.0.1:{taken.getsockname()[1]}"
+        serve = ServeProcess(tmp_path, "--kubernetes", "off", option, busy)
+        with contextlib.suppress(AssertionError):  # it may exit before or after the status server listens
+            serve.__enter__()
+        assert serve.process is not None
+        assert serve.process.wait(30) == 2
+    raw = " ".join(str(entry.get("message")) for entry in serve.logs)
+    assert f"{option} {busy}: cannot listen" in raw
+    assert f"choose a free address with {option}" in raw

@@ -15,6 +15,7 @@ from exporter.policy.action import effective_action, possible_actions
 from exporter.policy.images import ContainerImage, extract_images, normalize_image
 from exporter.policy.match import ResourceInfo, rule_could_match, rule_matches, uses_namespace_selector
 from exporter.policy.model import Action, ImageVerification, KyvernoPolicy, Rule
+from exporter.registry.reference import InvalidReferenceError
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,10 @@ def _plan_rule(
     for image in images:
         try:
             reference = normalize_image(image.image)
-        except ValueError:
-            message = f"failed to extract images: invalid image {image.image}"
+        except ValueError as exc:
+            # Keep the reason: "invalid image" alone leaves the user guessing what to change.
+            reason = exc.problem if isinstance(exc, InvalidReferenceError) else str(exc)
+            message = f"failed to extract images: invalid image {image.image}: {reason}"
             return RulePlan(policy, rule, (), action, message)
         checks.extend(
             ImageCheck(policy, rule, verification, image, action, reference)

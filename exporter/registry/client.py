@@ -503,6 +503,13 @@ class RegistryClient:
                 retry_after = ""
             except aiohttp.ClientError as exc:
                 self._record(host, "error")
+                if _plain_http_answer(exc):
+                    raise RegistryError(
+                        f"{url}: the TLS handshake failed ({exc}): {host} seems to speak plain HTTP; "
+                        f"if it does, add --insecure-registry {host}",
+                        registry=host,
+                        url=url,
+                    ) from exc
                 last_problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 retry_after = ""
             if attempt == MAX_ATTEMPTS:
@@ -521,6 +528,12 @@ class RegistryClient:
             registry=host,
             url=url,
         )
+
+
+def _plain_http_answer(exc: aiohttp.ClientError) -> bool:
+    """A TLS client talking to a plain-HTTP server reads its HTTP answer as a TLS record of a version
+    that does not exist; no retry can fix that, the configuration must."""
+    return isinstance(exc, aiohttp.ClientSSLError) and "WRONG_VERSION_NUMBER" in str(exc)
 
 
 def _backoff(attempt: int, retry_after: str) -> float:
