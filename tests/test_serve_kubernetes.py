@@ -9,11 +9,12 @@ names, with uids), denials are Events, and results go when their resource is del
 from __future__ import annotations
 
 import json
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.support.admission import prepare_walkthrough, review_body, workload
+from tests.support.admission import prepare_walkthrough, review_body, walkthrough_policy_text, workload
 from tests.support.background import BackgroundLoop
 from tests.support.fake_kube import (
     CLUSTER_RESOURCES,
@@ -24,7 +25,7 @@ from tests.support.fake_kube import (
     report_document,
     report_result,
 )
-from tests.support.registry import RegistryServer, needs_registry
+from tests.support.registry import RegistryServer, generate_signing_key, needs_registry, public_pem
 from tests.support.serve import ServeProcess, poll
 from tests.test_serve import result_count
 
@@ -216,3 +217,35 @@ def test_cluster_walkthrough_reports_what_exists(tmp_path: Path) -> None:
             poll(lambda: result_count(serve, "prod", "check-image-signature", "pass") == 0)
             assert report_of(api, background, "dev")["summary"]["fail"] == 3
         assert serve.returncode == 0
+
+
+def test_an_unreachable_cluster_is_said_once_and_the_webhook_serves_anyway(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: connections are refused
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "gone", "cluster": {"server": closed}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "contexts": [{"name": "gone", "context": {"cluster": "gone", "user": "u"}}],
+                "current-context": "gone",
+            }
+        )
+    )
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(walkthrough_policy_text(public_pem(generate_signing_key())))
+    with ServeProcess(tmp_path, "--policies", str(policy), env={"KUBECONFIG": str(kubeconfig)}) as serve:
+        # Admission does not wait for the report watcher: an image no rule selects is admitted at once.
+        pod = workload("Pod", "app", "dev", "registry.invalid/app:1")
+        pod["spec"] = {"containers": []}
+        assert serve.review(review_body(pod))["response"]["allowed"] is True
+        said = serve.wait_for_log(lambda e: "cannot reach the Kubernetes API server" in str(e.get("message")))
+        assert said["server"] == closed and "--kubernetes off" in said["message"] and said["error"]
+        started = time.monotonic()
+        poll(lambda: time.monotonic() - started > 5)  # components keep retrying meanwhile
+        loud = [e for e in serve.logs if e.get("level") in ("warning", "error", "raw")]
+    assert loud == [said], loud
