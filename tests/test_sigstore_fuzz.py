@@ -15,7 +15,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.cosign.keys import load_public_key
 from exporter.sigstore import (
     IdentityPolicyError,
     SignedEnvelope,
@@ -30,6 +29,7 @@ from exporter.sigstore import (
     verify_material,
 )
 from exporter.sigstore.identity import _der_utf8_string, compile_go_regexp
+from exporter.sigstore.keys import load_public_key
 from exporter.sigstore.merkle import root_from_inclusion_proof, verify_checkpoint
 from exporter.sigstore.rekor import RekorLog, Signer, match_entry_body, verify_entry
 from exporter.sigstore.timestamps import TimestampAuthority, verify_timestamp

@@ -13,7 +13,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from exporter.cosign.keys import load_public_key
 from exporter.sigstore import (
     FailedCheck,
     IdentityPolicy,
@@ -23,6 +22,7 @@ from exporter.sigstore import (
     load_trusted_root,
     verify_material,
 )
+from exporter.sigstore.keys import load_public_key
 from tests.support.reference_verifier import reference_verify
 from tests.support.sigstore_box import (
     GITHUB_ISSUER,

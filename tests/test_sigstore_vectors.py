@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from cryptography import x509
 
-from exporter.cosign.keys import load_public_key
 from exporter.sigstore import (
     IdentityPolicy,
     SignedEnvelope,
@@ -28,6 +27,7 @@ from exporter.sigstore import (
     public_good_root,
     verify_material,
 )
+from exporter.sigstore.keys import load_public_key
 from tests.support.sigstore_material import bundle_material, cosign_bundle_entry, legacy_material
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared/interop/cosign-vectors"

@@ -38,12 +38,12 @@ from exporter.cosign import (
 )
 from exporter.cosign.discovery import discover
 from exporter.cosign.found import FoundArtifacts
-from exporter.cosign.keys import HASH_NAMES, HashName
 from exporter.metrics import ServiceMetrics
 from exporter.policy.model import Attestor, ImageVerification, KeyEntry, SecretRef
 from exporter.registry.client import RegistryClient, RegistryError
 from exporter.registry.errors import NotFoundError
 from exporter.registry.reference import ImageReference, InvalidReferenceError, parse_reference
+from exporter.sigstore.keys import HASH_NAMES, HashName
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from exporter.cosign.attestors import (
     KeyAttestor,
     KeylessAttestor,
 )
-from exporter.cosign.keys import KeyLoadError, TrustedKey, load_public_key, load_public_keys
 from exporter.cosign.options import VerificationOptions
 from exporter.cosign.outcomes import (
     Format,
@@ -34,6 +33,7 @@ from exporter.cosign.pipeline import (
     verify_image,
 )
 from exporter.sigstore import IdentityPolicy
+from exporter.sigstore.keys import KeyLoadError, TrustedKey, load_public_key, load_public_keys
 
 __all__ = [
     "AttestorError",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from exporter.cosign.keys import HASH_NAMES, HashName, TrustedKey
 from exporter.sigstore import IdentityPolicy, IdentityPolicyError, validate_identity_policy
+from exporter.sigstore.keys import HASH_NAMES, HashName, TrustedKey
 
 
 class AttestorError(ValueError):

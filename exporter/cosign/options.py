@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.cosign.attestors import AttestorError, AttestorSpec
-from exporter.cosign.keys import TrustedKey
 from exporter.sigstore import TrustedRoot
+from exporter.sigstore.keys import TrustedKey
 
 
 @dataclass(frozen=True)

@@ -26,13 +26,6 @@ from exporter.cosign.formats.intoto import COSIGN_SIGN_PREDICATE, Statement
 from exporter.cosign.formats.legacy import load_certificates
 from exporter.cosign.formats.simple_signing import SimpleSigningPayload
 from exporter.cosign.found import FoundArtifacts
-from exporter.cosign.keys import (
-    KeyLoadError,
-    TrustedKey,
-    digest_signature_is_valid,
-    load_public_key,
-    signature_is_valid,
-)
 from exporter.cosign.options import VerificationOptions
 from exporter.cosign.outcomes import (
     Invalid,
@@ -56,6 +49,13 @@ from exporter.sigstore import (
     TrustPolicy,
     public_good_root,
     verify_material,
+)
+from exporter.sigstore.keys import (
+    KeyLoadError,
+    TrustedKey,
+    digest_signature_is_valid,
+    load_public_key,
+    signature_is_valid,
 )
 
 __all__ = ["verify_attestations", "verify_found", "verify_found_attestations", "verify_image"]

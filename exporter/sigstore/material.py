@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from cryptography import x509
 
-from exporter.cosign.keys import HashName, TrustedKey
+from exporter.sigstore.keys import HashName, TrustedKey
 
 
 @dataclass(frozen=True)

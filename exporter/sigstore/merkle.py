@@ -11,7 +11,7 @@ import base64
 import binascii
 import hashlib
 
-from exporter.cosign.keys import TrustedKey, signature_is_valid
+from exporter.sigstore.keys import TrustedKey, signature_is_valid
 from exporter.sigstore.material import InclusionProof
 
 MAX_PROOF_HASHES = 64

@@ -11,7 +11,7 @@ from types import MappingProxyType
 
 from cryptography import x509
 
-from exporter.cosign.keys import TrustedKey
+from exporter.sigstore.keys import TrustedKey
 from exporter.sigstore.trusted_root import TrustedRoot
 
 _NO_EXTENSIONS: Mapping[str, str] = MappingProxyType({})

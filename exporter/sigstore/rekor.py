@@ -22,8 +22,8 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from exporter.cosign.keys import PublicKey, TrustedKey, signature_is_valid
 from exporter.sigstore.facts import LogEntryFacts, VerificationFailure
+from exporter.sigstore.keys import PublicKey, TrustedKey, signature_is_valid
 from exporter.sigstore.material import SignedEnvelope, SignedMessage, TlogEntry
 from exporter.sigstore.merkle import verify_inclusion
 from exporter.sigstore.trusted_root import ValidityWindow

@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.certificate_transparency import LogEntryType, SignedCertificateTimestamp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from exporter.cosign.keys import TrustedKey, signature_is_valid
 from exporter.sigstore.facts import VerificationFailure
+from exporter.sigstore.keys import TrustedKey, signature_is_valid
 from exporter.sigstore.trusted_root import ValidityWindow
 
 

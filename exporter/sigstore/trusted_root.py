@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from exporter.cosign.keys import KeyLoadError, TrustedKey, load_public_key
+from exporter.sigstore.keys import KeyLoadError, TrustedKey, load_public_key
 
 MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 MAX_TRUSTED_ROOT_BYTES = 1024 * 1024

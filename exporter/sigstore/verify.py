@@ -7,13 +7,13 @@ identity on an untrusted certificate is reported as the untrusted certificate it
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
-from exporter.cosign.keys import PublicKey, load_public_key
 from exporter.sigstore.certificates import clear_chain_cache, verify_fulcio_chain, verify_private_chain
 from exporter.sigstore.facts import (
     CertificateIdentity,
@@ -23,11 +23,11 @@ from exporter.sigstore.facts import (
     VerificationFailure,
 )
 from exporter.sigstore.identity import certificate_identity, match_identity
-from exporter.sigstore.material import SigningMaterial
+from exporter.sigstore.keys import TrustedKey, digest_signature_is_valid, load_public_key, signature_is_valid
+from exporter.sigstore.material import SignedEnvelope, SignedMessage, SigningMaterial
 from exporter.sigstore.policy import IdentityPolicy, TrustPolicy
 from exporter.sigstore.rekor import RekorLog, Signer, verify_entry
 from exporter.sigstore.sct import CtLogKey, verify_embedded_sct
-from exporter.sigstore.signature import signature_verifies
 from exporter.sigstore.timestamps import (
     MAX_TIMESTAMPS,
     TimestampAuthority,
@@ -59,19 +59,31 @@ def _timestamp_authorities(trust: TrustPolicy) -> tuple[TimestampAuthority, ...]
     )
 
 
-def _signing_key(material: SigningMaterial) -> PublicKey | VerificationFailure:
+def _signing_key(material: SigningMaterial) -> TrustedKey | VerificationFailure:
     """The key that made the signature; a certificate's key must be one cosign accepts (no weak RSA)."""
     if material.public_key is not None:
-        return material.public_key.key
+        return material.public_key
     try:
         pem = (
             material.certificate_chain[0]
             .public_key()
             .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         )
-        return load_public_key(pem, "signing certificate key").key
+        return load_public_key(pem, "the signing certificate's key")
     except (ValueError, UnsupportedAlgorithm) as exc:
         return VerificationFailure("material", f"signing certificate has an unusable key ({exc})")
+
+
+def _signature_verifies(key: TrustedKey, signature: bytes, signed: SignedMessage | SignedEnvelope) -> bool:
+    """Over a DSSE envelope's PAE, a message's bytes, or (bundles) only its digest, as cosign signs."""
+    if isinstance(signed, SignedEnvelope):
+        return signature_is_valid(key, signed.pae(), signature)
+    if signed.content is None:
+        return digest_signature_is_valid(key, signed.digest, signature, signed.algorithm)
+    # The log entry is matched by the digest: it must be the content's.
+    if hashlib.new(signed.algorithm, signed.content).digest() != signed.digest:
+        return False
+    return signature_is_valid(key, signed.content, signature, signed.algorithm)
 
 
 def _log_entries(
@@ -184,12 +196,9 @@ def verify_material(
     key = _signing_key(material)
     if isinstance(key, VerificationFailure):
         return key
-    if not signature_verifies(key, material.signature, material.signed):
-        signer_name = (
-            "the signing certificate's key" if material.public_key is None else material.public_key.name
-        )
-        return VerificationFailure("signature", f"signature does not verify with {signer_name}")
-    signer = Signer(key, material.certificate_chain[0] if material.certificate_chain else None)
+    if not _signature_verifies(key, material.signature, material.signed):
+        return VerificationFailure("signature", f"signature does not verify with {key.name}")
+    signer = Signer(key.key, material.certificate_chain[0] if material.certificate_chain else None)
     entries = _log_entries(material, trust, signer)
     if isinstance(entries, VerificationFailure):
         return entries

@@ -12,8 +12,8 @@ from typing import Any
 
 from cryptography import x509
 
-from exporter.cosign.keys import TrustedKey
 from exporter.sigstore import InclusionProof, SignedEnvelope, SignedMessage, SigningMaterial, TlogEntry
+from exporter.sigstore.keys import TrustedKey
 
 SIGNATURE = "dev.cosignproject.cosign/signature"
 CERTIFICATE = "dev.sigstore.cosign/certificate"
