@@ -386,6 +386,7 @@ def admission() -> dict[str, Any]:
     verified = f'trustwatch_admitted_workloads_total{{verified="true", {CLUSTER}, {NAMESPACE}}}'
     lookups = f"trustwatch_verification_cache_lookups_total{{{CLUSTER}}}"
     verifications = f"trustwatch_image_verifications_total{{{CLUSTER}, {POLICY}}}"
+    results = f"trustwatch_admission_policy_results_total{{{ADMISSION_FILTER}}}"
     hits = f'trustwatch_verification_cache_lookups_total{{result=~"hit|shared", {CLUSTER}}}'
     registry = f"trustwatch_registry_requests_total{{{CLUSTER}}}"
     registry_errors = f'trustwatch_registry_requests_total{{status!~"2..|3..", {CLUSTER}}}'
@@ -473,6 +474,20 @@ def admission() -> dict[str, Any]:
             ],
             width=12,
             unit="percentunit",
+        ),
+        Panel(
+            "timeseries",
+            "Rule results by policy type",
+            "Admission results per second by policy type (ClusterPolicy, Policy, ImageValidatingPolicy, "
+            "NamespacedImageValidatingPolicy) and result: how far the move to ImageValidatingPolicies got.",
+            [
+                Target(
+                    f"sum by (policy_type, result) (rate({results}[{RATE}]))", "{{policy_type}} {{result}}"
+                )
+            ],
+            width=24,
+            unit="ops",
+            stack=True,
         ),
         row("Verification"),
         Panel(

@@ -94,13 +94,15 @@ IMAGE_VERIFICATION_DURATION = _spec(
 POLICY_RESULTS = _spec(
     "admission_policy_results",
     "counter",
-    "Rule results produced at admission, by policy, rule, namespace, result (pass|fail|error|skip) and the "
-    "effective action (Audit|Enforce).",
+    "Rule results produced at admission, by policy, rule, namespace, result (pass|fail|error|skip), the "
+    "effective action (Audit|Enforce; an ImageValidatingPolicy's Deny is Enforce) and the policy_type "
+    "(ClusterPolicy|Policy|ImageValidatingPolicy|NamespacedImageValidatingPolicy).",
     "policy",
     "rule",
     "namespace",
     "result",
     "action",
+    "policy_type",
 )
 ADMISSION_DENIALS = _spec(
     "admission_denials",
@@ -177,7 +179,8 @@ REPORT_QUEUE_DROPPED = _spec(
 POLICIES_LOADED = _spec(
     "policies_loaded",
     "gauge",
-    "Kyverno policies currently in force, by kind (ClusterPolicy|Policy).",
+    "Kyverno policies currently in force, by kind (ClusterPolicy|Policy|ImageValidatingPolicy|"
+    "NamespacedImageValidatingPolicy).",
     "kind",
 )
 POLICY_LOAD_ERRORS = _spec(

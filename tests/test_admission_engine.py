@@ -138,7 +138,12 @@ async def test_walkthrough_unsigned_in_prod_is_denied_with_kyvernos_message(
     assert sample(metrics, "trustwatch_admission_denials_total", **labels) == 1
     assert (
         sample(
-            metrics, "trustwatch_admission_policy_results_total", **labels, result="fail", action="Enforce"
+            metrics,
+            "trustwatch_admission_policy_results_total",
+            **labels,
+            result="fail",
+            action="Enforce",
+            policy_type="ClusterPolicy",
         )
         == 1
     )

@@ -305,6 +305,7 @@ def test_default_rbac_reads_reports_writes_policyreports_and_never_touches_secre
     assert grants[("", "pods")] == grants[("apps", "replicasets")] == grants[("batch", "jobs")] == {"list"}
     assert grants[("", "events")] == {"create"}
     assert grants[("kyverno.io", "clusterpolicies")] == {"get"}
+    assert grants[("policies.kyverno.io", "imagevalidatingpolicies")] == {"get"}
     assert all("secrets" not in rule["resources"] for rule in rules)
     assert not [doc for doc in docs if doc["kind"] in ("Role", "RoleBinding")]
     binding = one(docs, "ClusterRoleBinding")

@@ -157,7 +157,7 @@ def _run_process(*args: str) -> subprocess.CompletedProcess[str]:
         "import sys\n"
         "from exporter.cli import main\n"
         "code = main(sys.argv[1:])\n"
-        "loaded = any(m.split('.')[0] == 'kubernetes' for m in sys.modules)\n"
+        "loaded = any(m.split('.')[0] in ('kubernetes', 'cel_expr_python') for m in sys.modules)\n"
         "print('KUBERNETES_IMPORTED' if loaded else 'CLEAN', file=sys.stderr)\n"
         "sys.exit(code)\n"
     )

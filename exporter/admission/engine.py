@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from exporter.admission.cache import Lookup
 from exporter.admission.children import BoundedValues, MetricChildren
@@ -39,6 +39,13 @@ from exporter.policy.model import Action, ImageVerification, KyvernoPolicy
 from exporter.policy.plan import ImageCheck, RulePlan, plan_review
 from exporter.reports.filters import GlobFilter
 from exporter.reports.writer import AuditResult, ResultResource
+
+if TYPE_CHECKING:
+    from exporter.admission.image_policies import Evaluated, ImagePolicyRunner
+    from exporter.ivp.evaluate import Prepared
+    from exporter.ivp.model import ImageValidatingPolicy
+
+    AnyPolicy = KyvernoPolicy | ImageValidatingPolicy
 
 log = logging.getLogger(__name__)
 
@@ -104,13 +111,16 @@ class AdmissionConfig:
 
 @dataclass(frozen=True)
 class RuleResult:
-    """The result of one rule on the reviewed resource."""
+    """The result of one rule on the reviewed resource (for an ImageValidatingPolicy: of the policy, whose
+    ``rule`` is its name or ``autogen-<name>``). ``warn``: a failure that does not block is returned as an
+    admission warning (always for ClusterPolicy Audit; ImageValidatingPolicies only with ``Warn``)."""
 
-    policy: KyvernoPolicy
+    policy: AnyPolicy
     rule: str
     action: Action
     status: RuleStatus
     message: str
+    warn: bool = True
 
     @property
     def blocks(self) -> bool:
@@ -159,7 +169,7 @@ class AdmissionEngine:
 
     def __init__(
         self,
-        policies: Callable[[], Sequence[KyvernoPolicy]],
+        policies: Callable[[], Sequence[AnyPolicy]],
         verifier: Verifier,
         metrics: ServiceMetrics,
         *,
@@ -184,6 +194,7 @@ class AdmissionEngine:
         self._children = MetricChildren()
         self._namespaces = GlobFilter.of(self.config.namespace_include, self.config.namespace_exclude)
         self._namespace_values = BoundedValues(MAX_NAMESPACE_LABELS, OTHER_NAMESPACE)
+        self._image_policies: ImagePolicyRunner | None = None
 
     # --- entry points -----------------------------------------------------------------------------------
 
@@ -251,11 +262,15 @@ class AdmissionEngine:
         would for a registry outage. When not even planning works, the request is denied if any policy in
         force has ``failurePolicy: Fail``, else admitted with a warning. Counted as an ``error`` decision."""
         try:
-            plans = self._plans(request) or []
+            plans, prepared = self._plans(request) or ([], [])
             results = tuple(
                 RuleResult(plan.policy, plan.rule.name, plan.action, "error", reason)
                 for plan in plans
                 if plan.checks or plan.error is not None
+            ) + tuple(
+                _image_policy_rule_result(ready, "error", reason)
+                for ready in prepared
+                if ready.outcome is None or ready.outcome.status == "error"
             )
             decision = self._decide(request, results, [])
         except Exception:
@@ -289,8 +304,9 @@ class AdmissionEngine:
 
     # --- planning ---------------------------------------------------------------------------------------
 
-    def _plans(self, request: AdmissionRequest) -> list[RulePlan] | None:
-        """The rules to evaluate, or None when the request needs no evaluation at all."""
+    def _plans(self, request: AdmissionRequest) -> tuple[list[RulePlan], list[Prepared]] | None:
+        """The ClusterPolicy rules and ImageValidatingPolicies to evaluate, or None when the request needs
+        no evaluation at all."""
         if request.operation not in ("CREATE", "UPDATE") or request.object is None:
             return None
         if request.operation == "UPDATE" and _image_set(request.object) == _image_set(request.old_object):
@@ -305,7 +321,22 @@ class AdmissionEngine:
             namespace_labels_known=labels is not None,
         )
         info = dataclasses.replace(info, name=info.name or request.name, subresource=request.sub_resource)
-        return plan_review(self._policies(), info, request.object)
+        policies = self._policies()
+        cluster_policies = [policy for policy in policies if isinstance(policy, KyvernoPolicy)]
+        image_policies = [policy for policy in policies if not isinstance(policy, KyvernoPolicy)]
+        plans = plan_review(cluster_policies, info, request.object)
+        prepared = self._image_runner().plan(image_policies, request, labels) if image_policies else []
+        if not plans and not prepared:
+            return None
+        return plans, prepared
+
+    def _image_runner(self) -> ImagePolicyRunner:
+        """Built on first use: importing it loads the CEL engine, which ClusterPolicy-only sets never need."""
+        if self._image_policies is None:
+            from exporter.admission.image_policies import ImagePolicyRunner  # noqa: PLC0415
+
+            self._image_policies = ImagePolicyRunner(self._verifier, self._count_attestor)
+        return self._image_policies
 
     # --- /mutate ----------------------------------------------------------------------------------------
 
@@ -328,15 +359,24 @@ class AdmissionEngine:
 
     async def _evaluate(self, request: AdmissionRequest, deadline: float) -> _Evaluation | None:
         """Verify every image the matching rules select; None when the request needs no evaluation."""
-        plans = self._plans(request)
-        if not plans:
+        planned = self._plans(request)
+        if planned is None:
             return None
+        plans, prepared = planned
         checks = [check for plan in plans for check in plan.checks]
-        outcomes, cached = await self._verify_all(checks, deadline)
+        if prepared:
+            (outcomes, cached), (evaluated, images_cached) = await asyncio.gather(
+                self._verify_all(checks, deadline), self._image_runner().evaluate(prepared, deadline)
+            )
+            cached = cached and images_cached
+        else:
+            (outcomes, cached), evaluated = await self._verify_all(checks, deadline), []
         results = tuple(
             self._rule_result(plan, [outcomes[id(check)] for check in plan.checks]) for plan in plans
-        )
-        return _Evaluation(results, self._digest_patch(checks, outcomes), cached)
+        ) + tuple(_image_policy_result(item) for item in evaluated)
+        # One op per image field, when both kinds pin the same image.
+        pins = [*self._digest_patch(checks, outcomes), *_image_policy_patch(evaluated)]
+        return _Evaluation(results, list({op["path"]: op for op in pins}.values()), cached)
 
     async def _verify_all(
         self, checks: Sequence[ImageCheck], deadline: float
@@ -424,6 +464,14 @@ class AdmissionEngine:
         metric = self._metrics.image_verifications
         self._children.get(metric, check.policy.name, check.rule.name, outcome.status, cached).inc()
 
+    def _count_attestor(
+        self, policy: ImageValidatingPolicy, attestor: str, outcome: ImageOutcome, how: Lookup
+    ) -> None:
+        """An ImageValidatingPolicy verification, counted with ``rule`` naming the attestor."""
+        cached = "false" if how == "miss" else "true"
+        metric = self._metrics.image_verifications
+        self._children.get(metric, policy.name, f"attestors.{attestor}", outcome.status, cached).inc()
+
     @staticmethod
     def _rule_result(plan: RulePlan, outcomes: Sequence[ImageOutcome]) -> RuleResult:
         """A rule's result is its worst image outcome; the messages of those images are joined."""
@@ -456,9 +504,10 @@ class AdmissionEngine:
     # --- /validate --------------------------------------------------------------------------------------
 
     async def _validate(self, request: AdmissionRequest, deadline: float) -> Decision:
-        plans = self._plans(request)
-        if not plans:
+        planned = self._plans(request)
+        if planned is None:
             return Decision(AdmissionResponse(allowed=True))
+        plans, prepared = planned
         results: list[RuleResult] = []
         for plan in plans:
             unpinned = [
@@ -469,6 +518,11 @@ class AdmissionEngine:
             if unpinned:
                 message = "; ".join(dict.fromkeys(missing_digest(reference) for reference in unpinned))
                 results.append(RuleResult(plan.policy, plan.rule.name, plan.action, "fail", message))
+        for ready in prepared:
+            unpinned = [image.reference for image in ready.images if "@" not in image.image]
+            if ready.policy.verify_digest and unpinned:
+                message = "; ".join(dict.fromkeys(missing_digest(reference) for reference in unpinned))
+                results.append(_image_policy_rule_result(ready, "fail", message))
         decision = self._decide(request, tuple(results), [])
         if not decision.response.allowed:
             self._count_denials(request, decision.results)
@@ -508,7 +562,7 @@ class AdmissionEngine:
             if result.policy in blocking_policies:
                 failures.setdefault(result.policy.display_name, {})[result.rule] = result.message
                 has_violations = has_violations or result.status == "fail"
-            else:
+            elif result.warn:
                 warnings.append(warning(result.policy.display_name, result.rule, result.message))
         if failures:
             resource = resource_label(request.kind, request.namespace, request.name)
@@ -525,7 +579,7 @@ class AdmissionEngine:
         """A denied request is an event, never a report result: nothing was created."""
         if request.dry_run or self._violations is None:
             return
-        by_policy: dict[KyvernoPolicy, dict[str, str]] = {}
+        by_policy: dict[AnyPolicy, dict[str, str]] = {}
         for result in results:
             if result.blocks:
                 by_policy.setdefault(result.policy, {})[result.rule] = result.message
@@ -536,6 +590,7 @@ class AdmissionEngine:
                 Violation(
                     policy=policy.name,
                     policy_namespace=policy.namespace,
+                    policy_kind=policy.kind,
                     resource_kind=request.kind,
                     resource_namespace=request.namespace,
                     resource_name=name,
@@ -557,7 +612,13 @@ class AdmissionEngine:
         for result in results:
             metric = self._metrics.policy_results
             self._children.get(
-                metric, result.policy.name, result.rule, namespace, result.status, result.action
+                metric,
+                result.policy.name,
+                result.rule,
+                namespace,
+                result.status,
+                result.action,
+                result.policy.kind,
             ).inc()
             labels = {"policy": result.policy.name, "rule": result.rule, "namespace": namespace}
             if not allowed or result.status not in ("fail", "error"):
@@ -598,7 +659,41 @@ class AdmissionEngine:
                 severity=result.policy.severity or "",
                 category=result.policy.category or "",
                 scored=result.policy.scored,
-                source=self.config.report_source,
+                source=self.config.report_source
+                if isinstance(result.policy, KyvernoPolicy)
+                else result.policy.report_source,
             )
             for result in results
         ]
+
+
+def _image_policy_rule_result(prepared: Prepared, status: RuleStatus, message: str) -> RuleResult:
+    """A RuleResult for an ImageValidatingPolicy: Deny blocks (reported as Enforce), Audit and Warn do not;
+    only Warn returns a warning."""
+    policy = prepared.policy
+    action: Action = "Enforce" if policy.denies else "Audit"
+    return RuleResult(policy, prepared.rule, action, status, message, warn=policy.warns)
+
+
+def _image_policy_result(evaluated: Evaluated) -> RuleResult:
+    return _image_policy_rule_result(evaluated.prepared, evaluated.outcome.status, evaluated.outcome.message)
+
+
+def _image_policy_patch(evaluated: Sequence[Evaluated]) -> list[dict[str, str]]:
+    """Digest pins for the images of passing ImageValidatingPolicies with ``mutateDigest``: the digest an
+    attestor verified, for images written without one (extractor images have no pointer and stay)."""
+    patch: dict[str, dict[str, str]] = {}
+    for item in evaluated:
+        if item.outcome.status != "pass" or not item.prepared.policy.mutate_digest:
+            continue
+        for image in item.prepared.images:
+            digests = [
+                outcome.digest
+                for (reference, _), outcome in item.signatures.items()
+                if reference == image.reference and outcome.status == "pass" and outcome.digest
+            ]
+            if image.pointer is None or "@" in image.image or not digests:
+                continue
+            value = f"{image.reference}@{digests[0]}"
+            patch[image.pointer] = {"op": "replace", "path": image.pointer, "value": value}
+    return list(patch.values())

@@ -41,6 +41,7 @@ class AdmissionRequest:
     old_object: Mapping[str, Any] | None
     dry_run: bool = False
     sub_resource: str = ""
+    resource: str = ""
 
     @property
     def resource_api_version(self) -> str:
@@ -204,6 +205,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
             "request.subResource",
             "a subresource name",
         ),
+        resource=_resource_name(request) or default_resource(_field(kind, "kind", str, "request.kind")),
     )
 
 
@@ -223,6 +225,28 @@ def _dry_run(request: Mapping[str, Any]) -> bool:
         shown = repr(value)[:40]
         raise ReviewError(f"request.dryRun must be true or false, got {type(value).__name__} {shown}")
     return value
+
+
+def default_resource(kind: str) -> str:
+    """The API resource of a kind by Kubernetes' naming rule (``Pod`` -> ``pods``, ``Ingress`` ->
+    ``ingresses``, ``NetworkPolicy`` -> ``networkpolicies``): for reviews built without ``request.resource``
+    (``trustwatch apply``)."""
+    lowered = kind.lower()
+    if lowered.endswith(("s", "x", "z", "ch", "sh")):
+        return f"{lowered}es"
+    if lowered.endswith("y") and lowered[-2:-1] not in ("a", "e", "i", "o", "u"):
+        return f"{lowered[:-1]}ies"
+    return f"{lowered}s"
+
+
+def _resource_name(request: Mapping[str, Any]) -> str:
+    """``request.resource.resource`` (``pods``, ``deployments``): what ImageValidatingPolicy
+    ``resourceRules`` match; empty when absent."""
+    resource = request.get("resource")
+    if not isinstance(resource, dict):
+        return ""
+    name = _field(resource, "resource", str, "request.resource", required=False) or ""
+    return _matching(name, _SUB_RESOURCE, "request.resource.resource", "a resource name")
 
 
 def _metadata_name(obj: Mapping[str, Any] | None) -> str:

@@ -27,12 +27,14 @@ class Violation:
     """One blocked request: which policy blocked what, and why (rule -> message)."""
 
     policy: str
-    policy_namespace: str | None  # a namespaced Policy's namespace; None for a ClusterPolicy
+    policy_namespace: str | None  # a namespaced policy's namespace; None for a cluster-wide one
     resource_kind: str
     resource_namespace: str
     resource_name: str
     rules: Mapping[str, str]
     timestamp: float
+    # ClusterPolicy, Policy, ImageValidatingPolicy or NamespacedImageValidatingPolicy
+    policy_kind: str = "ClusterPolicy"
 
     def message(self) -> str:
         """Kyverno's wording: ``Deployment prod/unsigned: [rule] fail (blocked); reason``."""

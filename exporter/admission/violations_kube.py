@@ -23,6 +23,15 @@ POLICY_LOOKUP_TTL = 60.0
 COMPONENT = "trustwatch"
 
 
+# Where each policy kind is read from, for the Event's involvedObject.
+POLICY_APIS: dict[str, tuple[str, str, str]] = {
+    "ClusterPolicy": ("kyverno.io", "v1", "clusterpolicies"),
+    "Policy": ("kyverno.io", "v1", "policies"),
+    "ImageValidatingPolicy": ("policies.kyverno.io", "v1", "imagevalidatingpolicies"),
+    "NamespacedImageValidatingPolicy": ("policies.kyverno.io", "v1", "namespacedimagevalidatingpolicies"),
+}
+
+
 class KubernetesViolationBackend:
     """Creates ``v1`` Events with reason ``PolicyViolation`` (type Warning, action ``Resource Blocked``)."""
 
@@ -33,7 +42,7 @@ class KubernetesViolationBackend:
         self._custom = kube_client.CustomObjectsApi(api_client)
         self._timeout = request_timeout
         self._clock = clock
-        self._policies: dict[tuple[str | None, str], tuple[float, dict[str, Any] | None]] = {}
+        self._policies: dict[tuple[str, str | None, str], tuple[float, dict[str, Any] | None]] = {}
         self._instance = os.environ.get("HOSTNAME") or socket.gethostname()
 
     def record(self, violation: Violation) -> None:
@@ -59,7 +68,7 @@ class KubernetesViolationBackend:
 
     def _involved_object(self, violation: Violation) -> tuple[dict[str, Any], str]:
         """The policy object if it exists in the cluster, else the request's Namespace (or ``default``)."""
-        policy = self._policy(violation.policy_namespace, violation.policy)
+        policy = self._policy(violation.policy_kind, violation.policy_namespace, violation.policy)
         if policy is not None:
             metadata = policy.get("metadata") or {}
             involved = {
@@ -75,20 +84,21 @@ class KubernetesViolationBackend:
         namespace = violation.resource_namespace or "default"
         return {"apiVersion": "v1", "kind": "Namespace", "name": namespace}, namespace
 
-    def _policy(self, namespace: str | None, name: str) -> dict[str, Any] | None:
-        key = (namespace, name)
+    def _policy(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        key = (kind, namespace, name)
         cached = self._policies.get(key)
         now = self._clock()
         if cached is not None and now - cached[0] < POLICY_LOOKUP_TTL:
             return cached[1]
+        group, version, plural = POLICY_APIS.get(kind, POLICY_APIS["ClusterPolicy"])
         try:
             if namespace:
                 found = self._custom.get_namespaced_custom_object(
-                    "kyverno.io", "v1", namespace, "policies", name, _request_timeout=self._timeout
+                    group, version, namespace, plural, name, _request_timeout=self._timeout
                 )
             else:
                 found = self._custom.get_cluster_custom_object(
-                    "kyverno.io", "v1", "clusterpolicies", name, _request_timeout=self._timeout
+                    group, version, plural, name, _request_timeout=self._timeout
                 )
         except ApiException:
             found = None  # absent, Kyverno not installed, or not allowed to read it: use the namespace

@@ -24,7 +24,7 @@ from exporter.commands.registry_args import (
 
 if TYPE_CHECKING:
     from exporter.admission.engine import Decision
-    from exporter.policy.model import KyvernoPolicy
+    from exporter.policy.loader import LoadedPolicy
     from exporter.registry import RegistryOptions
     from exporter.reports.writer import AuditResult
 
@@ -123,7 +123,7 @@ def _namespace_labels(path: str | None) -> Mapping[str, Mapping[str, str]]:
     }
 
 
-def _policies(paths: Sequence[str]) -> list[KyvernoPolicy]:
+def _policies(paths: Sequence[str]) -> list[LoadedPolicy]:
     from exporter.policy.loader import PolicyLoadError, load_policy_paths  # noqa: PLC0415
 
     try:
@@ -152,7 +152,7 @@ def _review_body(obj: Mapping[str, Any], number: int) -> bytes:
 
 
 async def _evaluate(
-    policies: list[KyvernoPolicy],
+    policies: list[LoadedPolicy],
     resources: list[dict[str, Any]],
     labels: Mapping[str, Mapping[str, str]],
     registry_options: RegistryOptions,
@@ -228,7 +228,9 @@ def run(args: argparse.Namespace) -> int:
     except UsageError as exc:
         print(f"trustwatch apply: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
-    rules = sum(len(policy.rules) for policy in policies)
+    from exporter.policy.loader import rule_count  # noqa: PLC0415
+
+    rules = sum(map(rule_count, policies))
     print(f"Applying {rules} policy rule(s) to {len(resources)} resource(s)...\n")
     decisions, results = asyncio.run(_evaluate(policies, resources, labels, registry_options, args.timeout))
     for resource, decision in decisions:

@@ -8,13 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from exporter.policy.fields import FieldError
 from exporter.policy.model import KyvernoPolicy
 from exporter.policy.parse import POLICY_KINDS, parse_policy
+
+if TYPE_CHECKING:
+    from exporter.ivp.model import ImageValidatingPolicy
+
+    LoadedPolicy = KyvernoPolicy | ImageValidatingPolicy
+
+# Kyverno's CEL image policy kinds, parsed by exporter.ivp.parse (imported only when one is loaded, so the
+# CEL engine stays out of processes whose policies never need it).
+IMAGE_POLICY_KINDS = ("ImageValidatingPolicy", "NamespacedImageValidatingPolicy")
+LOADABLE_KINDS = (*POLICY_KINDS, *IMAGE_POLICY_KINDS)
 
 POLICY_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
@@ -83,11 +93,20 @@ def _policy_label(document: Mapping[str, Any]) -> str | None:
     namespace = metadata.get("namespace") if isinstance(metadata, Mapping) else None
     if name is None:
         return None
-    qualified = f"{namespace}/{name}" if namespace and document.get("kind") == "Policy" else str(name)
+    namespaced = document.get("kind") in ("Policy", "NamespacedImageValidatingPolicy")
+    qualified = f"{namespace}/{name}" if namespace and namespaced else str(name)
     return f"{document.get('kind')} {qualified}"
 
 
-def _parse_document(document: Any, source: str, number: int) -> list[KyvernoPolicy]:
+def _parse_one(document: Mapping[str, Any], source: str) -> LoadedPolicy:
+    if document.get("kind") in IMAGE_POLICY_KINDS:
+        from exporter.ivp.parse import parse_image_validating_policy  # noqa: PLC0415
+
+        return parse_image_validating_policy(document, source)
+    return parse_policy(document, source)
+
+
+def _parse_document(document: Any, source: str, number: int) -> list[LoadedPolicy]:
     if not isinstance(document, Mapping):
         raise PolicyLoadError(
             "expected a Kubernetes object (a mapping), got " + type(document).__name__,
@@ -102,14 +121,15 @@ def _parse_document(document: Any, source: str, number: int) -> list[KyvernoPoli
         return [policy for item in items for policy in _parse_document(item, source, number)]
     if kind == "ConfigMap":
         return _parse_config_map(document, source, number)
-    if kind not in POLICY_KINDS:
+    if kind not in LOADABLE_KINDS:
         raise PolicyLoadError(
-            f"kind {kind!r} is not a Kyverno ClusterPolicy or Policy; remove it from the policy sources",
+            f"kind {kind!r} is not a Kyverno ClusterPolicy, Policy, ImageValidatingPolicy or "
+            "NamespacedImageValidatingPolicy; remove it from the policy sources",
             source=source,
             document=number,
         )
     try:
-        return [parse_policy(document, source)]
+        return [_parse_one(document, source)]
     except FieldError as error:
         raise PolicyLoadError(
             error.problem,
@@ -121,13 +141,13 @@ def _parse_document(document: Any, source: str, number: int) -> list[KyvernoPoli
         ) from None
 
 
-def _parse_config_map(document: Mapping[str, Any], source: str, number: int) -> list[KyvernoPolicy]:
+def _parse_config_map(document: Mapping[str, Any], source: str, number: int) -> list[LoadedPolicy]:
     data = document.get("data") or {}
     if not isinstance(data, Mapping):
         raise PolicyLoadError(
             "ConfigMap data must be a map of file names to text", source=source, document=number
         )
-    policies: list[KyvernoPolicy] = []
+    policies: list[LoadedPolicy] = []
     for key in sorted(data):
         if str(key).endswith(POLICY_SUFFIXES):
             policies.extend(parse_policies(str(data[key]), f"{source} document {number} data[{key}]"))
@@ -144,9 +164,15 @@ def _load_documents(text: str, source: str) -> list[Any]:
         raise PolicyLoadError(f"invalid YAML/JSON{where}: {problem}", source=source) from None
 
 
-def ensure_unique(policies: Iterable[KyvernoPolicy]) -> None:
+def rule_count(policy: LoadedPolicy) -> int:
+    """The rules a policy evaluates: a ClusterPolicy/Policy's (autogen included); an ImageValidatingPolicy
+    is one rule."""
+    return len(policy.rules) if isinstance(policy, KyvernoPolicy) else 1
+
+
+def ensure_unique(policies: Iterable[LoadedPolicy]) -> None:
     """Raise :class:`PolicyLoadError` when two policies share (kind, namespace, name)."""
-    seen: dict[tuple[str, str | None, str], KyvernoPolicy] = {}
+    seen: dict[tuple[str, str | None, str], LoadedPolicy] = {}
     for policy in policies:
         first = seen.setdefault(policy.key, policy)
         if first is not policy:
@@ -156,13 +182,13 @@ def ensure_unique(policies: Iterable[KyvernoPolicy]) -> None:
             )
 
 
-def parse_policies(text: str, source: str = "<string>") -> list[KyvernoPolicy]:
+def parse_policies(text: str, source: str = "<string>") -> list[LoadedPolicy]:
     """Every policy in ``text``: YAML with any number of documents (JSON is YAML too), ``kind: List``
     wrappers, and ConfigMaps whose ``*.yaml``/``*.yml``/``*.json`` data entries hold policies.
     Empty documents are skipped. Raises :class:`PolicyLoadError`."""
     if len(text) > MAX_SOURCE_BYTES:
         raise PolicyLoadError(f"larger than {MAX_SOURCE_BYTES} bytes; split it up", source=source)
-    policies: list[KyvernoPolicy] = []
+    policies: list[LoadedPolicy] = []
     for number, document in enumerate(_load_documents(text, source), start=1):
         if document is not None:
             policies.extend(_parse_document(document, source, number))
@@ -212,7 +238,7 @@ def read_policy_file(path: Path) -> str:
         raise PolicyLoadError("not UTF-8 text", source=str(path)) from None
 
 
-def load_policy_files(paths: Sequence[Path]) -> list[tuple[Path, list[KyvernoPolicy]]]:
+def load_policy_files(paths: Sequence[Path]) -> list[tuple[Path, list[LoadedPolicy]]]:
     """The policies of each file the given files and directories designate (see :func:`policy_files`),
     checked as one set: a (kind, namespace, name) defined twice is an error. Raises
     :class:`PolicyLoadError`."""
@@ -226,6 +252,6 @@ def load_policy_files(paths: Sequence[Path]) -> list[tuple[Path, list[KyvernoPol
     return by_file
 
 
-def load_policy_paths(paths: Sequence[Path]) -> list[KyvernoPolicy]:
+def load_policy_paths(paths: Sequence[Path]) -> list[LoadedPolicy]:
     """All policies of the given files and directories (see :func:`load_policy_files`)."""
     return [policy for _file, found in load_policy_files(paths) for policy in found]

@@ -121,7 +121,8 @@ KEYS_UNSUPPORTED = {
 }
 
 
-def _selector(fields: Fields) -> LabelSelector:
+def parse_selector(fields: Fields) -> LabelSelector:
+    """A label selector (``matchLabels``/``matchExpressions``); shared with the CEL policy kinds."""
     labels = fields.string_map("matchLabels") or {}
     expressions: list[SelectorRequirement] = []
     for item in fields.objects("matchExpressions"):
@@ -139,9 +140,10 @@ def _selector(fields: Fields) -> LabelSelector:
     return LabelSelector(tuple(sorted(labels.items())), tuple(expressions))
 
 
-def _optional_selector(fields: Fields, key: str) -> LabelSelector | None:
+def optional_selector(fields: Fields, key: str) -> LabelSelector | None:
+    """The selector at ``key``, or None when absent."""
     child = fields.child(key)
-    return None if child is None else _selector(child)
+    return None if child is None else parse_selector(child)
 
 
 def _resources(fields: Fields, *, kinds_required: bool) -> ResourceFilter:
@@ -165,8 +167,8 @@ def _resources(fields: Fields, *, kinds_required: bool) -> ResourceFilter:
         kinds=kinds,
         names=(name,) if name else names,
         namespaces=fields.strings("namespaces"),
-        selector=_optional_selector(fields, "selector"),
-        namespace_selector=_optional_selector(fields, "namespaceSelector"),
+        selector=optional_selector(fields, "selector"),
+        namespace_selector=optional_selector(fields, "namespaceSelector"),
         operations=tuple(OPERATIONS[op] for op in operations),
         annotations=tuple(sorted((fields.string_map("annotations") or {}).items())),
     )
@@ -380,7 +382,7 @@ def _override(fields: Fields) -> ActionOverride:
     override = ActionOverride(
         action=action,
         namespaces=fields.strings("namespaces"),
-        namespace_selector=_optional_selector(fields, "namespaceSelector"),
+        namespace_selector=optional_selector(fields, "namespaceSelector"),
     )
     fields.finish({})
     if not override.namespaces and override.namespace_selector is None:
@@ -403,7 +405,7 @@ def _webhook_settings(spec: Fields) -> tuple[FailurePolicy, int | None]:
     return failure_policy, timeout
 
 
-def _version(document: Mapping[str, Any]) -> str:
+def content_version(document: Mapping[str, Any]) -> str:
     """Content hash over what defines the policy (not resourceVersion, status, managedFields ...)."""
     metadata = document.get("metadata") or {}
     identity = {key: metadata.get(key) for key in ("name", "namespace", "annotations", "labels")}
@@ -468,7 +470,7 @@ def parse_policy(document: Mapping[str, Any], source: str = "<string>") -> Kyver
         failure_policy=failure_policy,
         background=spec.boolean("background", True),
         rules=_with_autogen(rules, annotations),
-        version=_version(document),
+        version=content_version(document),
         admission=spec.boolean("admission", True),
         webhook_timeout_seconds=timeout,
         emit_warning=spec.boolean("emitWarning", False),

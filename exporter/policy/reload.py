@@ -15,11 +15,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from exporter.metrics import ServiceMetrics
-from exporter.policy.loader import PolicyLoadError, load_policy_files, policy_files
-from exporter.policy.model import KyvernoPolicy
-from exporter.policy.parse import POLICY_KINDS
+from exporter.policy.loader import (
+    LOADABLE_KINDS,
+    PolicyLoadError,
+    load_policy_files,
+    policy_files,
+    rule_count,
+)
+
+if TYPE_CHECKING:
+    from exporter.policy.loader import LoadedPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -31,12 +39,12 @@ class PolicySet:
     """The policies in force, a version over all of them (a cache key), and when they were loaded (Unix
     time)."""
 
-    policies: tuple[KyvernoPolicy, ...]
+    policies: tuple[LoadedPolicy, ...]
     version: str
     loaded_at: float
 
     @classmethod
-    def of(cls, policies: Sequence[KyvernoPolicy], loaded_at: float) -> PolicySet:
+    def of(cls, policies: Sequence[LoadedPolicy], loaded_at: float) -> PolicySet:
         """A set of ``policies`` whose version changes whenever any policy's does."""
         versions = sorted(f"{p.kind}/{p.namespace}/{p.name}@{p.version}" for p in policies)
         digest = hashlib.sha256("\n".join(versions).encode()).hexdigest()[:32]
@@ -121,7 +129,7 @@ class PolicyReloader:
         self._install(by_file, seen)
         return True
 
-    def _refuse_emptied(self, by_file: Sequence[tuple[Path, Sequence[KyvernoPolicy]]]) -> None:
+    def _refuse_emptied(self, by_file: Sequence[tuple[Path, Sequence[LoadedPolicy]]]) -> None:
         """Raise PolicyLoadError when a file that held policies in the set in force now holds none."""
         for file, policies in by_file:
             held = self._held.get(file, 0)
@@ -162,7 +170,7 @@ class PolicyReloader:
         self.metrics.policy_last_load_success.set(0)
 
     def _install(
-        self, by_file: Sequence[tuple[Path, Sequence[KyvernoPolicy]]], seen: Fingerprint
+        self, by_file: Sequence[tuple[Path, Sequence[LoadedPolicy]]], seen: Fingerprint
     ) -> PolicySet:
         policies = [policy for _file, found in by_file for policy in found]
         policy_set = PolicySet.of(policies, time.time())
@@ -170,14 +178,14 @@ class PolicyReloader:
         self._seen = seen
         self._held = {file: len(found) for file, found in by_file}
         self._last_failure = None
-        for kind in POLICY_KINDS:
+        for kind in LOADABLE_KINDS:
             self.metrics.policies_loaded.labels(kind).set(sum(1 for p in policies if p.kind == kind))
         self.metrics.policy_last_load_success.set(1)
         logger.info(
             "policy set loaded",
             extra={
                 "policies": len(policies),
-                "rules": sum(len(p.rules) for p in policies),
+                "rules": sum(map(rule_count, policies)),
                 "policy_set_version": policy_set.version,
             },
         )

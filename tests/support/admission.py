@@ -28,7 +28,8 @@ def walkthrough_policy_text(public_pem: str, **replacements: str) -> str:
 
 
 def walkthrough_policy(public_pem: str, **replacements: str) -> list[KyvernoPolicy]:
-    return parse_policies(walkthrough_policy_text(public_pem, **replacements), "walkthrough-policy.yaml")
+    policies = parse_policies(walkthrough_policy_text(public_pem, **replacements), "walkthrough-policy.yaml")
+    return [policy for policy in policies if isinstance(policy, KyvernoPolicy)]
 
 
 def workload(kind: str, name: str, namespace: str, image: str) -> dict[str, Any]:

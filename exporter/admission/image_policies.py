@@ -1,0 +1,214 @@
+"""ImageValidatingPolicies at admission: plan, verify (async, cached), then evaluate the CEL.
+
+The one adapter between the CEL policies and the verification layer lives here: an attestor becomes the
+:class:`exporter.policy.model.ImageVerification` the ClusterPolicy path verifies with, so both kinds share
+:class:`exporter.admission.verifier.ImageVerifier` - its single-flight cache, digest resolution, metrics
+and deadline handling. The cache key names the attestor (``attestor:<name>``) under the policy's content
+version, so an edited policy never reuses an old outcome.
+
+Imported only when a policy set holds an ImageValidatingPolicy, which keeps the CEL engine out of
+processes that never need it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from exporter.admission.cache import Lookup
+from exporter.admission.messages import verification_failed
+from exporter.admission.verifier import ImageOutcome
+from exporter.ivp.evaluate import Outcome, Prepared, SignatureOutcome, conclude, prepare
+from exporter.ivp.match import RequestAttributes, applicable
+from exporter.ivp.model import CosignKeyAttestor, ImageValidatingPolicy
+from exporter.policy.model import Attestor, ImageVerification, KeyEntry, Rekor
+
+if TYPE_CHECKING:
+    from exporter.admission.engine import Verifier
+    from exporter.admission.review import AdmissionRequest
+
+log = logging.getLogger(__name__)
+
+PairKey = tuple[str, str]  # (normalised image reference, attestor name)
+CountVerification = Callable[[ImageValidatingPolicy, str, ImageOutcome, Lookup], None]
+
+
+@lru_cache(maxsize=256)
+def attestor_verification(attestor: CosignKeyAttestor) -> ImageVerification:
+    """The ClusterPolicy form of a key attestor: one attestor set with the attestor's key as its entry."""
+    rekor = None
+    if attestor.rekor_pubkey or attestor.rekor_url or attestor.ignore_tlog:
+        rekor = Rekor(pubkey=attestor.rekor_pubkey, ignore_tlog=attestor.ignore_tlog, url=attestor.rekor_url)
+    entry = KeyEntry(attestor.public_key, None, attestor.hash_algorithm, rekor)
+    return ImageVerification(
+        image_references=("*",),
+        skip_image_references=(),
+        attestors=(Attestor(count=1, entries=(entry,)),),
+        required=True,
+        verify_digest=False,
+        mutate_digest=False,
+        failure_action=None,
+    )
+
+
+def cache_rule(attestor: CosignKeyAttestor) -> str:
+    """The verifier cache's rule slot for an attestor."""
+    return f"attestor:{attestor.name}"
+
+
+@dataclass(frozen=True)
+class Evaluated:
+    """One applicable policy's outcome and the signature outcomes behind it (for digest pins)."""
+
+    prepared: Prepared
+    outcome: Outcome
+    signatures: Mapping[PairKey, SignatureOutcome]
+
+
+def request_attributes(
+    request: AdmissionRequest, namespace_labels: Mapping[str, str] | None
+) -> RequestAttributes:
+    """The request as ``matchConstraints`` see it; ``namespace_labels`` None: not loaded yet."""
+    obj = request.object or {}
+    metadata = obj.get("metadata")
+    labels = metadata.get("labels") if isinstance(metadata, Mapping) else None
+    return RequestAttributes(
+        group=request.group,
+        version=request.version,
+        resource=request.resource,
+        subresource=request.sub_resource,
+        kind=request.kind,
+        operation=request.operation,
+        name=request.name,
+        namespace=request.namespace,
+        object_labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, Mapping) else {},
+        namespace_labels=namespace_labels or {},
+        namespace_labels_known=namespace_labels is not None,
+    )
+
+
+def request_document(request: AdmissionRequest) -> dict[str, Any]:
+    """The ``request`` CEL variable: the AdmissionRequest fields policies commonly read."""
+    return {
+        "uid": request.uid,
+        "kind": {"group": request.group, "version": request.version, "kind": request.kind},
+        "operation": request.operation,
+        "name": request.name,
+        "namespace": request.namespace,
+        "subResource": request.sub_resource,
+        "dryRun": request.dry_run,
+    }
+
+
+def _signature(outcome: ImageOutcome) -> SignatureOutcome:
+    return SignatureOutcome(outcome.status, outcome.message, outcome.digest)
+
+
+class ImagePolicyRunner:
+    """Evaluates the ImageValidatingPolicies of a request (see the module docstring)."""
+
+    def __init__(self, verifier: Verifier, count: CountVerification) -> None:
+        self._verifier = verifier
+        self._count = count
+
+    def plan(
+        self,
+        policies: Sequence[ImageValidatingPolicy],
+        request: AdmissionRequest,
+        namespace_labels: Mapping[str, str] | None,
+    ) -> list[Prepared]:
+        """The policies that apply to the request, prepared (match conditions and images evaluated)."""
+        if request.object is None:
+            return []
+        attributes = request_attributes(request, namespace_labels)
+        document = request_document(request)
+        namespace_object = (
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": request.namespace,
+                                                                   "labels": dict(namespace_labels or {})}}
+            if request.namespace
+            else None
+        )  # fmt: skip
+        prepared: list[Prepared] = []
+        for policy in policies:
+            applies = applicable(policy, attributes, request.object)
+            if applies is None:
+                continue
+            ready = prepare(
+                policy,
+                applies,
+                request.object,
+                request.old_object,
+                request=document,
+                namespace_object=namespace_object,
+            )
+            if ready is not None:
+                prepared.append(ready)
+        return prepared
+
+    async def evaluate(self, prepared: Sequence[Prepared], deadline: float) -> tuple[list[Evaluated], bool]:
+        """Verify every (image, attestor) pair the policies may ask about, then conclude each policy; also
+        whether every verification came from the cache."""
+        pairs, cached = await self._verify_pairs(prepared, deadline)
+        evaluated = [
+            Evaluated(ready, conclude(ready, pairs.get(id(ready), {})), pairs.get(id(ready), {}))
+            for ready in prepared
+        ]
+        return evaluated, cached
+
+    async def _verify_pairs(
+        self, prepared: Sequence[Prepared], deadline: float
+    ) -> tuple[dict[int, dict[PairKey, SignatureOutcome]], bool]:
+        results: dict[int, dict[PairKey, SignatureOutcome]] = {}
+        tasks: dict[tuple[int, PairKey], asyncio.Future[tuple[ImageOutcome, Lookup]]] = {}
+        for ready in prepared:
+            found = results.setdefault(id(ready), {})
+            if ready.outcome is not None:
+                continue
+            policy = ready.policy
+            for image in ready.images:
+                for attestor in policy.attestors:
+                    key = (image.reference, attestor.name)
+                    hit = self._verifier.cached(policy.version, cache_rule(attestor), 0, image.image)
+                    if hit is not None:
+                        self._count(policy, attestor.name, hit, "hit")
+                        found[key] = _signature(hit)
+                    elif (id(ready), key) not in tasks:
+                        verification = self._verify(policy, attestor, image.image)
+                        tasks[(id(ready), key)] = asyncio.ensure_future(verification)
+        if not tasks:
+            return results, True
+        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
+        await asyncio.wait(tasks.values(), timeout=remaining)
+        cached = True
+        for (ready_id, key), task in tasks.items():
+            results[ready_id][key], how = self._settled(task, key)
+            cached = cached and how != "miss"
+        return results, cached
+
+    async def _verify(
+        self, policy: ImageValidatingPolicy, attestor: CosignKeyAttestor, image: str
+    ) -> tuple[ImageOutcome, Lookup]:
+        outcome, how = await self._verifier.verify(
+            policy.version, cache_rule(attestor), 0, attestor_verification(attestor), image
+        )
+        self._count(policy, attestor.name, outcome, how)
+        return outcome, how
+
+    @staticmethod
+    def _settled(
+        task: asyncio.Future[tuple[ImageOutcome, Lookup]], key: PairKey
+    ) -> tuple[SignatureOutcome, Lookup]:
+        if task.done() and not task.cancelled() and task.exception() is None:
+            outcome, how = task.result()
+            return _signature(outcome), how
+        if task.done() and not task.cancelled():
+            log.error("verification crashed", exc_info=task.exception(), extra={"image": key[0]})
+            reason = "internal error in trustwatch (details in its log)"
+        else:
+            task.cancel()
+            reason = "verification did not finish within the admission deadline"
+        return SignatureOutcome("error", verification_failed(key[0], f"attestors.{key[1]}: {reason}")), "miss"

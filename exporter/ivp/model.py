@@ -1,0 +1,174 @@
+"""The validated form of Kyverno ``ImageValidatingPolicy`` and ``NamespacedImageValidatingPolicy`` objects.
+
+Immutable, like :mod:`exporter.policy.model`, so a loaded set is shared by concurrent requests. Every CEL
+expression is already compiled (:class:`exporter.ivp.celenv.CompiledExpression`). The properties the
+admission engine and the report writer read (``name``, ``display_name``, ``report_name``, ``severity`` ...)
+mirror :class:`exporter.policy.model.KyvernoPolicy`, so results of both kinds flow through one path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from exporter.ivp.celenv import CompiledExpression
+from exporter.policy.model import (
+    CATEGORY_ANNOTATION,
+    SCORED_ANNOTATION,
+    SEVERITY_ANNOTATION,
+    FailurePolicy,
+    LabelSelector,
+)
+
+IvpKind = Literal["ImageValidatingPolicy", "NamespacedImageValidatingPolicy"]
+ValidationAction = Literal["Deny", "Warn", "Audit"]
+REPORT_SOURCE = "KyvernoImageValidatingPolicy"
+
+
+@dataclass(frozen=True)
+class ResourceRule:
+    """One ``resourceRules`` entry of ``matchConstraints`` (Kubernetes ``NamedRuleWithOperations``)."""
+
+    api_groups: tuple[str, ...]
+    api_versions: tuple[str, ...]
+    operations: tuple[str, ...]
+    resources: tuple[str, ...]
+    resource_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MatchConstraints:
+    """``matchConstraints``: which requests the policy sees (Kubernetes ``MatchResources``)."""
+
+    resource_rules: tuple[ResourceRule, ...]
+    exclude_resource_rules: tuple[ResourceRule, ...] = ()
+    namespace_selector: LabelSelector | None = None
+    object_selector: LabelSelector | None = None
+
+
+@dataclass(frozen=True)
+class NamedExpression:
+    """A ``matchConditions``, ``variables`` or ``images`` entry: a name and its compiled expression."""
+
+    name: str
+    expression: CompiledExpression
+
+
+@dataclass(frozen=True)
+class ImageMatcher:
+    """``matchImageReferences[]``: a glob over the normalised image, or a CEL expression over it."""
+
+    glob: str | None = None
+    expression: CompiledExpression | None = None
+
+
+@dataclass(frozen=True)
+class CosignKeyAttestor:
+    """``attestors[]`` with ``cosign.key``: signatures made with this public key verify.
+
+    ``rekor_pubkey``/``ignore_tlog`` come from ``cosign.ctlog``: the transparency-log entry is required when
+    a Rekor key is given and ``insecureIgnoreTlog`` is not set (as for ClusterPolicy key attestors).
+    """
+
+    name: str
+    public_key: str
+    hash_algorithm: str
+    rekor_url: str | None = None
+    rekor_pubkey: str | None = None
+    ignore_tlog: bool = False
+
+
+@dataclass(frozen=True)
+class Validation:
+    """``validations[]``: the expression must be true; ``message``/``message_expression`` explain a false."""
+
+    expression: CompiledExpression
+    message: str | None = None
+    message_expression: CompiledExpression | None = None
+
+
+@dataclass(frozen=True)
+class ImageValidatingPolicy:
+    """A validated (Namespaced)ImageValidatingPolicy. Equality and hashing use (kind, namespace, name,
+    version), like :class:`exporter.policy.model.KyvernoPolicy`; ``version`` is a content hash."""
+
+    kind: IvpKind
+    name: str
+    namespace: str | None
+    annotations: Mapping[str, str]
+    match_constraints: MatchConstraints
+    match_conditions: tuple[NamedExpression, ...]
+    variables: tuple[NamedExpression, ...]
+    failure_policy: FailurePolicy
+    validation_actions: frozenset[ValidationAction]
+    match_image_references: tuple[ImageMatcher, ...]
+    image_extractors: tuple[NamedExpression, ...]
+    attestors: tuple[CosignKeyAttestor, ...]
+    validations: tuple[Validation, ...]
+    autogen_controllers: frozenset[str]
+    version: str
+    admission: bool = True
+    webhook_timeout_seconds: int | None = None
+    mutate_digest: bool = True
+    verify_digest: bool = True
+    required: bool = True
+    source: str = field(default="<string>", compare=False)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ImageValidatingPolicy):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
+    def _identity(self) -> tuple[str, str | None, str, str]:
+        return (self.kind, self.namespace, self.name, self.version)
+
+    @property
+    def key(self) -> tuple[str, str | None, str]:
+        """(kind, namespace, name): unique within a policy set."""
+        return (self.kind, self.namespace, self.name)
+
+    @property
+    def report_name(self) -> str:
+        """The PolicyReport holding this policy's results: ``ivpol-<name>`` / ``nivpol-<name>`` (the
+        kinds' short names, as ``cpol-``/``pol-`` are for ClusterPolicy/Policy)."""
+        prefix = "ivpol" if self.kind == "ImageValidatingPolicy" else "nivpol"
+        return f"{prefix}-{self.name}"
+
+    @property
+    def display_name(self) -> str:
+        """``name``, or ``namespace/name`` for the namespaced kind."""
+        return self.name if self.namespace is None else f"{self.namespace}/{self.name}"
+
+    @property
+    def report_source(self) -> str:
+        """``results[].source``, as Kyverno writes it for CEL image policies."""
+        return REPORT_SOURCE
+
+    @property
+    def severity(self) -> str | None:
+        """``policies.kyverno.io/severity``, or None."""
+        return self.annotations.get(SEVERITY_ANNOTATION) or None
+
+    @property
+    def category(self) -> str | None:
+        """``policies.kyverno.io/category``, or None."""
+        return self.annotations.get(CATEGORY_ANNOTATION) or None
+
+    @property
+    def scored(self) -> bool:
+        """False only when ``policies.kyverno.io/scored`` is ``"false"``."""
+        return self.annotations.get(SCORED_ANNOTATION) != "false"
+
+    @property
+    def denies(self) -> bool:
+        """Whether a failure denies the request (``Deny`` in ``validationActions``)."""
+        return "Deny" in self.validation_actions
+
+    @property
+    def warns(self) -> bool:
+        """Whether a failure is returned to the client as an admission warning (``Warn``)."""
+        return "Warn" in self.validation_actions
