@@ -14,7 +14,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from exporter.cosign.keys import KeyLoadError, load_public_keys
 from exporter.policy.autogen import parse_controllers_annotation, with_autogen_rules
 from exporter.policy.fields import FieldError, Fields, is_empty
 from exporter.policy.match import parse_kind_selector
@@ -40,6 +39,7 @@ from exporter.policy.model import (
     frozen_mapping,
 )
 from exporter.registry.reference import normalize_registry
+from exporter.sigstore.keys import KeyLoadError, load_public_keys
 
 API_VERSIONS = frozenset({"kyverno.io/v1", "kyverno.io/v2beta1"})
 POLICY_KINDS: dict[str, PolicyKind] = {"ClusterPolicy": "ClusterPolicy", "Policy": "Policy"}
