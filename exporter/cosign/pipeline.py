@@ -358,7 +358,10 @@ def _check_with_key(
             else f"signed by {names} but {problem}"
         )
     required = _tlog_required(candidate, options, keyed=True)
-    if not required and not (candidate.tlog_entries and options.rekor_keys):
+    # Proofs are skipped when the policy ignores the log, and for a legacy layer unless the policy names a
+    # Rekor key (today's behaviour for key-signed .sig layers); a bundle's proofs are always checked.
+    legacy_unchecked = not candidate.is_bundle and not required and not options.rekor_keys
+    if options.ignore_tlog or legacy_unchecked:
         return _signature_facts(candidate, attestor, found, key=signers[0].name)
     problems: list[str] = []
     for key in signers:
