@@ -5,25 +5,30 @@ and digest; and every interop vector pushed in its real layout."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from exporter.cosign import (
+    IdentityPolicy,
     Invalid,
     KeyAttestor,
+    KeylessAttestor,
     TrustedKey,
     Unsigned,
     VerificationError,
     VerificationOptions,
     Verified,
     load_public_key,
+    verify_attestations,
     verify_found,
     verify_image,
 )
 from exporter.cosign.discovery import discover
 from exporter.cosign.found import FoundArtifacts
 from exporter.registry import RegistryClient, RegistryOptions, parse_reference
+from exporter.sigstore import load_trusted_root
 from tests.support.cosign_vectors import (
     BUNDLE_CASE,
     BUNDLE_DIGEST,
@@ -34,7 +39,8 @@ from tests.support.cosign_vectors import (
     sig_annotations,
     signed_digest,
 )
-from tests.support.oci_push import SIGSTORE_BUNDLE_V03, attach_referrer, push_referrer
+from tests.support.oci_push import SIGSTORE_BUNDLE_V03, attach_referrer, push_att, push_referrer
+from tests.support.reference_verifier import reference_verify
 from tests.support.referrers_front import ReferrersFront
 from tests.support.registry import (
     OCI_MANIFEST,
@@ -46,6 +52,14 @@ from tests.support.registry import (
     needs_registry,
     public_pem,
     simple_signing_payload,
+)
+from tests.support.sigstore_box import (
+    GITHUB_ISSUER,
+    SLSA_PROVENANCE_V02,
+    GitHubWorkflow,
+    Identity,
+    SignedBundle,
+    SigstoreBox,
 )
 
 pytestmark = needs_registry
@@ -213,3 +227,137 @@ async def test_cosign3_bundle_vector_through_the_referrers_api(registry: Registr
         "bundle-dsse",
         "0.3",
     )
+
+
+# --- a Sigstore of our own: keyless in both layouts, attestations, misplaced bundles ---
+
+WORKFLOW = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.0"
+SIGNER_IDENTITY = Identity(WORKFLOW, GITHUB_ISSUER, github=GitHubWorkflow(repository="acme/app"))
+SLSA_V1 = "https://slsa.dev/provenance/v1"
+
+
+@pytest.fixture(scope="module")
+def box_root(sigstore_box: SigstoreBox, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return sigstore_box.write_trusted_root(tmp_path_factory.mktemp("box") / "trusted_root.json")
+
+
+def _keyless(root: Path, **overrides: Any) -> VerificationOptions:
+    identity = IdentityPolicy(
+        subject=WORKFLOW, issuer=GITHUB_ISSUER, extensions={"githubWorkflowRepository": "acme/app"}
+    )
+    return VerificationOptions(
+        attestors=(KeylessAttestor(name="release", identities=(identity,)),),
+        trusted_root=load_trusted_root(root),
+        **overrides,
+    )
+
+
+def _bundle_layer(signed: SignedBundle) -> list[SignatureLayerSpec]:
+    return [SignatureLayerSpec(signed.json, {}, signed.media_type)]
+
+
+async def test_keyless_legacy_sig_and_cosign3_bundle_in_the_registry(
+    registry: RegistryServer, sigstore_box: SigstoreBox, box_root: Path
+) -> None:
+    legacy_digest = registry.push_image("box/legacy", "v1")
+    legacy = sigstore_box.legacy_signature(legacy_digest, f"{registry.host}/box/legacy", SIGNER_IDENTITY)
+    registry.push_signature_layers("box/legacy", legacy_digest, [legacy.layer])
+    bundle_digest = registry.push_image("box/bundle", "v1")
+    signed = sigstore_box.image_bundle(bundle_digest, SIGNER_IDENTITY)
+    attach_referrer(registry, "box/bundle", bundle_digest, signed.media_type, _bundle_layer(signed))
+    async with ReferrersFront(registry) as front:
+        api_digest = registry.push_image("box/api", "v1")
+        api_signed = sigstore_box.image_bundle(api_digest, SIGNER_IDENTITY, log="rekor-v2", timestamp=True)
+        push_referrer(front, "box/api", api_digest, api_signed.media_type, _bundle_layer(api_signed))
+        through_api = await _verify(front, "box/api:v1", _keyless(box_root))
+    expectations = (
+        (
+            await _verify(registry, "box/legacy:v1", _keyless(box_root)),
+            "sig-tag",
+            "simple-signing",
+            legacy_digest,
+        ),
+        (
+            await _verify(registry, "box/bundle:v1", _keyless(box_root)),
+            "referrers-tag",
+            "bundle-dsse",
+            bundle_digest,
+        ),
+        (through_api, "referrers-api", "bundle-dsse", api_digest),
+    )
+    for outcome, place, format_, digest in expectations:
+        assert isinstance(outcome, Verified), outcome.reason
+        assert outcome.digest == digest
+        (signature,) = outcome.signatures
+        assert (signature.place, signature.format, signature.attestor) == (place, format_, "release")
+        assert signature.identity is not None
+        assert signature.identity.subject_alternative_names == (WORKFLOW,)
+    assert through_api.signatures[0].time_source == "timestamp-authority"
+    for signed_bundle, digest in ((signed, bundle_digest), (api_signed, api_digest)):
+        theirs = reference_verify(
+            signed_bundle.json, box_root, identity=WORKFLOW, issuer=GITHUB_ISSUER, subject_digest=digest
+        )
+        assert theirs.accepted, theirs.reason
+
+
+async def test_a_bundle_copied_onto_another_images_referrers_proves_nothing(
+    registry: RegistryServer, sigstore_box: SigstoreBox, box_root: Path
+) -> None:
+    signed_digest_ = registry.push_image("box/copied", "signed")
+    victim = registry.push_image("box/copied", "unsigned")
+    signed = sigstore_box.image_bundle(signed_digest_, SIGNER_IDENTITY)
+    attach_referrer(registry, "box/copied", victim, signed.media_type, _bundle_layer(signed))
+    outcome = await _verify(registry, "box/copied:unsigned", _keyless(box_root))
+    assert isinstance(outcome, Invalid)
+    assert f"statement subject is {signed_digest_}, not this image's {victim}" in outcome.reasons[0]
+    theirs = reference_verify(
+        signed.json, box_root, identity=WORKFLOW, issuer=GITHUB_ISSUER, subject_digest=victim
+    )
+    assert not theirs.accepted
+
+
+async def test_attestations_from_att_tags_and_bundle_referrers(
+    registry: RegistryServer, sigstore_box: SigstoreBox, box_root: Path
+) -> None:
+    digest = registry.push_image("box/attested", "v1")
+    legacy = sigstore_box.legacy_attestation(
+        digest, f"{registry.host}/box/attested", SIGNER_IDENTITY, predicate={"builder": {"id": "legacy"}}
+    )
+    push_att(registry, "box/attested", digest, [legacy.layer])
+    slsa = sigstore_box.image_bundle(
+        digest, SIGNER_IDENTITY, predicate_type=SLSA_V1, predicate={"builder": "v1"}
+    )
+    attach_referrer(registry, "box/attested", digest, slsa.media_type, _bundle_layer(slsa))
+    options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+    reference = parse_reference(f"{registry.host}/box/attested:v1")
+    async with RegistryClient(options) as client:
+        legacy_outcome = await verify_attestations(client, reference, _keyless(box_root), SLSA_PROVENANCE_V02)
+        bundle_outcome = await verify_attestations(client, reference, _keyless(box_root), SLSA_V1)
+        signatures = await verify_image(client, reference, _keyless(box_root))
+    assert isinstance(legacy_outcome, Verified), legacy_outcome.reason
+    assert [s.predicate for s in legacy_outcome.statements] == [{"builder": {"id": "legacy"}}]
+    assert legacy_outcome.statements[0].signature.place == "att-tag"
+    assert isinstance(bundle_outcome, Verified), bundle_outcome.reason
+    assert [s.predicate for s in bundle_outcome.statements] == [{"builder": "v1"}]
+    assert bundle_outcome.statements[0].signature.place == "referrers-tag"
+    assert isinstance(signatures, Unsigned), "attestations are not image signatures"
+
+
+async def test_signatures_in_a_separate_signature_repository(
+    registry: RegistryServer, sigstore_box: SigstoreBox, box_root: Path
+) -> None:
+    digest = registry.push_image("box/elsewhere", "v1")
+    signed = sigstore_box.image_bundle(digest, SIGNER_IDENTITY)
+    attach_referrer(
+        registry,
+        "box/signatures",
+        digest,
+        signed.media_type,
+        _bundle_layer(signed),
+        subject_repo="box/elsewhere",
+    )
+    assert isinstance(await _verify(registry, "box/elsewhere:v1", _keyless(box_root)), Unsigned)
+    moved = _keyless(box_root, signature_repository=f"{registry.host}/box/signatures")
+    outcome = await _verify(registry, "box/elsewhere:v1", moved)
+    assert isinstance(outcome, Verified), outcome.reason
+    assert outcome.signatures[0].repository == f"{registry.host}/box/signatures"
