@@ -11,8 +11,6 @@ code signing.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from datetime import datetime
 
 from cryptography import x509
@@ -27,6 +25,7 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
+from exporter.sigstore.cache import BoundedCache
 from exporter.sigstore.facts import VerificationFailure
 from exporter.sigstore.trusted_root import CertificateAuthority
 
@@ -84,15 +83,12 @@ def _leaf_usage_problem(leaf: x509.Certificate) -> str | None:
 # certificates come back for every attestor, policy and replica of a workload. A verified path depends on the
 # certificates and the extension policy, not on the time, except through validity periods: remember paths,
 # and re-check only the validity periods for another signing time.
-MAX_CACHED_PATHS = 1024
-_paths: OrderedDict[bytes, tuple[x509.Certificate, ...]] = OrderedDict()
-_paths_lock = threading.Lock()
+_paths: BoundedCache[bytes, tuple[x509.Certificate, ...]] = BoundedCache(1024)
 
 
 def clear_chain_cache() -> None:
     """Forget verified certificate paths (benchmarks of cold verification, tests)."""
-    with _paths_lock:
-        _paths.clear()
+    _paths.clear()
 
 
 def _path_key(
@@ -119,10 +115,7 @@ def _build(
     kind: str,
 ) -> tuple[x509.Certificate, ...] | str:
     key = _path_key(leaf, roots, intermediates, kind)
-    with _paths_lock:
-        cached = _paths.get(key)
-        if cached is not None:
-            _paths.move_to_end(key)
+    cached = _paths.get(key)
     if cached is not None and _valid_at(cached, at):
         return cached
     ca_policy, ee_policy = _fulcio_policies() if kind == "fulcio" else _private_pki_policies()
@@ -138,10 +131,7 @@ def _build(
         path = tuple(verifier.verify(leaf, intermediates).chain)
     except (VerificationError, ValueError) as exc:
         return str(exc)
-    with _paths_lock:
-        _paths[key] = path
-        if len(_paths) > MAX_CACHED_PATHS:
-            _paths.popitem(last=False)
+    _paths.put(key, path)
     return path
 
 
@@ -151,13 +141,8 @@ def _describe(leaf: x509.Certificate) -> str:
     )
 
 
-def verify_fulcio_chain(
-    leaf: x509.Certificate,
-    carried: tuple[x509.Certificate, ...],
-    authorities: tuple[CertificateAuthority, ...],
-    at: datetime,
-) -> tuple[x509.Certificate, ...] | VerificationFailure:
-    """The verified chain (leaf first, root last) to a CA whose validity window covers ``at``, or why none."""
+def _leaf_problem(leaf: x509.Certificate, at: datetime) -> VerificationFailure | None:
+    """The signing certificate itself: valid at the signing time, and allowed to sign."""
     if not at.tzinfo:
         raise ValueError("signing time must be timezone-aware")
     if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
@@ -169,6 +154,19 @@ def verify_fulcio_chain(
     usage = _leaf_usage_problem(leaf)
     if usage is not None:
         return VerificationFailure("certificate-chain", f"{_describe(leaf)}: {usage}")
+    return None
+
+
+def verify_fulcio_chain(
+    leaf: x509.Certificate,
+    carried: tuple[x509.Certificate, ...],
+    authorities: tuple[CertificateAuthority, ...],
+    at: datetime,
+) -> tuple[x509.Certificate, ...] | VerificationFailure:
+    """The verified chain (leaf first, root last) to a CA whose validity window covers ``at``, or why none."""
+    problem = _leaf_problem(leaf, at)
+    if problem is not None:
+        return problem
     current = [ca for ca in authorities if ca.valid.covers(at)]
     if not current:
         return VerificationFailure(
@@ -195,15 +193,9 @@ def verify_private_chain(
     at: datetime,
 ) -> tuple[x509.Certificate, ...] | VerificationFailure:
     """The verified chain to one of your own ``roots`` (Kyverno ``certificates``/``roots``), or why none."""
-    if not leaf.not_valid_before_utc <= at <= leaf.not_valid_after_utc:
-        return VerificationFailure(
-            "certificate-validity",
-            f"{_describe(leaf)} was not valid at {at.isoformat()} (valid "
-            f"{leaf.not_valid_before_utc.isoformat()} to {leaf.not_valid_after_utc.isoformat()})",
-        )
-    usage = _leaf_usage_problem(leaf)
-    if usage is not None:
-        return VerificationFailure("certificate-chain", f"{_describe(leaf)}: {usage}")
+    problem = _leaf_problem(leaf, at)
+    if problem is not None:
+        return problem
     chain = _build(leaf, roots, [*intermediates, *carried], at, "private")
     if isinstance(chain, str):
         return VerificationFailure(

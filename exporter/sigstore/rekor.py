@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -164,6 +165,20 @@ def _envelope(signed: SignedMessage | SignedEnvelope, kind: str) -> SignedEnvelo
     return signed
 
 
+def _check_envelope_signatures(
+    recorded: Any, field: str, verifier_of: Callable[[Any], bytes], envelope: SignedEnvelope, signer: Signer
+) -> None:
+    """A dsse entry records every signature of the envelope, each with this signer as its verifier."""
+    if not isinstance(recorded, list):
+        raise _MismatchError("entry records no signatures")
+    signatures = []
+    for item in recorded:
+        signatures.append(_b64(_field(item, field), "signature"))
+        _check_verifier(verifier_of(item), signer, "verifier")
+    if sorted(signatures) != sorted(envelope.signatures):
+        raise _MismatchError("entry records different envelope signatures")
+
+
 def _match_dsse_v1(spec: Any, signed: SignedMessage | SignedEnvelope, signer: Signer) -> None:
     envelope = _envelope(signed, "dsse")
     value = _field(spec, "payloadHash", "value")
@@ -172,15 +187,13 @@ def _match_dsse_v1(spec: Any, signed: SignedMessage | SignedEnvelope, signer: Si
         bytes.fromhex(value) if isinstance(value, str) else b"",
         hashlib.sha256(envelope.payload).digest(),
     )
-    recorded = _field(spec, "signatures")
-    if not isinstance(recorded, list):
-        raise _MismatchError("entry records no signatures")
-    signatures = []
-    for item in recorded:
-        signatures.append(_b64(_field(item, "signature"), "signature"))
-        _check_verifier(_b64(_field(item, "verifier"), "verifier"), signer, "verifier")
-    if sorted(signatures) != sorted(envelope.signatures):
-        raise _MismatchError("entry records different envelope signatures")
+    _check_envelope_signatures(
+        _field(spec, "signatures"),
+        "signature",
+        lambda item: _b64(_field(item, "verifier"), "verifier"),
+        envelope,
+        signer,
+    )
 
 
 def _maybe_double_b64(value: Any, what: str) -> bytes:
@@ -247,15 +260,13 @@ def _match_dsse_v2(spec: Any, signed: SignedMessage | SignedEnvelope, signer: Si
         _b64(_field(body, "payloadHash", "digest"), "payload hash"),
         hashlib.sha256(envelope.payload).digest(),
     )
-    recorded = _field(body, "signatures")
-    if not isinstance(recorded, list):
-        raise _MismatchError("entry records no signatures")
-    signatures = []
-    for item in recorded:
-        signatures.append(_b64(_field(item, "content"), "signature"))
-        _check_verifier(_verifier_v2(_field(item, "verifier")), signer, "verifier")
-    if sorted(signatures) != sorted(envelope.signatures):
-        raise _MismatchError("entry records different envelope signatures")
+    _check_envelope_signatures(
+        _field(body, "signatures"),
+        "content",
+        lambda item: _verifier_v2(_field(item, "verifier")),
+        envelope,
+        signer,
+    )
 
 
 def match_entry_body(

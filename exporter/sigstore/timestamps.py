@@ -8,8 +8,6 @@ timestamps the signature bytes: the token's message imprint must be their hash.
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -17,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from rfc3161_client import VerificationError, VerifierBuilder, decode_timestamp_response
 
+from exporter.sigstore.cache import BoundedCache
 from exporter.sigstore.facts import VerificationFailure
 from exporter.sigstore.trusted_root import ValidityWindow
 
@@ -35,15 +34,12 @@ class TimestampAuthority:
 
 # CMS verification of a token costs milliseconds and the same signature is checked again for every attestor
 # and admission: remember the times of verified tokens (a verdict does not depend on the clock).
-MAX_CACHED_TIMES = 1024
-_times: OrderedDict[bytes, datetime] = OrderedDict()
-_times_lock = threading.Lock()
+_times: BoundedCache[bytes, datetime] = BoundedCache(1024)
 
 
 def clear_timestamp_cache() -> None:
     """Forget verified timestamps (benchmarks of cold verification, tests)."""
-    with _times_lock:
-        _times.clear()
+    _times.clear()
 
 
 def _cache_key(token: bytes, message: bytes, authorities: tuple[TimestampAuthority, ...]) -> bytes:
@@ -60,17 +56,12 @@ def verify_timestamp(
 ) -> datetime | VerificationFailure:
     """The time a trusted TSA vouches ``message`` existed at, or why ``token`` proves nothing."""
     key = _cache_key(token, message, authorities)
-    with _times_lock:
-        cached = _times.get(key)
-        if cached is not None:
-            _times.move_to_end(key)
-            return cached
+    cached = _times.get(key)
+    if cached is not None:
+        return cached
     result = _verify_timestamp(token, message, authorities)
     if isinstance(result, datetime):
-        with _times_lock:
-            _times[key] = result
-            if len(_times) > MAX_CACHED_TIMES:
-                _times.popitem(last=False)
+        _times.put(key, result)
     return result
 
 
