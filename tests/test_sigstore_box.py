@@ -9,7 +9,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import rekor_types
@@ -33,6 +33,7 @@ from tests.support.sigstore_box import (
     GitHubWorkflow,
     Identity,
     LegacySignature,
+    LogKind,
     SignedBundle,
     SigstoreBox,
 )
@@ -61,15 +62,15 @@ def check(signed: SignedBundle, root: Path, who: Identity = CI, **kwargs: Any) -
 
 
 # Rekor v2 entries carry no time of their own: they always come with a TSA timestamp.
-PROOFS = [("rekor-v1", False), ("rekor-v1", True), ("rekor-v2", True)]
+PROOFS: list[tuple[LogKind, bool]] = [("rekor-v1", False), ("rekor-v1", True), ("rekor-v2", True)]
 
 
 @pytest.mark.parametrize(("log", "timestamp"), PROOFS)
 @pytest.mark.parametrize("who", [CI, PERSON], ids=["github-uri", "email"])
 def test_sigstore_python_accepts_message_signature_bundles(
-    sigstore_box: SigstoreBox, root: Path, log: str, timestamp: bool, who: Identity
+    sigstore_box: SigstoreBox, root: Path, log: LogKind, timestamp: bool, who: Identity
 ) -> None:
-    signed = sigstore_box.message_bundle(ARTIFACT, who, log=log, timestamp=timestamp)  # type: ignore[arg-type]
+    signed = sigstore_box.message_bundle(ARTIFACT, who, log=log, timestamp=timestamp)
     assert signed.media_type == BUNDLE_V03
     outcome = check(signed, root, who, github=who.github)
     assert outcome.accepted, outcome.reason
@@ -77,18 +78,36 @@ def test_sigstore_python_accepts_message_signature_bundles(
 
 @pytest.mark.parametrize(("log", "timestamp"), PROOFS)
 def test_sigstore_python_accepts_dsse_image_bundles(
-    sigstore_box: SigstoreBox, root: Path, log: str, timestamp: bool
+    sigstore_box: SigstoreBox, root: Path, log: LogKind, timestamp: bool
 ) -> None:
-    signed = sigstore_box.image_bundle(IMAGE, CI, log=log, timestamp=timestamp)  # type: ignore[arg-type]
+    signed = sigstore_box.image_bundle(IMAGE, CI, log=log, timestamp=timestamp)
     outcome = check(signed, root, github=WORKFLOW)
     assert outcome.accepted, outcome.reason
     assert outcome.payload_type == "application/vnd.in-toto+json"
     assert outcome.payload is not None and IMAGE.removeprefix("sha256:").encode() in outcome.payload
 
 
+@pytest.mark.parametrize("version", ["0.1", "0.2"])
+@pytest.mark.parametrize("kind", ["message", "dsse"])
+def test_older_bundle_layouts_are_accepted(
+    sigstore_box: SigstoreBox, root: Path, version: Literal["0.1", "0.2"], kind: str
+) -> None:
+    signed = (
+        sigstore_box.message_bundle(ARTIFACT, CI)
+        if kind == "message"
+        else sigstore_box.image_bundle(IMAGE, CI)
+    )
+    older = signed.as_version(version)
+    assert older.media_type == f"application/vnd.dev.sigstore.bundle+json;version={version}"
+    assert "certificate" not in older.document["verificationMaterial"]
+    assert "certificate" in signed.document["verificationMaterial"]
+    outcome = check(older, root)
+    assert outcome.accepted, outcome.reason
+
+
 @pytest.mark.parametrize(("log", "timestamp"), PROOFS)
 def test_a_week_old_signature_verifies_by_its_trusted_time(
-    sigstore_box: SigstoreBox, root: Path, log: str, timestamp: bool
+    sigstore_box: SigstoreBox, root: Path, log: LogKind, timestamp: bool
 ) -> None:
     """The 10-minute certificate expired long ago; the log's or the TSA's time shows it was valid then."""
     week_ago = sigstore_box.now - datetime.timedelta(days=7)
@@ -245,8 +264,10 @@ def extension_values(certificate: x509.Certificate) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("encoding", ["both", "v1", "v2"])
-def test_fulcio_extensions_in_old_and_new_encodings(sigstore_box: SigstoreBox, encoding: str) -> None:
-    who = Identity(CI.san, CI.issuer, github=WORKFLOW, issuer_oids=encoding)  # type: ignore[arg-type]
+def test_fulcio_extensions_in_old_and_new_encodings(
+    sigstore_box: SigstoreBox, encoding: Literal["both", "v1", "v2"]
+) -> None:
+    who = Identity(CI.san, CI.issuer, github=WORKFLOW, issuer_oids=encoding)
     certificate = sigstore_box.image_bundle(IMAGE, who).certificate
     assert certificate is not None
     values = extension_values(certificate)

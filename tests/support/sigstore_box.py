@@ -27,6 +27,7 @@ What it signs (``signer`` is an ``Identity`` for keyless, or an EC P-256 private
 - ``legacy_signature(image_digest, docker_reference, signer)``: ``.sig`` layer (simple-signing payload,
   annotations signature, certificate, chain, bundle; rfc3161timestamp with ``timestamp=True``).
 - ``legacy_attestation(image_digest, docker_reference, signer, predicate_type=...)``: ``.att`` layer.
+- ``SignedBundle.as_version("0.1" | "0.2")``: the same bundle in the older layouts (x509CertificateChain).
 
 Every signing call takes ``log=`` ("rekor-v1": SET + inclusion proof + checkpoint; "rekor-v2": proof +
 checkpoint, no SET, no integrated time, bundles only; "none"), ``timestamp=True`` for an RFC 3161 token
@@ -48,7 +49,7 @@ import hashlib
 import json
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -809,6 +810,20 @@ class SignedBundle:
     def media_type(self) -> str:
         media_type: str = self.document["mediaType"]
         return media_type
+
+    def as_version(self, version: Literal["0.1", "0.2"]) -> SignedBundle:
+        """The same signature in an older bundle layout: media type ``...bundle+json;version=0.N`` and the
+        leaf in ``x509CertificateChain`` instead of ``certificate`` (what sigstore clients wrote before
+        v0.3)."""
+        material = dict(self.document["verificationMaterial"])
+        if "certificate" in material:
+            material["x509CertificateChain"] = {"certificates": [material.pop("certificate")]}
+        document = {
+            **self.document,
+            "mediaType": f"application/vnd.dev.sigstore.bundle+json;version={version}",
+            "verificationMaterial": material,
+        }
+        return replace(self, document=document)
 
 
 @dataclass(frozen=True)
