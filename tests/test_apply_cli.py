@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import yaml
 
 from exporter.cli import main
-from tests.support.admission import walkthrough_policy_text, workload
+from tests.support.admission import DATA, walkthrough_policy_text, workload
 from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
 
 needs_registry = pytest.mark.skipif(not registry_available(), reason="needs /usr/bin/docker-registry")
@@ -166,3 +167,41 @@ def test_bad_policy_and_labels_are_usage_errors(tmp_path: Path, capsys: pytest.C
     )
     assert "must map each namespace name" in capsys.readouterr().err
     assert main(["apply", "--policy", str(tmp_path / "missing.yaml"), "--resource", str(resources)]) == 2
+
+
+@pytest.mark.registry
+@needs_registry
+def test_apply_evaluates_image_validating_policies_beside_cluster_policies(
+    setup: tuple[RegistryServer, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One policy directory holding both kinds: each decides as in serve, with its own report."""
+    registry, policy = setup
+    pem = yaml.safe_load(policy.read_text())["spec"]["rules"][0]["verifyImages"][0]["key"]
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "cluster-policy.yaml").write_text(policy.read_text())
+    ivp_text = (DATA / "walkthrough-ivp.yaml").read_text()
+    (policies / "image-policies.yaml").write_text(
+        ivp_text.replace("__KEY_PEM__", textwrap.indent(pem.strip(), " " * 10))
+    )
+    image = f"{registry.host}/user/test"
+    resources = write_resources(
+        tmp_path / "resources.yaml",
+        workload("Deployment", "unsigned", "prod", f"{image}:unsigned"),
+        workload("Pod", "unsigned", "dev", f"{image}:unsigned"),
+    )
+    args = ["apply", "--policy", str(policies), "--resource", str(resources)]
+    assert main([*args, "--insecure-registry", registry.host, "--policy-report"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("Applying 5 policy rule(s) to 2 resource(s)...")
+    assert "check-image-signature-enforce:\n  autogen-check-image-signature-enforce: |\n" in out
+    assert f"    image signature verification failed for {image}:unsigned" in out
+    assert "warning: policy check-image-signature-audit.check-image-signature-audit: image signature" in out
+    report_list = yaml.safe_load(out.split("\n---\n", 1)[1])
+    by_name = {
+        (item["metadata"]["namespace"], item["metadata"]["name"]): item for item in report_list["items"]
+    }
+    dev_ivp = by_name[("dev", "ivpol-check-image-signature-audit")]
+    assert dev_ivp["results"][0]["source"] == "KyvernoImageValidatingPolicy"
+    assert dev_ivp["summary"]["fail"] == 1
+    assert by_name[("dev", "cpol-check-image-signature")]["summary"]["fail"] == 1

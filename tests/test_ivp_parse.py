@@ -384,3 +384,14 @@ def load_error_many(*documents: dict[str, Any]) -> PolicyLoadError:
     with pytest.raises(PolicyLoadError) as caught:
         load(*documents)
     return caught.value
+
+
+def test_keys_are_parsed_at_load() -> None:
+    document = ivp()
+    truncated = PEM.replace(PEM.splitlines()[1], PEM.splitlines()[1][:20])
+    document["spec"]["attestors"][0]["cosign"]["key"]["data"] = truncated
+    error = load_error(document)
+    assert error.path == "spec.attestors[0].cosign.key.data"
+    document = ivp()
+    document["spec"]["attestors"][0]["cosign"]["ctlog"] = {"rekorPubKey": truncated}
+    assert load_error(document).path == "spec.attestors[0].cosign.ctlog.rekorPubKey"

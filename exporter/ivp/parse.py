@@ -29,6 +29,7 @@ from exporter.policy.model import FailurePolicy, frozen_mapping
 from exporter.policy.parse import (
     FAILURE_POLICIES,
     SIGNATURE_ALGORITHMS,
+    check_public_keys,
     content_version,
     optional_selector,
 )
@@ -187,6 +188,7 @@ def _key_attestor(name: str, cosign: Fields, key: Fields) -> CosignKeyAttestor:
         raise FieldError(key.at("data"), "is required: the PEM public key signatures must verify with")
     if "-----BEGIN PUBLIC KEY-----" not in data:
         raise FieldError(key.at("data"), "expected a PEM '-----BEGIN PUBLIC KEY-----' block")
+    check_public_keys(data, key.at("data"))
     ctlog = cosign.child("ctlog")
     attestor = CosignKeyAttestor(name=name, public_key=data, hash_algorithm=algorithm)
     if ctlog is not None:
@@ -195,11 +197,18 @@ def _key_attestor(name: str, cosign: Fields, key: Fields) -> CosignKeyAttestor:
             public_key=data,
             hash_algorithm=algorithm,
             rekor_url=ctlog.string("url"),
-            rekor_pubkey=ctlog.string("rekorPubKey"),
+            rekor_pubkey=_checked_key(ctlog, "rekorPubKey"),
             ignore_tlog=ctlog.boolean("insecureIgnoreTlog", False),
         )
         ctlog.finish(CTLOG_UNSUPPORTED)
     return attestor
+
+
+def _checked_key(fields: Fields, key: str) -> str | None:
+    pem = fields.string(key)
+    if pem is not None:
+        check_public_keys(pem, fields.at(key))
+    return pem
 
 
 def _attestor(fields: Fields, seen: set[str]) -> CosignKeyAttestor:

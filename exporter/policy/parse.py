@@ -212,11 +212,11 @@ def _rekor(fields: Fields | None) -> Rekor | None:
     )
     fields.finish({})
     if rekor.pubkey:
-        _check_keys(rekor.pubkey, fields.at("pubkey"))
+        check_public_keys(rekor.pubkey, fields.at("pubkey"))
     return rekor
 
 
-def _check_keys(pem_text: str, path: str) -> None:
+def check_public_keys(pem_text: str, path: str) -> None:
     """Parse keys at load: a key that cannot be used must stop the policy, not deny every image later."""
     try:
         load_public_keys(pem_text)
@@ -241,7 +241,7 @@ def _public_key_entries(text: str, path: str, algorithm: str, rekor: Rekor | Non
             path, "expected one or more PEM '-----BEGIN PUBLIC KEY-----' blocks and nothing else"
         )
     for block in blocks:
-        _check_keys(block, path)
+        check_public_keys(block, path)
     return [KeyEntry(block, None, algorithm, rekor) for block in blocks]
 
 
