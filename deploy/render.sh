@@ -29,8 +29,9 @@ fi
 render_install() {
   cat <<'HEADER'
 # trustwatch: plain manifests rendered from deploy/helm/trustwatch by deploy/render.sh (do not edit).
-# Needs cert-manager (https://cert-manager.io) for the webhook certificate. Install:
-#   kubectl apply -f deploy/manifests/install.yaml
+# Needs cert-manager (https://cert-manager.io) for the webhook certificate, and your own build of the image
+# (no trustwatch image is published: see docs/deploy.md, "Build the image"). Install:
+#   sed 's#YOUR-REGISTRY/trustwatch#registry.example.com/trustwatch#' deploy/manifests/install.yaml | kubectl apply -f -
 # Then add policies to the ConfigMap trustwatch-policies (see docs/deploy.md). For anything else, use the chart.
 ---
 apiVersion: v1
@@ -42,7 +43,7 @@ metadata:
     app.kubernetes.io/part-of: trustwatch
 HEADER
   "$helm" template trustwatch deploy/helm/trustwatch --namespace trustwatch --kube-version 1.29.0 \
-    --set tls.mode=certManager
+    --set tls.mode=certManager --set image.repository=YOUR-REGISTRY/trustwatch
 }
 
 target=deploy/manifests/install.yaml

@@ -85,14 +85,20 @@ def _require_helm() -> str:
     return helm
 
 
-def _run_helm(*args: str, values: dict[str, Any] | None = None) -> subprocess.CompletedProcess[str]:
+# No image is published, so the chart needs one: every render here names a build of the user's own.
+IMAGE = "registry.example.com/trustwatch"
+
+
+def _run_helm(
+    *args: str, values: dict[str, Any] | None = None, image: str = IMAGE
+) -> subprocess.CompletedProcess[str]:
     helm = _require_helm()
-    command = [helm, *args]
-    if values is not None:
-        command += ["--values", "-"]
+    values = dict(values or {})
+    values["image"] = {"repository": image, **(values.get("image") or {})}
+    command = [helm, *args, "--values", "-"]
     return subprocess.run(
         command,
-        input=json.dumps(values) if values is not None else None,
+        input=json.dumps(values),
         capture_output=True,
         text=True,
         check=False,
@@ -585,14 +591,21 @@ def test_values_example_in_deploy_docs_renders() -> None:
     one(docs, "PrometheusRule")
 
 
+def test_the_chart_refuses_to_render_without_an_image() -> None:
+    result = _run_helm("template", RELEASE, str(CHART), "--kube-version", "1.29.0", image="")
+    assert result.returncode != 0
+    assert "image.repository is not set: no trustwatch image is published" in result.stderr
+    assert "docs/deploy.md" in result.stderr
+
+
 def test_image_digest_wins_over_tag_and_single_replica_has_no_pdb() -> None:
     digest = "sha256:" + "a" * 64
     docs = render({"image": {"tag": "1.2.3", "digest": digest}, "replicaCount": 1})
-    assert container(docs)["image"] == f"ghcr.io/trustwatch/trustwatch@{digest}"
+    assert container(docs)["image"] == f"registry.example.com/trustwatch@{digest}"
     assert "PodDisruptionBudget" not in kinds(docs), "a PDB with minAvailable 1 would block every drain"
-    assert container(render({"image": {"tag": "1.2.3"}}))["image"] == "ghcr.io/trustwatch/trustwatch:1.2.3"
+    assert container(render({"image": {"tag": "1.2.3"}}))["image"] == "registry.example.com/trustwatch:1.2.3"
     # what `--set image.tag=1.2` gives: a number, which must render as text
-    assert container(render({"image": {"tag": 1.2}}))["image"] == "ghcr.io/trustwatch/trustwatch:1.2"
+    assert container(render({"image": {"tag": 1.2}}))["image"] == "registry.example.com/trustwatch:1.2"
     assert container(render())["image"].endswith(
         ":" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     )

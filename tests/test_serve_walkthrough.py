@@ -2,6 +2,8 @@
 
 Signed and unsigned images in a real docker-registry, AdmissionReviews over TLS, Enforce in `prod`, Audit
 in `dev`, the audit result written as a PolicyReport file, read back by the watcher and visible in /metrics.
+The same walkthrough on a (fake) cluster, with controllers creating Pods and a Deployment deleted, is
+``test_cluster_walkthrough_reports_what_exists`` in tests/test_serve_kubernetes.py.
 """
 
 from __future__ import annotations
@@ -60,8 +62,12 @@ def test_walkthrough_end_to_end(tmp_path: Path) -> None:
             # The audit result is written as a PolicyReport file and comes back through the watcher.
             poll(lambda: result_count(serve, "dev", "check-image-signature", "fail") == 1)
             poll(lambda: result_count(serve, "prod", "check-image-signature", "pass") == 1)
+            # The denied Deployment never existed: prod reports the signed one only (PASS 1 FAIL 0).
+            assert result_count(serve, "prod", "check-image-signature", "fail") == 0
             written = serve.state_dir / "reports"
             documents = [yaml.safe_load(path.read_text()) for path in sorted(written.glob("*.yaml"))]
+            prod_report = next(d for d in documents if d["metadata"]["namespace"] == "prod")
+            assert prod_report["summary"]["pass"] == 1 and prod_report["summary"]["fail"] == 0
             dev_report = next(d for d in documents if d["metadata"]["namespace"] == "dev")
             assert dev_report["metadata"]["name"] == "cpol-check-image-signature"
             assert dev_report["summary"]["fail"] == 1 and dev_report["summary"]["pass"] == 0

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from exporter import service
+from exporter.cluster import ClusterConnection
 from exporter.config import ServeConfig
 from exporter.reports.sources.local import LocalReportSource
 
@@ -49,3 +50,26 @@ def test_report_output_kubernetes_without_a_cluster_writes_locally_where_it_is_w
     assert plan.report_output == "local"
     assert plan.report_dirs == (tmp_path / "r", tmp_path / "reports")
     assert any("--report-output kubernetes but no cluster" in note for note in plan.notes)
+
+
+def test_your_own_policies_turn_the_example_reports_off(tmp_path: Path) -> None:
+    examples = service.make_plan(ServeConfig(state_dir=tmp_path), None)
+    assert examples.report_dirs == (service.embedded_defaults() / "reports", tmp_path / "reports")
+    own = service.make_plan(ServeConfig(state_dir=tmp_path, policies=(tmp_path / "p.yaml",)), None)
+    assert own.policies == (tmp_path / "p.yaml",)
+    assert own.report_dirs == (tmp_path / "reports",)  # only what the webhook writes
+
+
+def test_a_kubeconfig_alone_never_writes_reports_into_the_cluster(tmp_path: Path) -> None:
+    def cluster(in_cluster: bool) -> ClusterConnection:
+        return ClusterConnection("test", lambda: None, in_cluster=in_cluster)  # type: ignore[arg-type,return-value]
+
+    laptop = service.make_plan(ServeConfig(state_dir=tmp_path), cluster(in_cluster=False))
+    assert laptop.report_output == "local"
+    assert any("--report-output kubernetes writes them into the cluster" in note for note in laptop.notes)
+    explicit = service.make_plan(ServeConfig(state_dir=tmp_path, report_output="kubernetes"), cluster(False))
+    assert explicit.report_output == "kubernetes"
+    assert (
+        service.make_plan(ServeConfig(state_dir=tmp_path), cluster(in_cluster=True)).report_output
+        == "kubernetes"
+    )

@@ -36,10 +36,11 @@ app.kubernetes.io/part-of: trustwatch
 {{- end }}
 
 {{- define "trustwatch.image" -}}
+{{- $repository := required "image.repository is not set: no trustwatch image is published, so build and push one (docs/deploy.md, \"Build the image\") and set image.repository to it" .Values.image.repository }}
 {{- if .Values.image.digest }}
-{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- printf "%s@%s" $repository .Values.image.digest }}
 {{- else }}
-{{- printf "%s:%s" .Values.image.repository (toString (default .Chart.AppVersion .Values.image.tag)) }}
+{{- printf "%s:%s" $repository (toString (default .Chart.AppVersion .Values.image.tag)) }}
 {{- end }}
 {{- end }}
 
