@@ -29,6 +29,9 @@ LOADABLE_KINDS = (*POLICY_KINDS, *IMAGE_POLICY_KINDS)
 POLICY_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_SOURCE_BYTES = 4 * 1024 * 1024
 MAX_POLICIES = 1000
+# What malformed input (wrong types in unexpected places, mixed-type keys, absurd numbers or nesting) can
+# raise from plain Python operations while a document is read; each becomes a PolicyLoadError.
+MALFORMED = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError)
 
 
 class PolicyLoadError(ValueError):
@@ -157,6 +160,10 @@ def _parse_config_map(document: Mapping[str, Any], source: str, number: int) -> 
 def _load_documents(text: str, source: str) -> list[Any]:
     try:
         return list(yaml.load_all(text, Loader=_StrictLoader))  # a SafeLoader subclass
+    except RecursionError:
+        raise PolicyLoadError("nested too deeply to be a policy", source=source) from None
+    except (ValueError, TypeError) as error:  # a 5 000-digit integer; an unhashable (complex) mapping key
+        raise PolicyLoadError(f"invalid YAML/JSON: {str(error)[:200]}", source=source) from None
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -191,7 +198,17 @@ def parse_policies(text: str, source: str = "<string>") -> list[LoadedPolicy]:
     policies: list[LoadedPolicy] = []
     for number, document in enumerate(_load_documents(text, source), start=1):
         if document is not None:
-            policies.extend(_parse_document(document, source, number))
+            try:
+                policies.extend(_parse_document(document, source, number))
+            except PolicyLoadError:
+                raise
+            except MALFORMED as error:  # e.g. ConfigMap data keys of mixed types
+                raise PolicyLoadError(
+                    f"malformed document ({type(error).__name__}: {str(error)[:200]}); check the field types "
+                    "against Kyverno's schema",
+                    source=source,
+                    document=number,
+                ) from None
         if len(policies) > MAX_POLICIES:
             raise PolicyLoadError(f"more than {MAX_POLICIES} policies", source=source)
     ensure_unique(policies)

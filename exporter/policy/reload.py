@@ -150,6 +150,7 @@ class PolicyReloader:
                 await asyncio.to_thread(self.check_once)
             except Exception:
                 logger.exception("policy reload check failed; keeping the last good policy set")
+                self._record_failure()  # counted, so the load-error alert fires
 
     def _reject(self, error: PolicyLoadError, seen: Fingerprint | None) -> None:
         failure = (seen, str(error))

@@ -343,7 +343,8 @@ def _timestamp(value: Any) -> tuple[int, int] | None:
     if isinstance(value, str) and value:
         try:
             moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
+            seconds = int(moment.timestamp())
+        except (ValueError, OverflowError, OSError):  # 0001-01-01 without a zone is before the epoch
             return None
-        return (int(moment.timestamp()), moment.microsecond * 1000)
+        return (seconds, moment.microsecond * 1000) if seconds > 0 else None
     return None

@@ -14,26 +14,27 @@ import asyncio
 import json
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from exporter.metrics import ServiceMetrics
 from exporter.reports.model import Report, ReportKey, ReportParseError, parse_report
 from exporter.reports.store import ReportStore
+from exporter.yamldoc import YamlLimitError, YamlLimits, load_yaml_documents
 
 log = logging.getLogger(__name__)
 
 API_LABEL = "local"
 SUFFIXES = frozenset({".yaml", ".yml", ".json"})
-MAX_FILE_BYTES = 64 * 1024 * 1024
+# A report is one API object (etcd caps objects near 1.5 MiB); a whole `kubectl get -A` list stays well
+# under this. Larger files are skipped: parsing 14 MB of YAML costs about 1 GB of memory.
+MAX_FILE_BYTES = 8 * 1024 * 1024
 MAX_FILES = 10_000
-
-_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+REPORT_YAML_LIMITS = YamlLimits(max_depth=100, max_events=2_000_000)
 Signature = tuple[int, int, int]  # (mtime_ns, size, inode)
 
 
@@ -78,9 +79,15 @@ class LocalReportSource:
         self.ready = asyncio.Event()
 
     async def run(self) -> None:
-        """Scan forever (file reads run in a worker thread); ``ready`` is set after the first scan."""
+        """Scan forever (file reads run in a worker thread); ``ready`` is set after the first scan.
+
+        No file can stop this loop: a scan that fails anyway is logged and retried at the next interval.
+        """
         while True:
-            await asyncio.to_thread(self.scan_once)
+            try:
+                await asyncio.to_thread(self.scan_once)
+            except Exception:
+                log.exception("scanning the report directories failed; retrying")
             self.ready.set()
             await asyncio.sleep(self._interval)
 
@@ -94,10 +101,15 @@ class LocalReportSource:
     def scan_once(self) -> ScanOutcome:
         """One pass: read new and changed files, drop vanished ones, update the health metrics."""
         seen: dict[Path, Signature] = {}
+        unreadable: dict[Path, str] = {}
         for path in self._candidates():
             try:
                 info = path.stat()
             except FileNotFoundError:
+                continue  # vanished since it was listed (or a dangling symlink)
+            except OSError as error:  # a symlink loop, a directory we may not enter...
+                seen[path] = (0, 0, 0)
+                unreadable[path] = f"{path}: cannot read: {error.strerror or error}"
                 continue
             seen[path] = (info.st_mtime_ns, info.st_size, info.st_ino)
         removed = [path for path in self._files if path not in seen]
@@ -106,7 +118,9 @@ class LocalReportSource:
         read = []
         for path, signature in seen.items():
             state = self._files.get(path)
-            if state is None or state.signature != signature:
+            if path in unreadable:
+                self._unreadable(path, signature, unreadable[path])
+            elif state is None or state.signature != signature:
                 self._read(path, signature)
                 read.append(path)
         self._scanned_once = True
@@ -141,14 +155,21 @@ class LocalReportSource:
                             return
                         yield path
 
+    def _unreadable(self, path: Path, signature: Signature, error: str) -> None:
+        """Keep the file's last good reports, mark it skipped (logged once per new problem)."""
+        state = self._files.setdefault(path, _FileState(signature))
+        state.signature = signature
+        if state.error != error:
+            log.warning("skipping report file", extra={"file": str(path), "reason": error})
+        state.error = error
+
     def _read(self, path: Path, signature: Signature) -> None:
         state = self._files.setdefault(path, _FileState(signature))
         state.signature = signature
         try:
             reports = list(self._reports_in(path))
         except ReportFileError as error:
-            state.error = str(error)
-            log.warning("skipping report file", extra={"file": str(path), "reason": state.error})
+            self._unreadable(path, signature, str(error))
             return
         state.error = None
         keys = {report.key for report in reports}
@@ -182,7 +203,7 @@ class LocalReportSource:
                     continue
                 try:
                     report = parse_report(item)
-                except ReportParseError as error:
+                except (ReportParseError, ValueError, TypeError, OverflowError, RecursionError) as error:
                     log.warning(
                         "skipping malformed report",
                         extra={"file": str(path), "document": index, "reason": str(error)},
@@ -197,19 +218,33 @@ class LocalReportSource:
 
 
 def _documents(path: Path) -> list[Any]:
+    """The decoded documents of a report file, or ReportFileError. Only regular files are read: a FIFO or
+    a device under the directory would block or never end, so it is refused without reading."""
     try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; the type is checked on what was opened.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as error:
         raise ReportFileError(f"{path}: cannot read: {error.strerror or error}") from error
+    with os.fdopen(descriptor, "rb") as handle:
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise ReportFileError(f"{path}: not a regular file")
+            data = handle.read(MAX_FILE_BYTES + 1)
+        except OSError as error:
+            raise ReportFileError(f"{path}: cannot read: {error.strerror or error}") from error
     if len(data) > MAX_FILE_BYTES:
         raise ReportFileError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
-    try:
-        if path.suffix == ".json":
+    if path.suffix == ".json":
+        try:
             return [json.loads(data)]
-        return list(yaml.load_all(data, Loader=_Loader))
-    except (ValueError, yaml.YAMLError) as error:
-        raise ReportFileError(f"{path}: not valid {path.suffix[1:].upper()}: {error}") from error
+        except RecursionError:
+            raise ReportFileError(f"{path}: nested too deeply") from None
+        except ValueError as error:  # includes invalid UTF-8 and integers beyond 4 300 digits
+            raise ReportFileError(f"{path}: not valid JSON: {error}") from error
+    try:
+        return load_yaml_documents(data, REPORT_YAML_LIMITS)
+    except YamlLimitError as error:
+        raise ReportFileError(f"{path}: {error}") from error
 
 
 def _items(document: Any) -> list[Any]:
