@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -33,6 +34,10 @@ class Option:
     choices: tuple[str, ...] = ()
     # Other spellings of the flag, e.g. ``--policy`` for ``--policies`` (``trustwatch apply`` says --policy).
     aliases: tuple[str, ...] = ()
+    # For numbers: the accepted range, ``(low, high)``; ``low`` is excluded when ``low_open`` (a timeout
+    # of 0 is no timeout). NaN and infinities are never accepted.
+    bounds: tuple[float, float] | None = None
+    low_open: bool = False
 
     @property
     def flag(self) -> str:
@@ -154,10 +159,27 @@ OPTIONS: tuple[Option, ...] = (
         "always returned before it.",
         10.0,
         kind="float",
+        bounds=(0.0, 30.0),  # Kubernetes caps a webhook's timeoutSeconds at 30
+        low_open=True,
     ),
-    Option("cache_ttl", "Seconds a successful verification stays cached.", 3600.0, kind="float"),
-    Option("cache_size", "Most verification results held in the cache.", 1000, kind="int"),
-    Option("grace_period", "Seconds to finish in-flight requests after SIGTERM.", 10.0, kind="float"),
+    Option(
+        "cache_ttl",
+        "Seconds a successful verification stays cached.",
+        3600.0,
+        kind="float",
+        bounds=(0.0, 7 * 86400.0),
+        low_open=True,
+    ),
+    Option(
+        "cache_size", "Most verification results held in the cache.", 1000, kind="int", bounds=(1, 1_000_000)
+    ),
+    Option(
+        "grace_period",
+        "Seconds to finish in-flight requests after SIGTERM.",
+        10.0,
+        kind="float",
+        bounds=(0.0, 3600.0),
+    ),
     Option("log_format", "Log format.", "text", choices=("text", "json")),
     Option("log_level", "Log level.", "info", choices=("debug", "info", "warning", "error")),
 )
@@ -244,20 +266,34 @@ def _convert(option: Option, raw: Any, origin: str) -> Any:
         if isinstance(raw, list | dict):
             raise ConfigError(f"{where}: expected a single value, got {raw!r}")
         if option.kind == "float":
-            return float(raw)
+            return _in_bounds(option, float(raw), where)
         if option.kind == "int":
-            return int(raw)
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            return _in_bounds(option, int(raw), where)
         if option.kind == "path":
             return Path(str(raw))
         if option.kind == "bool":
             return _as_bool(raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         if isinstance(exc, ConfigError):
             raise
-        raise ConfigError(f"{where}: {raw!r} is not a valid {option.kind}") from exc
+        raise ConfigError(f"{where}: {str(raw)[:40]!r} is not a valid {option.kind}") from exc
     value = str(raw)
     if option.choices and value not in option.choices:
         raise ConfigError(f"{where}: {value!r} is not one of {', '.join(option.choices)}")
+    return value
+
+
+def _in_bounds(option: Option, value: float, where: str) -> Any:
+    """``value`` if finite and within ``option.bounds``, else ConfigError saying the accepted range."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{where}: {value} is not a finite number")
+    if option.bounds is not None:
+        low, high = option.bounds
+        if value > high or value < low or (option.low_open and value == low):
+            low_text = f"more than {low:g}" if option.low_open else f"at least {low:g}"
+            raise ConfigError(f"{where}: {value:g} is out of range; use {low_text} and at most {high:g}")
     return value
 
 
@@ -319,6 +355,9 @@ def resolve(
             values[option.name] = _convert(option, env[option.env], f"environment {option.env}")
         elif option.name in file_values:
             values[option.name] = _convert(option, file_values[option.name], f"config file {config_path}")
+    # Addresses are checked now, so a bad one is reported before anything starts listening.
+    for name in ("metrics_address", "webhook_address"):
+        split_address(str(values.get(name, OPTIONS_BY_NAME[name].default)), OPTIONS_BY_NAME[name].flag)
     known = {f.name for f in fields(ServeConfig)}
     return ServeConfig(**{key: value for key, value in values.items() if key in known})
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import ssl
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,61 @@ def test_unusable_configuration_says_what_to_fix(tmp_path: Path) -> None:
         ServingCertificate.open(TLSConfig(cert_file=tmp_path / "c", key_file=tmp_path / "k"), metrics)
     with pytest.raises(TLSError, match="no TLS certificate given"):
         ServingCertificate.open(TLSConfig(), metrics)
+
+
+async def handshake(port: int, ca_file: Path, adjust: Callable[[ssl.SSLContext], None]) -> str | None:
+    """The cipher negotiated by a client configured by ``adjust``, or None when the server refuses it."""
+    context = ssl.create_default_context(cafile=str(ca_file))
+    adjust(context)
+    try:
+        _reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, server_hostname="127.0.0.1"
+        )
+    except (ssl.SSLError, ConnectionError):
+        return None
+    cipher = writer.get_extra_info("ssl_object").cipher()
+    writer.close()
+    return str(cipher[0])
+
+
+def tls12_only(ciphers: str) -> Callable[[ssl.SSLContext], None]:
+    def adjust(context: ssl.SSLContext) -> None:
+        context.maximum_version = ssl.TLSVersion.TLSv1_2
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_ciphers(ciphers)
+
+    return adjust
+
+
+def tls11(context: ssl.SSLContext) -> None:
+    with warnings.catch_warnings():  # TLSv1_1 is deprecated: that is the point
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        context.maximum_version = ssl.TLSVersion.TLSv1_1
+    context.set_ciphers("ALL:@SECLEVEL=0")
+
+
+async def test_only_tls12_and_later_with_aead_suites(tmp_path: Path) -> None:
+    cert = ServingCertificate.open(TLSConfig(generate_dir=tmp_path), ServiceMetrics(CollectorRegistry()))
+    assert cert.ca_file is not None
+    app = web.Application()
+    app.router.add_get("/", ok)
+    runner, port = await start_site(app, "127.0.0.1", 0, ssl_context=cert.context)
+    try:
+        assert await handshake(port, cert.ca_file, lambda _context: None) in (
+            "TLS_AES_256_GCM_SHA384",
+            "TLS_AES_128_GCM_SHA256",
+            "TLS_CHACHA20_POLY1305_SHA256",
+        )
+        assert (
+            await handshake(port, cert.ca_file, tls12_only("ECDHE+AESGCM")) == "ECDHE-ECDSA-AES256-GCM-SHA384"
+        )
+        assert (
+            await handshake(port, cert.ca_file, tls12_only("ECDHE+CHACHA20"))
+            == "ECDHE-ECDSA-CHACHA20-POLY1305"
+        )
+        for legacy in ("ECDHE+AES+SHA1", "ECDHE+AES+SHA256:!AESGCM", "ECDHE+AES+SHA384:!AESGCM"):
+            assert await handshake(port, cert.ca_file, tls12_only(legacy)) is None, legacy
+        assert await handshake(port, cert.ca_file, tls11) is None
+    finally:
+        await runner.cleanup()

@@ -98,3 +98,26 @@ def test_split_address() -> None:
     assert split_address(":8080", "--metrics-address") == ("0.0.0.0", 8080)
     with pytest.raises(ConfigError, match="--metrics-address: '8080' is not HOST:PORT"):
         split_address("8080", "--metrics-address")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ("--timeout", "0"),
+            "--timeout (from command line): 0 is out of range; use more than 0 and at most 30",
+        ),
+        (("--timeout", "-5"), "--timeout (from command line): -5 is out of range"),
+        (("--timeout", "nan"), "--timeout (from command line): nan is not a finite number"),
+        (("--timeout", "31"), "--timeout (from command line): 31 is out of range"),
+        (("--cache-size", "0"), "--cache-size (from command line): 0 is out of range; use at least 1"),
+        (("--cache-ttl", "0"), "--cache-ttl (from command line): 0 is out of range; use more than 0"),
+        (("--grace-period", "-1"), "--grace-period (from command line): -1 is out of range; use at least 0"),
+        (("--grace-period", "inf"), "--grace-period (from command line): inf is not a finite number"),
+        (("--webhook-address", "127.0.0.1:99999"), "--webhook-address: '127.0.0.1:99999' is not HOST:PORT"),
+        (("--metrics-address", "localhost"), "--metrics-address: 'localhost' is not HOST:PORT"),
+    ],
+)
+def test_values_out_of_range_are_refused_before_anything_starts(argv: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve(parse(*argv), {})

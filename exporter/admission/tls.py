@@ -28,6 +28,8 @@ from exporter.metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 GENERATED_VALIDITY = datetime.timedelta(days=365)
+# What the API server (Go crypto/tls) and current clients negotiate; no CBC, RC4, 3DES, RSA key exchange.
+TLS12_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
 
 
 class TLSError(ValueError):
@@ -154,6 +156,9 @@ class ServingCertificate:
         self._metrics = metrics
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # TLS 1.2 suites: forward-secret key exchange with AEAD ciphers only (TLS 1.3's are all AEAD).
+        self.context.set_ciphers(TLS12_CIPHERS)
+        self.context.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
         self._stamp: tuple[float, float] | None = None
         self._load()
 
