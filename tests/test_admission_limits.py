@@ -162,7 +162,8 @@ async def serve(
         metrics,
         config=AdmissionConfig(timeout=deadline),
     )
-    runner, port = await start_site(build_webhook_app(engine, metrics), "127.0.0.1", 0, limits=limits)
+    app = build_webhook_app(engine, metrics, ready=lambda: True)
+    runner, port = await start_site(app, "127.0.0.1", 0, limits=limits)
     return runner, Server(f"http://127.0.0.1:{port}", engine, metrics, verifier)
 
 
