@@ -32,6 +32,7 @@ from tests.support.artifacts import artifact, found
 from tests.support.cosign_vectors import (
     BUNDLE_CASE,
     BUNDLE_DIGEST,
+    BUNDLE_IDENTITY,
     CASES,
     GITHUB_ISSUER,
     GITHUB_OAUTH,
@@ -51,6 +52,7 @@ from tests.support.cosign_vectors import (
     sig_annotations,
     signed_digest,
 )
+from tests.support.reference_verifier import reference_verify
 
 pytestmark = pytest.mark.skipif(not CASES, reason=f"cosign interop vectors not found at {VECTORS}")
 
@@ -360,3 +362,22 @@ def test_cosign3_bundle_vector_is_about_its_image_only_and_only_for_its_signer()
     )
     assert isinstance(wrong, Invalid)
     assert "does not match" in wrong.reasons[0]
+
+
+def test_sigstore_python_agrees_on_the_cosign3_bundle_vector() -> None:
+    theirs = reference_verify(
+        bundle_content(),
+        VECTORS / BUNDLE_CASE / "trusted_root.json",
+        identity=BUNDLE_IDENTITY.subject or "",
+        issuer=GITHUB_ISSUER,
+        subject_digest=BUNDLE_DIGEST,
+    )
+    assert theirs.accepted, theirs.reason
+    other = reference_verify(
+        bundle_content(),
+        VECTORS / BUNDLE_CASE / "trusted_root.json",
+        identity=BUNDLE_IDENTITY.subject or "",
+        issuer=GITHUB_ISSUER,
+        subject_digest="sha256:" + "3" * 64,
+    )
+    assert not other.accepted

@@ -26,7 +26,7 @@ from exporter.cosign import (
     verify_found,
 )
 from exporter.cosign.formats.legacy import BUNDLE_ANNOTATION, SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE
-from exporter.cosign.found import FoundArtifact
+from exporter.cosign.found import FoundArtifact, FoundArtifacts
 from exporter.registry import parse_reference
 from tests.support.artifacts import artifact, found, sig_layer
 from tests.support.registry import (
@@ -231,3 +231,12 @@ def test_key_names_default_to_a_fingerprint_and_pem_spelling_does_not_matter() -
     assert first.name.startswith("key-")
     assert first.fingerprint == again.fingerprint
     assert first.algorithm == "ECDSA secp256r1"
+
+
+def test_unsigned_says_what_discovery_skipped() -> None:
+    key = load_public_key(public_pem(generate_signing_key()), "k")
+    skipped = "referrers-tag sha256:abc…: its subject is sha256:def…, not this image"
+    nothing = FoundArtifacts(REFERENCE, DIGEST, (), (skipped,))
+    outcome = verify_found(nothing, VerificationOptions(attestors=(KeyAttestor(name="k", keys=(key,)),)))
+    assert outcome == Unsigned(REFERENCE, DIGEST, None, (skipped,))
+    assert outcome.reason == f"{DIGEST} has no cosign signature (skipped: {skipped})"

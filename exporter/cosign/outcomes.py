@@ -123,18 +123,23 @@ class Verified:
 
 @dataclass(frozen=True)
 class Unsigned:
-    """Nothing was found where signatures (or attestations of ``predicate_type``) may live."""
+    """Nothing was found where signatures (or attestations of ``predicate_type``) may live; ``skipped`` says
+    what was there but not taken (see ``FoundArtifacts.skipped``)."""
 
     reference: ImageReference
     digest: str
     predicate_type: str | None = None
+    skipped: tuple[str, ...] = ()
     status: Literal["unsigned"] = "unsigned"
 
     @property
     def reason(self) -> str:
+        """One line; names what discovery found but did not take (a referrer of another image…), if any."""
         if self.predicate_type is not None:
-            return f"{self.digest} has no attestation of type {self.predicate_type}"
-        return f"{self.digest} has no cosign signature"
+            text = f"{self.digest} has no attestation of type {self.predicate_type}"
+        else:
+            text = f"{self.digest} has no cosign signature"
+        return text + (f" (skipped: {'; '.join(self.skipped)})" if self.skipped else "")
 
 
 @dataclass(frozen=True)

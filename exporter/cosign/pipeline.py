@@ -166,7 +166,7 @@ def _decide(
     """``parsed`` holds only the candidates and unreadable artifacts relevant to what is being verified."""
     candidates, unreadable = parsed.candidates, parsed.unreadable
     if not candidates and not unreadable:
-        return Unsigned(found.reference, found.digest, predicate_type)
+        return Unsigned(found.reference, found.digest, predicate_type, found.skipped)
     # Rejections in the order the artifacts were found, whether unreadable or not verifying.
     numbered = [(u.order, Rejection(u.where, u.reason)) for u in unreadable]
     signatures: list[VerifiedSignature] = []
