@@ -39,7 +39,13 @@ from tests.support.cosign_vectors import (
     sig_annotations,
     signed_digest,
 )
-from tests.support.oci_push import SIGSTORE_BUNDLE_V03, attach_referrer, push_att, push_referrer
+from tests.support.oci_push import (
+    COSIGN_SIGNATURE_ARTIFACT,
+    SIGSTORE_BUNDLE_V03,
+    attach_referrer,
+    push_att,
+    push_referrer,
+)
 from tests.support.reference_verifier import reference_verify
 from tests.support.referrers_front import ReferrersFront
 from tests.support.registry import (
@@ -47,6 +53,7 @@ from tests.support.registry import (
     SIGNATURE_ANNOTATION,
     RegistryServer,
     SignatureLayerSpec,
+    cosign_signature_layer,
     free_port,
     generate_signing_key,
     needs_registry,
@@ -361,3 +368,13 @@ async def test_signatures_in_a_separate_signature_repository(
     outcome = await _verify(registry, "box/elsewhere:v1", moved)
     assert isinstance(outcome, Verified), outcome.reason
     assert outcome.signatures[0].repository == f"{registry.host}/box/signatures"
+
+
+async def test_cosign2_simple_signing_referrer_is_an_image_signature(registry: RegistryServer) -> None:
+    """cosign 2 with ``--registry-referrers-mode=oci-1-1`` attaches its simple-signing layer as a referrer."""
+    digest = registry.push_image("e2e/cosign2-referrer", "v1")
+    layer = cosign_signature_layer(SIGNER, digest, f"{registry.host}/e2e/cosign2-referrer")
+    attach_referrer(registry, "e2e/cosign2-referrer", digest, COSIGN_SIGNATURE_ARTIFACT, [layer])
+    outcome = await _verify(registry, "e2e/cosign2-referrer:v1", _keys(SIGNER_KEY))
+    assert isinstance(outcome, Verified), outcome.reason
+    assert (outcome.signatures[0].place, outcome.signatures[0].format) == ("referrers-tag", "simple-signing")
