@@ -71,8 +71,9 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "policies",
-        "Kyverno ClusterPolicy/Policy YAML files or directories (a mounted ConfigMap works); "
-        "repeatable or comma-separated. Enables the webhook. Default with no cluster: the embedded example.",
+        "Kyverno ClusterPolicy/Policy and (Namespaced)ImageValidatingPolicy YAML files or directories "
+        "(a mounted ConfigMap works); repeatable or comma-separated. Enables the webhook. Default with no "
+        "cluster: the embedded example.",
         kind="paths",
         aliases=("--policy",),
     ),

@@ -395,3 +395,15 @@ def test_keys_are_parsed_at_load() -> None:
     document = ivp()
     document["spec"]["attestors"][0]["cosign"]["ctlog"] = {"rekorPubKey": truncated}
     assert load_error(document).path == "spec.attestors[0].cosign.ctlog.rekorPubKey"
+
+
+def test_the_documented_side_by_side_policies_load() -> None:
+    """docs/policies.md shows the walkthrough as ClusterPolicy and as ImageValidatingPolicy: both load."""
+    text = (REPO_ROOT / "docs" / "policies.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in text.split("```yaml\n")[1:]]
+    side_by_side = [block for block in blocks if "name: check-image-signature" in block]
+    loaded = [policy for block in side_by_side for policy in parse_policies(block, "docs/policies.md")]
+    assert {(policy.kind, policy.name) for policy in loaded} == {
+        ("ClusterPolicy", "check-image-signature"),
+        ("ImageValidatingPolicy", "check-image-signature-enforce"),
+    }
