@@ -220,6 +220,9 @@ def test_v03_bundle_time_from_the_timestamp_authority_when_the_entry_has_no_set(
     # Inclusion alone (as with a Rekor v2 entry) proves no time: without the timestamp nothing does.
     untimed = dataclasses.replace(material, timestamps=())
     assert _failure(verify_material(untimed, BUNDLE_TRUST)).check == "timestamp"
+    # With the log not required, the clock is all that is left: the certificate expired long ago.
+    relaxed = dataclasses.replace(BUNDLE_TRUST, require_tlog=False)
+    assert _failure(verify_material(untimed, relaxed)).check == "certificate-validity"
 
 
 def test_v03_bundle_tampered_proofs_are_rejected() -> None:

@@ -211,13 +211,13 @@ def verify_material(
         proven, time_source = (*logged, *stamped), "tlog"
     elif stamped:
         proven, time_source = stamped, "timestamp-authority"
-    elif entries:
+    elif entries and trust.require_tlog:
         return VerificationFailure(
             "timestamp",
             "the transparency-log entry proves inclusion but not a signing time (Rekor v2); the signature "
             "needs an RFC 3161 timestamp from a trusted timestamp authority",
         )
-    else:
+    else:  # nothing proves a time and nothing is required: as cosign, the certificate must be valid now
         proven, time_source = (now or datetime.now(UTC),), "current-time"
     identity: CertificateIdentity | None = None
     if material.certificate_chain:
