@@ -57,7 +57,7 @@ LEGACY_LAYER_TYPES: dict[Place, str] = {
 MAX_REFERRERS = 50
 MAX_LAYERS = 64
 MAX_PAYLOAD_BYTES = 1024 * 1024  # a simple-signing payload is a few hundred bytes
-MAX_ENVELOPE_BYTES = 8 * 1024 * 1024  # DSSE envelopes and bundles may carry an SBOM
+MAX_ENVELOPE_BYTES = 4 * 1024 * 1024  # DSSE envelopes and bundles (the formats parse no more)
 MAX_TOTAL_BLOB_BYTES = 32 * 1024 * 1024
 
 
