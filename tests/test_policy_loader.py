@@ -37,7 +37,6 @@ def test_seed_policy_parses_with_defaults_and_legacy_key_converted() -> None:
     assert (seed.kind, seed.name, seed.namespace) == ("ClusterPolicy", "check-image-signature", None)
     assert seed.validation_failure_action == "Audit"
     assert seed.failure_policy == "Fail"
-    assert seed.background is False
     assert [(o.action, o.namespaces, o.namespace_selector) for o in seed.overrides] == [
         ("Enforce", ("prod",), None)
     ]
@@ -83,7 +82,7 @@ def test_current_syntax_every_field() -> None:
     (attestor,) = check.attestors
     assert attestor.count == 1 and attestor.required_count == 1
     rekor = attestor.entries[0].rekor
-    assert rekor == Rekor(pubkey=SECOND_KEY, ignore_tlog=True, url="https://rekor.example.test")
+    assert rekor == Rekor(pubkey=SECOND_KEY, ignore_tlog=True)
     # Two PEM blocks in one publicKeys expand to two entries (as Kyverno does), then the secret entry.
     assert [e.public_keys for e in attestor.entries] == [PUBLIC_KEY, SECOND_KEY, None]
     assert [e.signature_algorithm for e in attestor.entries] == ["sha512", "sha512", "sha256"]
@@ -198,11 +197,35 @@ def test_webhook_configuration_wins_over_deprecated_fields() -> None:
     assert (partial.failure_policy, partial.webhook_timeout_seconds) == ("Ignore", 7)
 
 
-def test_inert_spec_fields_are_accepted() -> None:
+def test_fields_without_effect_are_accepted_only_with_the_value_trustwatch_matches() -> None:
     parsed = load(
-        policy(schemaValidation=False, useServerSideApply=True, generateExisting=False, admission=False)
+        policy(
+            rule(skipBackgroundRequests=True),
+            schemaValidation=True,
+            useServerSideApply=False,
+            generateExisting=False,
+            generateExistingOnPolicyUpdate=False,
+            mutateExistingOnPolicyUpdate=False,
+            background=False,
+            admission=False,
+        )
     )
     assert parsed.admission is False
+    for field, value in (
+        ("schemaValidation", False),
+        ("useServerSideApply", True),
+        ("generateExisting", True),
+        ("generateExistingOnPolicyUpdate", True),
+        ("mutateExistingOnPolicyUpdate", True),
+    ):
+        with pytest.raises(PolicyLoadError, match="only affects generate and mutate rules") as caught:
+            load(policy(**{field: value}))
+        assert caught.value.path == f"spec.{field}"
+    with pytest.raises(PolicyLoadError, match="background scans of existing resources are not done"):
+        load(policy(background=True))
+    with pytest.raises(PolicyLoadError, match="nothing to stop skipping") as caught:
+        load(policy(rule(skipBackgroundRequests=False)))
+    assert caught.value.path == "spec.rules[0].skipBackgroundRequests"
 
 
 # --- rejections: every unsupported field names its path ------------------------------------------------
@@ -260,8 +283,12 @@ def test_legacy_keyless_fields(field: str) -> None:
         ({"keys": {"kms": "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k"}}, "entries[0].keys.kms"),
         ({"keys": {"publicKeys": PUBLIC_KEY, "ctlog": {"ignoreSCT": True}}}, "entries[0].keys.ctlog"),
         (
-            {"keys": {"publicKeys": PUBLIC_KEY, "rekor": {"url": "x", "bogus": 1}}},
+            {"keys": {"publicKeys": PUBLIC_KEY, "rekor": {"ignoreTlog": True, "bogus": 1}}},
             "entries[0].keys.rekor.bogus",
+        ),
+        (
+            {"keys": {"publicKeys": PUBLIC_KEY, "rekor": {"url": "https://rekor.sigstore.dev"}}},
+            "entries[0].keys.rekor.url",
         ),
         ({"keys": {"publicKeys": "awskms:///arn:aws:kms:key"}}, "entries[0].keys.publicKeys"),
         ({"keys": {"publicKeys": "not a key"}}, "entries[0].keys.publicKeys"),

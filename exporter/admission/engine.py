@@ -3,7 +3,8 @@
 ``/mutate`` verifies every image a matching ``verifyImages`` rule selects (cached, single-flight), denies
 when an Enforce rule fails (or errors under ``failurePolicy: Fail``), warns for Audit failures, pins tags
 to digests (``mutateDigest``) and queues the results for PolicyReports. ``/validate`` runs after the other
-mutating webhooks and denies images left without a digest where ``verifyDigest`` requires one.
+mutating webhooks, denies images left without a digest where ``verifyDigest`` requires one and, where
+``required`` asks, verifies each image again as it now is (from the cache when unchanged).
 
 A verification that has not finished when the decision budget (``timeout`` less a margin) runs out becomes
 an ``error`` result; it keeps running in the background so the next request finds it cached.
@@ -106,7 +107,13 @@ class AdmissionConfig:
     @property
     def decision_budget(self) -> float:
         """Seconds available for a decision: the timeout less 10 % (at least 50 ms, at most 1 s)."""
-        return self.timeout - min(1.0, max(0.05, self.timeout * 0.1))
+        return decision_budget(self.timeout)
+
+
+def decision_budget(timeout: float) -> float:
+    """Seconds available to decide within a webhook ``timeout``: less a margin for the network and the API
+    server of 10 % (at least 50 ms, at most 1 s)."""
+    return timeout - min(1.0, max(0.05, timeout * 0.1))
 
 
 @dataclass(frozen=True)
@@ -398,7 +405,7 @@ class AdmissionEngine:
             if key in tasks:
                 waiting.append((check, key))
                 continue
-            hit = self._verifier.cached(*key)
+            hit = self._verifier.cached(*key) if check.verification.use_cache else None
             if hit is not None:
                 self._count_verification(check, hit, "hit")
                 outcomes[id(check)] = hit
@@ -415,8 +422,13 @@ class AdmissionEngine:
         if not tasks:
             return outcomes, True
         cached = True
-        remaining = max(0.0, deadline - asyncio.get_running_loop().time())
-        await asyncio.wait(tasks.values(), timeout=remaining)
+        loop = asyncio.get_running_loop()
+        # A policy's webhookTimeoutSeconds bounds its own verifications within the request's deadline.
+        limits = {key: self._policy_deadline(check.policy, deadline, loop.time()) for check, key in waiting}
+        for limit in sorted(set(limits.values())):
+            batch = [task for key, task in tasks.items() if limits[key] == limit and not task.done()]
+            if batch:
+                await asyncio.wait(batch, timeout=max(0.0, limit - loop.time()))
         settled: dict[tuple[str, str, int, str], ImageOutcome] = {}
         for check, key in waiting:
             if key not in settled:
@@ -426,18 +438,27 @@ class AdmissionEngine:
                     cached = cached and how != "miss"
                 else:
                     task.cancel()
-                    settled[key] = self._unfinished(check, task)
+                    settled[key] = self._unfinished(check, task, limits[key] < deadline)
                     cached = False
             outcomes[id(check)] = settled[key]
         return outcomes, cached
 
+    @staticmethod
+    def _policy_deadline(policy: KyvernoPolicy, deadline: float, now: float) -> float:
+        """When ``policy``'s verifications must be settled: its webhookTimeoutSeconds, if shorter."""
+        seconds = policy.webhook_timeout_seconds
+        return deadline if seconds is None else min(deadline, now + decision_budget(seconds))
+
     def _unfinished(
-        self, check: ImageCheck, task: asyncio.Future[tuple[ImageOutcome, Lookup]]
+        self, check: ImageCheck, task: asyncio.Future[tuple[ImageOutcome, Lookup]], policy_limit: bool
     ) -> ImageOutcome:
         """An error outcome for a verification that timed out or crashed (the crash is logged)."""
         if task.done() and not task.cancelled() and task.exception() is not None:
             log.error("verification crashed", exc_info=task.exception(), extra={"image": check.image.image})
             reason = "internal error in trustwatch (details in its log)"
+        elif policy_limit:
+            seconds = check.policy.webhook_timeout_seconds
+            reason = f"verification did not finish within the policy's webhookTimeoutSeconds ({seconds}s)"
         else:
             reason = (
                 f"verification did not finish within the {self.config.decision_budget:g}s admission deadline"
@@ -508,16 +529,26 @@ class AdmissionEngine:
         if planned is None:
             return Decision(AdmissionResponse(allowed=True))
         plans, prepared = planned
+        # ``required``: every image must be verified as it is now, after every mutating webhook ran (one
+        # may have swapped an image /mutate verified); from the cache when /mutate just verified it.
+        required = [check for plan in plans for check in plan.checks if check.verification.required]
+        outcomes, _cached = await self._verify_all(required, deadline)
         results: list[RuleResult] = []
         for plan in plans:
-            unpinned = [
-                check.reference
+            problems = [
+                ("fail", missing_digest(check.reference))
                 for check in plan.checks
                 if check.verification.verify_digest and not _has_digest(check.image)
             ]
-            if unpinned:
-                message = "; ".join(dict.fromkeys(missing_digest(reference) for reference in unpinned))
-                results.append(RuleResult(plan.policy, plan.rule.name, plan.action, "fail", message))
+            problems += [
+                (outcome.status, outcome.message)
+                for check in plan.checks
+                if (outcome := outcomes.get(id(check))) is not None and outcome.status != "pass"
+            ]
+            if problems:
+                status: RuleStatus = "fail" if any(status == "fail" for status, _ in problems) else "error"
+                message = "; ".join(dict.fromkeys(message for _, message in problems))
+                results.append(RuleResult(plan.policy, plan.rule.name, plan.action, status, message))
         for ready in prepared:
             unpinned = [image.reference for image in ready.images if "@" not in image.image]
             if ready.policy.verify_digest and unpinned:
@@ -557,6 +588,9 @@ class AdmissionEngine:
         warnings: list[str] = []
         has_violations = False
         for result in results:
+            emits = isinstance(result.policy, KyvernoPolicy) and result.policy.emit_warning
+            if result.status == "pass" and emits:
+                warnings.append(warning(result.policy.display_name, result.rule, result.message))
             if result.status not in ("fail", "error"):
                 continue
             if result.policy in blocking_policies:

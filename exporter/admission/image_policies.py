@@ -41,8 +41,8 @@ CountVerification = Callable[[ImageValidatingPolicy, str, ImageOutcome, Lookup],
 def attestor_verification(attestor: CosignKeyAttestor) -> ImageVerification:
     """The ClusterPolicy form of a key attestor: one attestor set with the attestor's key as its entry."""
     rekor = None
-    if attestor.rekor_pubkey or attestor.rekor_url or attestor.ignore_tlog:
-        rekor = Rekor(pubkey=attestor.rekor_pubkey, ignore_tlog=attestor.ignore_tlog, url=attestor.rekor_url)
+    if attestor.rekor_pubkey or attestor.ignore_tlog:
+        rekor = Rekor(pubkey=attestor.rekor_pubkey, ignore_tlog=attestor.ignore_tlog)
     entry = KeyEntry(attestor.public_key, None, attestor.hash_algorithm, rekor)
     return ImageVerification(
         image_references=("*",),

@@ -261,13 +261,20 @@ class ImageVerifier:
             return ImageOutcome("fail", verification_failed(image, str(exc))), "miss"
         display = reference.canonical
         try:
-            digest = reference.digest or await self._resolve(reference)
+            if reference.digest is not None:
+                digest = reference.digest
+            elif verification.use_cache:
+                digest = await self._resolve(reference)
+            else:
+                digest = await self._client.resolve_digest(reference)
         except RegistryError as exc:
             status: RuleStatus = "fail" if isinstance(exc, NotFoundError) else "error"
             log.warning("cannot resolve the image's digest", extra={"image": display, "error": str(exc)})
             reason = f"{_first_path(verification)}: {public_reason(exc)}"
             return ImageOutcome(status, verification_failed(display, reason)), "miss"
         pinned = reference.with_digest(digest)
+        if not verification.use_cache:
+            return await self._verify_uncached(pinned, verification, display), "miss"
         key: Hashable = (policy_version, rule, index, reference.repository_path, digest)
         found, how = self._outcomes.lookup(key, lambda: self._verify_uncached(pinned, verification, display))
         self._metrics.verification_cache_lookups.labels(result=how).inc()

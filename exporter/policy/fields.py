@@ -151,12 +151,11 @@ class Fields:
         value = self.raw(key)
         return None if value is None else Fields(value, self.at(key))
 
-    def finish(self, unsupported: Mapping[str, str], ignored: frozenset[str] = frozenset()) -> None:
+    def finish(self, unsupported: Mapping[str, str]) -> None:
         """Reject every non-empty key that was not read: with the reason in ``unsupported`` for known Kyverno
-        fields, as unknown otherwise. Keys in ``ignored`` are accepted without effect (documented as such);
-        empty values (``validate: {}``) are skipped as they ask for nothing."""
+        fields, as unknown otherwise. Empty values (``validate: {}``) are skipped as they ask for nothing."""
         for key in self.value:
-            if key in self._read or key in ignored or is_empty(self.value[key]):
+            if key in self._read or is_empty(self.value[key]):
                 continue
             reason = unsupported.get(key)
             if reason is None:

@@ -33,13 +33,12 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 class Rekor:
     """``keys.rekor``: transparency-log settings of a key attestor.
 
-    ``url``/``pubkey`` are None when not given. Kyverno then uses the public Rekor instance; whether and how
-    the log is checked is the verifier's decision (see docs/policies.md).
+    ``pubkey`` is None when not given; how the log is checked is the verifier's decision (see
+    docs/policies.md). There is no ``url``: entries are checked offline, a Rekor server is never contacted.
     """
 
     pubkey: str | None
     ignore_tlog: bool
-    url: str | None
 
 
 @dataclass(frozen=True)
@@ -200,7 +199,6 @@ class KyvernoPolicy:
     validation_failure_action: Action
     overrides: tuple[ActionOverride, ...]
     failure_policy: FailurePolicy
-    background: bool
     rules: tuple[Rule, ...]
     version: str
     admission: bool = True

@@ -72,16 +72,29 @@ SPEC_UNSUPPORTED = {"applyRules": "only applyRules: All (the default) is support
 WEBHOOK_UNSUPPORTED = {
     "matchConditions": "webhook match conditions are not supported; express the scope with match/exclude",
 }
-# Fields that only affect generate/mutate rules or background scans: accepted, without effect.
-SPEC_IGNORED = frozenset(
-    {
-        "schemaValidation",
-        "useServerSideApply",
-        "generateExisting",
-        "generateExistingOnPolicyUpdate",
-        "mutateExistingOnPolicyUpdate",
-    }
-)
+_ONLY_GENERATE_MUTATE = "only affects generate and mutate rules, which trustwatch rejects; remove it"
+# Fields accepted only with the value that asks for what trustwatch does anyway (Kyverno's default, or
+# ``background: false``); any other value asks for something trustwatch does not do, so it is an error.
+SPEC_FIXED: dict[str, tuple[bool, str]] = {
+    "schemaValidation": (True, _ONLY_GENERATE_MUTATE),
+    "useServerSideApply": (False, _ONLY_GENERATE_MUTATE),
+    "generateExisting": (False, _ONLY_GENERATE_MUTATE),
+    "generateExistingOnPolicyUpdate": (False, _ONLY_GENERATE_MUTATE),
+    "mutateExistingOnPolicyUpdate": (False, _ONLY_GENERATE_MUTATE),
+    "background": (
+        False,
+        "background scans of existing resources are not done by trustwatch, which verifies images at "
+        "admission; set background: false (or remove it), or run the policy in Kyverno for background "
+        "reports",
+    ),
+}
+RULE_FIXED: dict[str, tuple[bool, str]] = {
+    "skipBackgroundRequests": (
+        True,
+        "trustwatch receives no requests from a Kyverno background controller, so there is nothing to stop "
+        "skipping; remove it",
+    ),
+}
 RULE_UNSUPPORTED = {
     "validate": f"validate rules are not supported: {_NOT_ENFORCED}",
     "mutate": f"mutate rules are not supported: {_NOT_ENFORCED}",
@@ -93,7 +106,6 @@ RULE_UNSUPPORTED = {
     "checked",
     "reportProperties": "reportProperties are not supported; remove them",
 }
-RULE_IGNORED = frozenset({"skipBackgroundRequests"})
 _USER_INFO = "matching on the requesting user is not supported; remove it or match on resources only"
 BLOCK_UNSUPPORTED = {"subjects": _USER_INFO, "roles": _USER_INFO, "clusterRoles": _USER_INFO}
 VERIFY_UNSUPPORTED = {
@@ -115,10 +127,21 @@ ENTRY_UNSUPPORTED = {
     "repository": VERIFY_UNSUPPORTED["repository"],
     "annotations": VERIFY_UNSUPPORTED["annotations"],
 }
+REKOR_UNSUPPORTED = {
+    "url": "trustwatch never contacts a Rekor server: it checks a signature's transparency-log entry "
+    "offline, against the log's public key (rekor.pubkey); remove url",
+}
 KEYS_UNSUPPORTED = {
     "kms": "KMS keys are not supported; put the public key in publicKeys or a Secret",
     "ctlog": "certificate transparency log settings only apply to keyless verification; remove ctlog",
 }
+
+
+def _check_fixed(fields: Fields, fixed: Mapping[str, tuple[bool, str]]) -> None:
+    """Read the fields of ``fixed``: each may only hold the value trustwatch's behaviour matches."""
+    for key, (accepted, reason) in fixed.items():
+        if fields.boolean(key, accepted) != accepted:
+            raise FieldError(fields.at(key), reason)
 
 
 def parse_selector(fields: Fields) -> LabelSelector:
@@ -205,12 +228,8 @@ def _match_block(fields: Fields, *, is_match: bool) -> MatchBlock:
 def _rekor(fields: Fields | None) -> Rekor | None:
     if fields is None:
         return None
-    rekor = Rekor(
-        pubkey=fields.string("pubkey"),
-        ignore_tlog=fields.boolean("ignoreTlog", False),
-        url=fields.string("url"),
-    )
-    fields.finish({})
+    rekor = Rekor(pubkey=fields.string("pubkey"), ignore_tlog=fields.boolean("ignoreTlog", False))
+    fields.finish(REKOR_UNSUPPORTED)
     if rekor.pubkey:
         check_public_keys(rekor.pubkey, fields.at("pubkey"))
     return rekor
@@ -364,7 +383,8 @@ def _rule(fields: Fields) -> Rule:
             else None,
             verify_images=tuple(verifications),
         )
-        fields.finish(RULE_UNSUPPORTED, RULE_IGNORED)
+        _check_fixed(fields, RULE_FIXED)
+        fields.finish(RULE_UNSUPPORTED)
         if match is None:
             raise FieldError(fields.at("match"), "is required")
         if not verifications:
@@ -468,7 +488,6 @@ def parse_policy(document: Mapping[str, Any], source: str = "<string>") -> Kyver
         validation_failure_action=spec.choice("validationFailureAction", ACTIONS, default="Audit") or "Audit",
         overrides=tuple(_override(item) for item in spec.objects("validationFailureActionOverrides")),
         failure_policy=failure_policy,
-        background=spec.boolean("background", True),
         rules=_with_autogen(rules, annotations),
         version=content_version(document),
         admission=spec.boolean("admission", True),
@@ -476,5 +495,6 @@ def parse_policy(document: Mapping[str, Any], source: str = "<string>") -> Kyver
         emit_warning=spec.boolean("emitWarning", False),
         source=source,
     )
-    spec.finish(SPEC_UNSUPPORTED, SPEC_IGNORED)
+    _check_fixed(spec, SPEC_FIXED)
+    spec.finish(SPEC_UNSUPPORTED)
     return policy
