@@ -112,6 +112,6 @@ def test_a_key_signed_bundle_needs_a_log_entry_unless_the_policy_ignores_the_tlo
         public_keys=public_pem(KEY_A),
         secret=None,
         signature_algorithm="sha256",
-        rekor=Rekor(pubkey=None, ignore_tlog=True, url=None),
+        rekor=Rekor(pubkey=None, ignore_tlog=True),
     )
     assert judge(signed, verification(Attestor(None, (ignoring,))), IMAGE).status == "pass"

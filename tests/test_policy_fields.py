@@ -11,7 +11,6 @@ added to the parser without a proven effect fails this test.
 from __future__ import annotations
 
 import asyncio
-import base64
 import copy
 import hashlib
 import json
@@ -26,14 +25,14 @@ from exporter.admission.cache import Lookup
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine
 from exporter.admission.review import parse_review
 from exporter.admission.verifier import ImageOutcome, judge
-from exporter.cosign import SignatureLayer, SignatureSet
 from exporter.metrics import ServiceMetrics
 from exporter.policy import PolicyLoadError, fields
 from exporter.policy.model import ImageVerification
 from exporter.policy.parse import parse_policy
 from exporter.registry.reference import parse_reference
 from tests.support.admission import review_body, workload
-from tests.support.registry import generate_signing_key, public_pem, sign_bytes, simple_signing_payload
+from tests.support.artifacts import found, sig_layer
+from tests.support.registry import generate_signing_key, public_pem
 from tests.test_policy_builders import load
 
 KEY_A, KEY_B = generate_signing_key(), generate_signing_key()
@@ -64,19 +63,9 @@ class JudgingVerifier:
         if "slow" in reference.repository:
             await asyncio.sleep(5)
         digest = reference.digest or "sha256:" + hashlib.sha256(image.encode()).hexdigest()
-        payload = simple_signing_payload(digest, reference.repository_path)
-        signers = (
-            [KEY_A] if "signed" in reference.repository and "unsigned" not in reference.repository else []
-        )
-        layers = tuple(
-            SignatureLayer(
-                "sha256:" + hashlib.sha256(payload).hexdigest(),
-                payload,
-                base64.b64encode(sign_bytes(key, payload)).decode(),
-            )
-            for key in signers
-        )
-        signatures = SignatureSet(reference.with_digest(digest), digest, layers)
+        signed = "signed" in reference.repository and "unsigned" not in reference.repository
+        layers = [sig_layer(KEY_A, digest, reference.repository_path)] if signed else []
+        signatures = found(reference.with_digest(digest), digest, *layers)
         return judge(signatures, verification, reference.canonical), "miss"
 
 
