@@ -115,3 +115,14 @@ def test_a_key_signed_bundle_needs_a_log_entry_unless_the_policy_ignores_the_tlo
         rekor=Rekor(pubkey=None, ignore_tlog=True),
     )
     assert judge(signed, verification(Attestor(None, (ignoring,))), IMAGE).status == "pass"
+
+
+def test_a_key_that_went_bad_in_its_secret_is_an_error_saying_it_looks_truncated() -> None:
+    """Secret keys are read at admission, not at load: a damaged one is an ``error`` (never a ``fail``) whose
+    message says what is wrong with the key."""
+    lines = public_pem(KEY_A).strip().splitlines()
+    lines[1] = lines[1][:-1]
+    damaged = KeyEntry(public_keys="\n".join(lines), secret=None, signature_algorithm="sha256", rekor=None)
+    outcome = judge(signed_by(KEY_A), verification(Attestor(None, (damaged,))), IMAGE)
+    assert outcome.status == "error"
+    assert "not a multiple of 4: the key looks truncated" in outcome.message

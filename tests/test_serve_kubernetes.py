@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import kubernetes.client
+
 from tests.support.admission import prepare_walkthrough, review_body, walkthrough_policy_text, workload
 from tests.support.background import BackgroundLoop
 from tests.support.fake_kube import (
@@ -216,6 +218,43 @@ def test_cluster_walkthrough_reports_what_exists(tmp_path: Path) -> None:
             poll(lambda: report_of(api, background, "prod")["results"] == [], timeout=30)
             poll(lambda: result_count(serve, "prod", "check-image-signature", "pass") == 0)
             assert report_of(api, background, "dev")["summary"]["fail"] == 3
+
+            # kubectl set image deployment/unsigned test=user/test:signed -n dev: the Deployment's result is
+            # replaced; the new ReplicaSet and Pod pass; the old Pod goes (its ReplicaSet stays, at zero).
+            patch = {
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": "test", "image": walkthrough.signed}]}}
+                }
+            }
+            custom = kubernetes.client.CustomObjectsApi(api.api_client())
+            custom.patch_namespaced_custom_object("apps", "v1", "dev", "deployments", "unsigned", patch)
+            background.run(api.settle())
+            dev_objects = [
+                (o["kind"], o["metadata"]["name"])
+                for version, kind in (("apps/v1", "Deployment"), ("apps/v1", "ReplicaSet"), ("v1", "Pod"))
+                for o in background.call(api.objects, version, kind)
+                if o["metadata"]["namespace"] == "dev"
+            ]
+            assert len(dev_objects) == 4  # the Deployment, two ReplicaSets, one Pod
+            poll(
+                lambda: (
+                    sorted(
+                        (kind, name)
+                        for kind, name, _uid, _r in resources_in(report_of(api, background, "dev"))
+                    )
+                    == sorted(dev_objects)
+                )
+            )
+            results = {
+                (kind, result)
+                for kind, _name, _uid, result in resources_in(report_of(api, background, "dev"))
+            }
+            assert results == {
+                ("Deployment", "pass"),
+                ("ReplicaSet", "fail"),
+                ("ReplicaSet", "pass"),
+                ("Pod", "pass"),
+            }
         assert serve.returncode == 0
 
 
