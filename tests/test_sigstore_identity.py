@@ -184,3 +184,48 @@ def test_invalid_policies_are_refused_at_load(policy: IdentityPolicy, message: s
     with pytest.raises(IdentityPolicyError) as raised:
         validate_identity_policy(policy)
     assert message in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("policy", "accepted"),
+    [
+        # Kyverno's documented examples: wildcards in subject (and issuer, additionalExtensions)
+        (
+            IdentityPolicy(
+                subject="https://github.com/acme/app/.github/workflows/*@refs/tags/*", wildcards=True
+            ),
+            True,
+        ),
+        (
+            IdentityPolicy(
+                subject="https://github.com/acme/*", issuer="https://token.actions.*", wildcards=True
+            ),
+            True,
+        ),
+        (IdentityPolicy(subject="https://github.com/other/*", wildcards=True), False),
+        (IdentityPolicy(subject="*/release.yml@refs/tags/v?", wildcards=True), True),
+        (IdentityPolicy(subject="*/release.yml@refs/tags/v??", wildcards=True), False),  # whole value
+        (IdentityPolicy(extensions={"githubWorkflowRef": "refs/tags/*"}, wildcards=True), True),
+        (IdentityPolicy(extensions={"githubWorkflowRef": "refs/heads/*"}, wildcards=True), False),
+        # cosign's flags are exact: a star is a star
+        (IdentityPolicy(subject="https://github.com/acme/*"), False),
+        (IdentityPolicy(extensions={"githubWorkflowRef": "refs/tags/*"}), False),
+    ],
+)
+def test_kyverno_wildcards(policy: IdentityPolicy, accepted: bool) -> None:
+    cert = _github_certificate(old=True, new=True)
+    assert (_check(cert, policy) is None) is accepted
+
+
+def test_wildcards_on_email_subjects() -> None:
+    cert = _certificate(
+        x509.RFC822Name("alice@nirmata.com"), {"1.3.6.1.4.1.57264.1.8": _utf8("https://accounts.google.com")}
+    )
+    assert (
+        _check(
+            cert,
+            IdentityPolicy(subject="*@nirmata.com", issuer="https://accounts.google.com", wildcards=True),
+        )
+        is None
+    )
+    assert _check(cert, IdentityPolicy(subject="*@example.com", wildcards=True)) is not None

@@ -202,10 +202,19 @@ def validate_identity_policy(policy: IdentityPolicy) -> None:
             )
 
 
-def _matches(value: str | None, exact: str | None, pattern: str | None) -> bool:
+def _equals(expected: str, value: str, wildcards: bool) -> bool:
+    if not wildcards:
+        return value == expected
+    # Imported here: exporter.policy imports this package, so a module-level import would be circular.
+    from exporter.policy.wildcard import wildcard_match  # noqa: PLC0415
+
+    return wildcard_match(expected, value)
+
+
+def _matches(value: str | None, exact: str | None, pattern: str | None, wildcards: bool) -> bool:
     if value is None:
         return exact is None and pattern is None
-    if exact is not None and value != exact:
+    if exact is not None and not _equals(exact, value, wildcards):
         return False
     return pattern is None or compile_go_regexp(pattern).search(value) is not None
 
@@ -237,13 +246,14 @@ def match_identity(
     """None when the certificate's identity satisfies ``policy``; otherwise what differs."""
     subject_required = policy.subject is not None or policy.subject_regexp is not None
     if subject_required and not any(
-        _matches(name, policy.subject, policy.subject_regexp) for name in identity.subject_alternative_names
+        _matches(name, policy.subject, policy.subject_regexp, policy.wildcards)
+        for name in identity.subject_alternative_names
     ):
         found = ", ".join(identity.subject_alternative_names) or "no subject alternative name"
         return VerificationFailure(
             "identity", f"certificate identity {found} does not match the expected {policy.describe()}"
         )
-    if not _matches(identity.issuer, policy.issuer, policy.issuer_regexp):
+    if not _matches(identity.issuer, policy.issuer, policy.issuer_regexp, policy.wildcards):
         return VerificationFailure(
             "identity",
             f"certificate OIDC issuer {identity.issuer or '(none)'} does not match the expected "
@@ -251,7 +261,7 @@ def match_identity(
         )
     for name, expected in sorted(policy.extensions.items()):
         found_value = _extension_value(certificate, identity, name)
-        if found_value != expected:
+        if found_value is None or not _equals(expected, found_value, policy.wildcards):
             return VerificationFailure(
                 "identity",
                 f"certificate extension {name} is {found_value!r}, expected {expected!r} "

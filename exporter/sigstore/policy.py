@@ -54,6 +54,11 @@ class IdentityPolicy:
     ``extensions`` maps a Fulcio extension, by cosign/Kyverno name (``githubWorkflowRepository``,
     ``sourceRepositoryURI``…, see ``exporter.sigstore.identity.EXTENSION_OIDS``) or dotted OID, to the exact
     value required; the GitHub workflow names read the deprecated OID and fall back to its successor.
+
+    ``wildcards``: Kyverno's ``keyless`` attestors match ``subject``, ``issuer`` and ``additionalExtensions``
+    values as wildcard patterns (``*`` any run of characters, ``?`` one character: ``*@example.com``,
+    ``https://github.com/org/repo/.github/workflows/release.yml@refs/tags/*``); cosign's
+    ``--certificate-identity`` and ``--certificate-oidc-issuer`` are exact. Policies set it, the CLI does not.
     """
 
     subject: str | None = None
@@ -61,6 +66,7 @@ class IdentityPolicy:
     issuer: str | None = None
     issuer_regexp: str | None = None
     extensions: Mapping[str, str] = field(default_factory=lambda: _NO_EXTENSIONS)
+    wildcards: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "extensions", MappingProxyType(dict(self.extensions)))
