@@ -444,3 +444,18 @@ def test_statement_with_a_non_in_toto_payload_type_is_rejected() -> None:
     outcome = verify_found_attestations(_found(layer), VerificationOptions(attestors=(attestor,)), SLSA_V1)
     assert isinstance(outcome, Invalid)
     assert "DSSE payload type is 'text/plain'" in outcome.reasons[0]
+
+
+@pytest.mark.parametrize("version", ["0.1", "0.2"])
+@pytest.mark.parametrize("kind", ["dsse", "message"])
+def test_keyless_bundles_in_older_layouts(
+    sigstore_box: SigstoreBox, root: TrustedRoot, root_path: Path, version: Any, kind: str
+) -> None:
+    if kind == "dsse":
+        signed = sigstore_box.image_bundle(IMAGE, SIGNER).as_version(version)
+    else:
+        signed = sigstore_box.message_bundle(MANIFEST, SIGNER).as_version(version)
+    outcome = verify_found(_found(_referrer(signed)), _keyless(root))
+    assert isinstance(outcome, Verified), outcome.reason
+    assert outcome.signatures[0].bundle_version == version
+    _agrees(signed, root_path, outcome)
