@@ -128,10 +128,11 @@ def verify_found_attestations(
 
 # --- parsing, once per discovery ---
 
-# Admission asks about the same discovery once per attestor entry: parse it once (keyed by identity).
+# Admission asks about the same discovery once per attestor entry, one right after the other: parse it once
+# (keyed by identity). Entries pin their discovery's blobs in memory, so keep only a few.
 _parsed_cache: OrderedDict[int, tuple[FoundArtifacts, Parsed]] = OrderedDict()
 _parsed_lock = threading.Lock()
-MAX_PARSED = 64
+MAX_PARSED = 8
 
 
 def _parsed(found: FoundArtifacts) -> Parsed:
