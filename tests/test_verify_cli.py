@@ -89,6 +89,13 @@ def test_json_output_carries_the_same_facts(
     assert document["image"] == image
     assert document["matchedKeys"] == [files["key"]]
     assert document["digest"].startswith("sha256:")
+    (signature,) = document["signatures"]
+    assert (signature["format"], signature["place"], signature["key"]) == (
+        "simple-signing",
+        "sig-tag",
+        files["key"],
+    )
+    assert signature["repository"] == f"{registry.host}/cli/signed"
     assert main(_cli(registry, files, "--output", "json", "--key", files["other"], image)) == 1
     invalid = json.loads(capsys.readouterr().out)
     assert invalid["status"] == "invalid"
@@ -249,7 +256,10 @@ def test_rekor_flags_with_a_real_cosign_bundle(
     image = f"{registry.host}/cli/rekor@{digest}"
     key, rekor = str(REKOR_CASE / "key.pub"), str(REKOR_CASE / "rekor.pub")
     assert main(_cli(registry, files, "--key", key, "--rekor-key", rekor, "--require-tlog", image)) == 0
-    assert "VERIFIED" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "VERIFIED" in out
+    assert f"simple-signing in sig-tag ({registry.host}/cli/rekor), signed by {key}, logged at index" in out
+    assert "(tlog)" in out
     # The image's own key is no Rekor key: the bundle's log is then unknown and the tlog requirement fails.
     assert main(_cli(registry, files, "--key", key, "--rekor-key", key, "--require-tlog", image)) == 1
     assert "which is not trusted" in capsys.readouterr().out
