@@ -15,6 +15,7 @@ from datetime import datetime
 from functools import cache, lru_cache
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from exporter.cosign.attestors import AttestorSpec, CertificateAttestor, KeyAttestor, KeylessAttestor
@@ -97,7 +98,12 @@ async def verify_attestations(
 def verify_found(
     found: FoundArtifacts, options: VerificationOptions, *, now: datetime | None = None
 ) -> VerificationOutcome:
-    """Decide on image signatures from discovered artifacts alone (no I/O); see :func:`verify_image`."""
+    """Decide on image signatures from discovered artifacts alone (no I/O); see :func:`verify_image`.
+
+    Pure CPU work and thread-safe (its caches are locked): a caller on an event loop may run it in a worker
+    thread when many keyless checks are expected. ``now`` replaces the clock (tests); it is used only when no
+    proof gives a signing time.
+    """
     parsed = _parsed(found)
     relevant = Parsed(
         tuple(c for c in parsed.candidates if _is_image_signature(c)),
@@ -435,7 +441,7 @@ def _pinned_key(attestor: CertificateAttestor) -> tuple[x509.Certificate, Truste
         pinned = _pem_certificates(attestor.certificate, f"{attestor.name} certificate")[0]
         pem = pinned.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
         return pinned, load_public_key(pem, attestor.name)
-    except (FormatError, IndexError, KeyLoadError, ValueError) as exc:
+    except (FormatError, IndexError, KeyLoadError, UnsupportedAlgorithm, ValueError) as exc:
         return f"the policy's certificate is unusable: {exc}"
 
 
