@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from exporter.ivp.celenv import MAX_LIST_ITEMS
-from exporter.ivp.evaluate import NO_IMAGES, Outcome, SignatureOutcome, conclude, prepare
+from exporter.ivp.evaluate import NO_IMAGES, Outcome, SignatureOutcome, conclude, conclusion_key, prepare
 from exporter.ivp.match import Applicable, RequestAttributes, applicable
 from exporter.ivp.model import ImageValidatingPolicy
 from tests.support.admission import workload
@@ -315,9 +315,14 @@ def test_required_fails_images_no_validation_verified() -> None:
 def test_a_huge_list_is_refused_before_evaluation() -> None:
     obj = pod("user/test:signed")
     obj["spec"]["containers"][0]["env"] = [{"name": f"V{i}", "value": "x"} for i in range(MAX_LIST_ITEMS + 1)]
-    result = evaluate(load_one(ivp()), obj)
+    reading = [
+        {"expression": "object.spec.containers.all(c, verifyImageSignatures(c.image, [attestors.key]) > 0)"}
+    ]
+    result = evaluate(load_one(ivp(validations=reading)), obj)
     assert result is not None and result.status == "error"
     assert f"object.spec.containers[0].env has {MAX_LIST_ITEMS + 1} items" in result.message
+    # A policy that never reads the object is not refused for it.
+    assert evaluate(load_one(ivp()), obj) == Outcome("pass", "success")
 
 
 def test_an_expression_looping_too_long_is_stopped_as_a_rule_error() -> None:
@@ -366,3 +371,24 @@ def test_unknown_namespace_labels_make_a_selector_policy_an_error_that_failure_p
     # Without a namespaceSelector the labels do not matter.
     plain = load_one(ivp())
     assert applicable(plain, attributes, obj) == Applicable("check")
+
+
+def test_conclusions_are_reusable_only_for_policies_that_read_no_request_data() -> None:
+    image_only = load_one(ivp())
+    reading = load_one(ivp(validations=[{"expression": "object.metadata.name != ''"}]))
+    obj = pod("user/test:signed")
+    keys = []
+    for policy in (image_only, reading):
+        applies = applicable(policy, request_for(obj), obj)
+        assert applies is not None
+        prepared = prepare(policy, applies, obj, None, request={}, namespace_object=None)
+        assert prepared is not None
+        keys.append(conclusion_key(prepared, outcomes(policy, {SIGNED: {"key"}})))
+    assert keys[0] is not None and keys[1] is None
+    assert image_only.reads == frozenset({"images", "attestors"})
+    # Another verification outcome is another key.
+    applies = applicable(image_only, request_for(obj), obj)
+    assert applies is not None
+    prepared = prepare(image_only, applies, obj, None, request={}, namespace_object=None)
+    assert prepared is not None
+    assert conclusion_key(prepared, outcomes(image_only, {})) != keys[0]

@@ -320,18 +320,20 @@ class AdmissionEngine:
             return None  # labels, replicas, status...: nothing to verify again
         # None: the namespace's labels are not loaded yet; decisions that need them follow failurePolicy.
         labels = self._namespace_labels(request.namespace) if request.namespace else {}
-        info = ResourceInfo.from_object(
-            request.object,
-            operation=request.operation,
-            namespace_labels=labels,
-            namespace=request.namespace or None,
-            namespace_labels_known=labels is not None,
-        )
-        info = dataclasses.replace(info, name=info.name or request.name, subresource=request.sub_resource)
         policies = self._policies()
         cluster_policies = [policy for policy in policies if isinstance(policy, KyvernoPolicy)]
         image_policies = [policy for policy in policies if not isinstance(policy, KyvernoPolicy)]
-        plans = plan_review(cluster_policies, info, request.object)
+        plans: list[RulePlan] = []
+        if cluster_policies:
+            info = ResourceInfo.from_object(
+                request.object,
+                operation=request.operation,
+                namespace_labels=labels,
+                namespace=request.namespace or None,
+                namespace_labels_known=labels is not None,
+            )
+            info = dataclasses.replace(info, name=info.name or request.name, subresource=request.sub_resource)
+            plans = plan_review(cluster_policies, info, request.object)
         prepared = self._image_runner().plan(image_policies, request, labels) if image_policies else []
         if not plans and not prepared:
             return None
@@ -371,11 +373,16 @@ class AdmissionEngine:
             return None
         plans, prepared = planned
         checks = [check for plan in plans for check in plan.checks]
-        if prepared:
+        if prepared and checks:
             (outcomes, cached), (evaluated, images_cached) = await asyncio.gather(
                 self._verify_all(checks, deadline), self._image_runner().evaluate(prepared, deadline)
             )
             cached = cached and images_cached
+        elif prepared:  # no task for the ClusterPolicy side: a warm request schedules nothing
+            (outcomes, _), (evaluated, cached) = (
+                ({}, True),
+                await self._image_runner().evaluate(prepared, deadline),
+            )
         else:
             (outcomes, cached), evaluated = await self._verify_all(checks, deadline), []
         results = tuple(

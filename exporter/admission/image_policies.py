@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -22,7 +23,14 @@ from typing import TYPE_CHECKING, Any
 from exporter.admission.cache import Lookup
 from exporter.admission.messages import verification_failed
 from exporter.admission.verifier import ImageOutcome
-from exporter.ivp.evaluate import Outcome, Prepared, SignatureOutcome, conclude, prepare
+from exporter.ivp.evaluate import (
+    Outcome,
+    Prepared,
+    SignatureOutcome,
+    conclude,
+    conclusion_key,
+    prepare,
+)
 from exporter.ivp.match import RequestAttributes, applicable
 from exporter.ivp.model import CosignKeyAttestor, ImageValidatingPolicy
 from exporter.policy.model import Attestor, ImageVerification, KeyEntry, Rekor
@@ -111,9 +119,12 @@ def _signature(outcome: ImageOutcome) -> SignatureOutcome:
 class ImagePolicyRunner:
     """Evaluates the ImageValidatingPolicies of a request (see the module docstring)."""
 
-    def __init__(self, verifier: Verifier, count: CountVerification) -> None:
+    def __init__(self, verifier: Verifier, count: CountVerification, memo_size: int = 4096) -> None:
         self._verifier = verifier
         self._count = count
+        # Conclusions of policies that read only images and verification outcomes (see conclusion_key).
+        self._conclusions: OrderedDict[Hashable, Outcome] = OrderedDict()
+        self._memo_size = memo_size
 
     def plan(
         self,
@@ -154,10 +165,24 @@ class ImagePolicyRunner:
         whether every verification came from the cache."""
         pairs, cached = await self._verify_pairs(prepared, deadline)
         evaluated = [
-            Evaluated(ready, conclude(ready, pairs.get(id(ready), {})), pairs.get(id(ready), {}))
+            Evaluated(ready, self._conclude(ready, pairs.get(id(ready), {})), pairs.get(id(ready), {}))
             for ready in prepared
         ]
         return evaluated, cached
+
+    def _conclude(self, ready: Prepared, signatures: Mapping[PairKey, SignatureOutcome]) -> Outcome:
+        key = conclusion_key(ready, signatures)
+        if key is None:
+            return conclude(ready, signatures)
+        outcome = self._conclusions.get(key)
+        if outcome is None:
+            outcome = conclude(ready, signatures)
+            self._conclusions[key] = outcome
+            if len(self._conclusions) > self._memo_size:
+                self._conclusions.popitem(last=False)
+        else:
+            self._conclusions.move_to_end(key)
+        return outcome
 
     async def _verify_pairs(
         self, prepared: Sequence[Prepared], deadline: float

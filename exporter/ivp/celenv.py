@@ -21,6 +21,7 @@ import contextvars
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 from cel_expr_python import cel
@@ -82,10 +83,14 @@ def _verify_image_signatures(image: str, attestors: Sequence[Any]) -> int:
     return verifications.verified_signatures(image, _attestor_names(attestors))
 
 
+# Policies parse the same few image strings on every request.
+_parse_reference = lru_cache(maxsize=4096)(parse_reference)
+
+
 def parsed_image(text: str) -> dict[str, str]:
     """Kyverno's parsed image as a CEL map: registry, repository, tag, digest, identifier and reference."""
     try:
-        reference = parse_reference(text)
+        reference = _parse_reference(text)
     except InvalidReferenceError as exc:
         raise CelEvaluationError(str(exc)) from None
     tag = reference.tag or ("" if reference.digest else "latest")
@@ -101,7 +106,7 @@ def parsed_image(text: str) -> dict[str, str]:
 
 def _is_image(text: str) -> bool:
     try:
-        parse_reference(text)
+        _parse_reference(text)
     except InvalidReferenceError:
         return False
     return True
@@ -250,16 +255,42 @@ def bounded_data(value: Any, *, path: str = "object") -> None:
     """Raise :class:`CelEvaluationError` when a list in ``value`` exceeds :data:`MAX_LIST_ITEMS`.
 
     cel-cpp builds ``map``/``filter`` results by copying, so a comprehension over a list of n items costs
-    n² copies: bounding the lists bounds the cost together with the iteration budget.
+    n² copies: bounding the lists bounds the cost together with the iteration budget. Runs on every
+    evaluated request, so the walk builds no paths; the path is found only for the error message.
     """
-    stack: list[tuple[Any, str]] = [(value, path)]
+    stack: list[Any] = [value]
     while stack:
-        node, where = stack.pop()
+        node = stack.pop()
         if isinstance(node, Mapping):
-            stack.extend((item, f"{where}.{key}") for key, item in node.items())
+            stack.extend(node.values())
         elif isinstance(node, list):
             if len(node) > MAX_LIST_ITEMS:
+                where = _path_to(value, node, path) or path
                 raise CelEvaluationError(
                     f"{where} has {len(node)} items, more than the {MAX_LIST_ITEMS} CEL evaluation accepts"
                 )
+            stack.extend(node)
+
+
+def _path_to(value: Any, target: Any, path: str) -> str | None:
+    """The path of ``target`` (by identity) inside ``value``, for messages."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        node, where = stack.pop()
+        if node is target:
+            return where
+        if isinstance(node, Mapping):
+            stack.extend((item, f"{where}.{key}") for key, item in node.items())
+        elif isinstance(node, list):
             stack.extend((item, f"{where}[{index}]") for index, item in enumerate(node))
+    return None
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def referenced_names(sources: Sequence[str]) -> frozenset[str]:
+    """The top-level variables (:data:`_VARIABLES`) the expressions may read: an over-approximation from
+    their identifiers, so a request's data need not convert (and bound) objects nothing reads."""
+    names = {match.group() for source in sources for match in _IDENTIFIER.finditer(source)}
+    return frozenset(names & set(_VARIABLES))

@@ -13,7 +13,7 @@ finish), ``skip`` (no image matched). Nothing here raises for a policy or a requ
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -130,20 +130,25 @@ def prepare(
             "policy applies depends on them (namespaceSelector); failurePolicy decides"
         )
         return _error(policy, rule, message)
-    try:
-        bounded_data(obj)
-        if old_obj is not None:
-            bounded_data(old_obj, path="oldObject")
-    except CelEvaluationError as exc:
-        return _error(policy, rule, str(exc))
+    reads = policy.reads
     data: dict[str, Any] = {
-        "object": _view(obj, applies.pod_template),
-        "oldObject": _view(old_obj, applies.pod_template),
-        "request": dict(request),
-        "namespaceObject": namespace_object,
         "attestors": {attestor.name: {"name": attestor.name} for attestor in policy.attestors},
         "attestations": {},
     }
+    # Only what the expressions read is handed to CEL (converting an object costs more than evaluating).
+    try:
+        if "object" in reads:
+            data["object"] = _view(obj, applies.pod_template)
+            bounded_data(data["object"])
+        if "oldObject" in reads:
+            data["oldObject"] = _view(old_obj, applies.pod_template)
+            bounded_data(data["oldObject"], path="oldObject")
+    except CelEvaluationError as exc:
+        return _error(policy, rule, str(exc))
+    if "request" in reads:
+        data["request"] = dict(request)
+    if "namespaceObject" in reads:
+        data["namespaceObject"] = namespace_object
     for condition in policy.match_conditions:
         try:
             if not condition.expression.evaluate(activation(data)):
@@ -215,6 +220,24 @@ def _failure_message(prepared: Prepared, index: int, variables: Any) -> str:
         if text.strip():
             return str(text).strip()
     return validation.message or f"failed expression: {validation.expression.source}"
+
+
+# What an evaluation may read besides images, attestors and verification outcomes.
+_REQUEST_DATA = frozenset({"object", "oldObject", "request", "namespaceObject"})
+
+
+def conclusion_key(
+    prepared: Prepared, outcomes: Mapping[tuple[str, str], SignatureOutcome]
+) -> Hashable | None:
+    """A key under which :func:`conclude`'s result may be reused, or None when it may not.
+
+    A policy whose expressions read neither the object nor the request is a pure function of its version,
+    the request's image lists and the verification outcomes: the warm path then needs no CEL at all.
+    """
+    if prepared.outcome is not None or prepared.policy.reads & _REQUEST_DATA:
+        return None
+    images = tuple((name, tuple(values)) for name, values in prepared.data["images"].items())
+    return (prepared.policy.version, prepared.rule, images, tuple(sorted(outcomes.items())))
 
 
 def conclude(prepared: Prepared, outcomes: Mapping[tuple[str, str], SignatureOutcome]) -> Outcome:

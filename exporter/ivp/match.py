@@ -135,9 +135,9 @@ def template_path(kind: str) -> tuple[str, ...]:
 
 def _template_labels(obj: Mapping[str, Any], path: tuple[str, ...]) -> Mapping[str, str]:
     node: Any = obj
-    for key in (*path, "metadata", "labels"):
-        node = node.get(key) if isinstance(node, Mapping) else None
-    return {str(k): str(v) for k, v in node.items()} if isinstance(node, Mapping) else {}
+    for key in (*path, "metadata", "labels"):  # dict checks: decoded JSON, and ABC checks are slow here
+        node = node.get(key) if isinstance(node, dict) else None
+    return {str(k): str(v) for k, v in node.items()} if isinstance(node, dict) else {}
 
 
 def applicable(

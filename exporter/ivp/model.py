@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Literal
 
-from exporter.ivp.celenv import CompiledExpression
+from exporter.ivp.celenv import CompiledExpression, referenced_names
 from exporter.policy.model import (
     CATEGORY_ANNOTATION,
     SCORED_ANNOTATION,
@@ -130,6 +131,21 @@ class ImageValidatingPolicy:
     def key(self) -> tuple[str, str | None, str]:
         """(kind, namespace, name): unique within a policy set."""
         return (self.kind, self.namespace, self.name)
+
+    @cached_property
+    def reads(self) -> frozenset[str]:
+        """The CEL variables any expression of the policy may read (``object``, ``request``…)."""
+        expressions = [
+            *(item.expression for item in (*self.match_conditions, *self.variables, *self.image_extractors)),
+            *(matcher.expression for matcher in self.match_image_references if matcher.expression),
+            *(validation.expression for validation in self.validations),
+            *(
+                validation.message_expression
+                for validation in self.validations
+                if validation.message_expression
+            ),
+        ]
+        return referenced_names([expression.source for expression in expressions])
 
     @property
     def report_name(self) -> str:
