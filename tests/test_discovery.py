@@ -16,6 +16,7 @@ from exporter.cosign import discovery
 from exporter.cosign.discovery import (
     MAX_ENVELOPE_BYTES,
     MAX_LAYERS,
+    MAX_REFERRER_PAGES,
     MAX_REFERRERS,
     SIGNATURE_ARTIFACT_TYPES,
     discover,
@@ -513,3 +514,53 @@ async def test_a_layer_whose_digest_is_no_digest_is_kept_with_a_reason_and_never
     assert [(a.content, a.problem) for a in found.artifacts] == [
         (None, "layer digest 'sha256:../../../v2/_catalog' is not a sha256 digest")
     ]
+
+
+async def test_a_paged_referrers_list_is_read_until_it_names_enough_signatures(
+    registry: RegistryServer,
+) -> None:
+    digest = registry.push_image("disc/paged", "v1")
+    async with ReferrersFront(registry, page_size=4) as front:
+        for number in range(6):
+            push_referrer(
+                front, "disc/paged", digest, SBOM, [SignatureLayerSpec(f"s{number}".encode(), {}, SBOM)]
+            )
+        push_referrer(front, "disc/paged", digest, SIGSTORE_BUNDLE_V03, [_bundle("on page 2")])
+        found = await _found(front.host, f"disc/paged@{digest}")
+        pages = [r.query for r in front.requests_to("/referrers/")]
+    assert _contents(found, "referrers-api") == [_bundle("on page 2").payload]
+    assert pages == ["", "page=2"]
+    assert found.skipped == ()
+
+
+async def test_a_paged_list_is_read_within_a_bound_of_pages(registry: RegistryServer) -> None:
+    digest = registry.push_image("disc/pages", "v1")
+    async with ReferrersFront(registry, page_size=1) as front:
+        for number in range(MAX_REFERRER_PAGES + 2):
+            push_referrer(front, "disc/pages", digest, SIGSTORE_BUNDLE_V03, [_bundle(f"p{number}")])
+        found = await _found(front.host, f"disc/pages@{digest}")
+        assert len(front.requests_to("/referrers/")) == MAX_REFERRER_PAGES
+    assert _contents(found, "referrers-api") == [_bundle(f"p{n}").payload for n in range(MAX_REFERRER_PAGES)]
+    assert found.skipped == (f"referrers-api: the list goes on beyond the {MAX_REFERRER_PAGES} pages read",)
+
+
+@pytest.mark.parametrize(
+    "link", ["<http://198.51.100.7/v2/disc/elsewhere/referrers/x?page=2>", "</v2/disc/other/referrers/x>"]
+)
+async def test_a_next_page_link_that_leaves_the_list_is_an_error_value(
+    registry: RegistryServer, link: str
+) -> None:
+    digest = registry.push_image("disc/link", "v1")
+
+    async def leading_away(request: web.Request) -> web.StreamResponse | None:
+        if "/referrers/" in request.path:
+            return web.Response(
+                body=_index_body([]), headers={"Content-Type": OCI_INDEX, "Link": f'{link}; rel="next"'}
+            )
+        return None
+
+    async with FaultyProxy(registry.url, leading_away) as proxy:
+        outcome = await _discover(proxy.host, f"disc/link@{digest}")
+        assert len([path for _, path in proxy.requests if "referrers" in path]) == 1
+    assert isinstance(outcome, VerificationError)
+    assert "refusing to follow it" in outcome.cause

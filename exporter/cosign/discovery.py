@@ -55,6 +55,7 @@ LEGACY_LAYER_TYPES: dict[Place, str] = {
 }
 
 MAX_REFERRERS = 50
+MAX_REFERRER_PAGES = 5  # of a paged referrers list; registries page at 100 entries or more
 MAX_LAYERS = 64
 MAX_PAYLOAD_BYTES = 1024 * 1024  # a simple-signing payload is a few hundred bytes
 MAX_ENVELOPE_BYTES = 4 * 1024 * 1024  # DSSE envelopes and bundles (the formats parse no more)
@@ -137,8 +138,18 @@ async def _referrers(
     server_filter = next(iter(artifact_types)) if len(artifact_types) == 1 else None
     listed = await client.get_referrers(repository, digest, server_filter)
     place: Place = "referrers-api"
+    skipped: list[str] = []
     if listed is not None:
-        entries = listed.referrers
+        entries = list(listed.referrers)
+        pages = 1
+        # A paged list is read on until it names enough candidates, within a bound on round trips.
+        while listed.next_page is not None and _wanted_count(entries, artifact_types) <= MAX_REFERRERS:
+            if pages == MAX_REFERRER_PAGES:
+                skipped.append(f"{place}: the list goes on beyond the {MAX_REFERRER_PAGES} pages read")
+                break
+            listed = await client.get_referrers_page(repository, digest, listed.next_page, server_filter)
+            entries.extend(listed.referrers)
+            pages += 1
     else:
         place = "referrers-tag"
         try:
@@ -149,13 +160,8 @@ async def _referrers(
             return _PlaceResult(
                 skipped=(f"{place} {referrers_tag(digest)}: holds a {index.media_type}, not an OCI index",)
             )
-        entries = index.manifests
-    skipped: list[str] = []
-    candidates: list[Descriptor] = []
-    for entry in entries:
-        # An entry without artifactType can only be judged after fetching it.
-        if entry.artifact_type is None or entry.artifact_type in artifact_types:
-            candidates.append(entry)
+        entries = list(index.manifests)
+    candidates = [entry for entry in entries if _wanted(entry, artifact_types)]
     if len(candidates) > MAX_REFERRERS:
         skipped.append(
             f"{place}: {len(candidates) - MAX_REFERRERS} more referrers not considered "
@@ -190,6 +196,15 @@ async def _referrer_manifest(
         return await client.get_manifest(repository, entry.digest)
     except NotFoundError:
         return None
+
+
+def _wanted(entry: Descriptor, artifact_types: Collection[str]) -> bool:
+    # An entry without artifactType can only be judged after fetching it.
+    return entry.artifact_type is None or entry.artifact_type in artifact_types
+
+
+def _wanted_count(entries: Sequence[Descriptor], artifact_types: Collection[str]) -> int:
+    return sum(1 for entry in entries if _wanted(entry, artifact_types))
 
 
 def _referrer_entry_problem(entry: Descriptor) -> str | None:

@@ -11,11 +11,12 @@ import contextvars
 import hashlib
 import logging
 import random
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import aiohttp
 
@@ -63,6 +64,7 @@ _ACCEPT_MANIFESTS = ", ".join(MANIFEST_MEDIA_TYPES)
 # Answers to GET /referrers/ that mean "this registry has no referrers API": use the tag schema instead.
 # 404 is the OCI rule; go-containerregistry (cosign) also falls back on 400 and 406, and so do we.
 REFERRERS_UNSUPPORTED_STATUSES = frozenset({400, 404, 406})
+_NEXT_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 ARTIFACT_TYPE_FILTER = "artifactType"
 
 # Absolute loop time by which the current verification's requests must be done; see RegistryClient.budget().
@@ -98,11 +100,13 @@ class ReferrerList:
     """The referrers of one manifest as the OCI 1.1 referrers API lists them.
 
     ``filtered_by_registry`` tells whether the registry applied the requested ``artifactType`` filter
-    (``OCI-Filters-Applied``); when it did not, the client filtered ``referrers`` itself.
+    (``OCI-Filters-Applied``); when it did not, the client filtered ``referrers`` itself. ``next_page`` is
+    set when the registry has more (its ``Link: <…>; rel="next"``).
     """
 
     referrers: tuple[Descriptor, ...]
     filtered_by_registry: bool = False
+    next_page: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,12 +222,10 @@ class RegistryClient:
         ``sha256-<hex>`` tag schema then).
 
         The list is size-capped but, being computed by the registry, has no digest to check; each referrer's
-        manifest is checked against its digest when fetched.
+        manifest is checked against its digest when fetched. A registry may split it into pages: see
+        ``next_page`` and ``get_referrers_page``.
         """
-        url = self._url(ref, f"referrers/{digest}")
-        if not is_sha256_digest(digest):
-            raise RegistryError(f"{url}: {digest!r} is not a sha256 digest", registry=ref.api_host)
-        path = f"referrers/{digest}"
+        path = self._referrers_path(ref, digest)
         if artifact_type is not None:
             path += "?" + urlencode({ARTIFACT_TYPE_FILTER: artifact_type})
         with self.budget():
@@ -233,11 +235,30 @@ class RegistryClient:
                 if exc.status in REFERRERS_UNSUPPORTED_STATUSES:
                     return None
                 raise
-        content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
-        if content_type != OCI_INDEX:
+        if response.headers.get("Content-Type", "").split(";")[0].strip() != OCI_INDEX:
             return None  # a 200 that is not an OCI index: some registries answer unknown routes that way
+        return self._referrer_list(ref, digest, path, response, artifact_type)
+
+    async def get_referrers_page(
+        self, ref: ImageReference, digest: str, page: str, artifact_type: str | None = None
+    ) -> ReferrerList:
+        """A further page of ``digest``'s referrers: ``page`` is a ``next_page`` of the previous one."""
+        with self.budget():
+            response = await self._call(ref, "GET", page, OCI_INDEX, MAX_MANIFEST_BYTES)
+        return self._referrer_list(ref, digest, page, response, artifact_type)
+
+    def _referrers_path(self, ref: ImageReference, digest: str) -> str:
+        if not is_sha256_digest(digest):
+            url = self._url(ref, f"referrers/{digest[:80]}")
+            raise RegistryError(f"{url}: {digest[:80]!r} is not a sha256 digest", registry=ref.api_host)
+        return f"referrers/{digest}"
+
+    def _referrer_list(
+        self, ref: ImageReference, digest: str, path: str, response: _Response, artifact_type: str | None
+    ) -> ReferrerList:
+        url = self._url(ref, path)
         try:
-            index = parse_manifest(response.body, "", content_type)
+            index = parse_manifest(response.body, "", OCI_INDEX)
         except ManifestFormatError as exc:
             raise RegistryError(f"{url}: referrers list: {exc}", registry=ref.api_host, url=url) from None
         if not index.is_index:
@@ -255,7 +276,8 @@ class RegistryClient:
         referrers = index.manifests
         if artifact_type is not None and not filtered_by_registry:
             referrers = tuple(entry for entry in referrers if entry.artifact_type == artifact_type)
-        return ReferrerList(referrers, filtered_by_registry)
+        next_page = _next_page(ref, url, self._referrers_path(ref, digest), response.headers.get("Link", ""))
+        return ReferrerList(referrers, filtered_by_registry, next_page)
 
     # --- request plumbing -------------------------------------------------------------------------------
 
@@ -534,6 +556,29 @@ def _plain_http_answer(exc: aiohttp.ClientError) -> bool:
     """A TLS client talking to a plain-HTTP server reads its HTTP answer as a TLS record of a version
     that does not exist; no retry can fix that, the configuration must."""
     return isinstance(exc, aiohttp.ClientSSLError) and "WRONG_VERSION_NUMBER" in str(exc)
+
+
+def _next_page(ref: ImageReference, url: str, first: str, link_header: str) -> str | None:
+    """The next page of a referrers list from its ``Link`` header, as a path for ``_call``; the link must
+    stay on the same list (a link elsewhere could aim our credentials at another host or path)."""
+    match = _NEXT_LINK.search(link_header)
+    if match is None:
+        return None
+    target = urlsplit(urljoin(url, match.group(1)))
+    here = urlsplit(url)
+    same_list = (target.scheme, target.netloc, unquote(target.path)) == (
+        here.scheme,
+        here.netloc,
+        unquote(here.path),
+    )
+    if not same_list:
+        raise RegistryError(
+            f"{url}: the next page of the referrers list is {match.group(1)[:200]!r}, not this list on this "
+            "registry; refusing to follow it",
+            registry=ref.api_host,
+            url=url,
+        )
+    return f"{first}?{target.query}" if target.query else first
 
 
 def _backoff(attempt: int, retry_after: str) -> float:

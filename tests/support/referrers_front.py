@@ -9,9 +9,10 @@ every request to a real ``RegistryServer`` and answers that one route itself, fr
         ref = parse_reference(f"{front.host}/team/app@{digest}")   # plain HTTP, 127.0.0.1
 
 Knobs: ``honour_filters=False`` ignores ``?artifactType=`` and sends no ``OCI-Filters-Applied`` (registries
-may do so); ``referrers_api=False`` answers that route 404 like the registry itself; ``on_request`` is awaited
-before each request is answered (a test can hold requests there to observe concurrency). ``requests`` lists
-every request that arrived, with its query and Accept header.
+may do so); ``page_size=N`` splits the list into pages of N linked by ``Link: <…?page=2>; rel="next"``;
+``referrers_api=False`` answers that route 404 like the registry itself; ``on_request`` is awaited before
+each request is answered (a test can hold requests there to observe concurrency). ``requests`` lists every
+request that arrived, with its query and Accept header.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -47,11 +49,13 @@ class ReferrersFront:
         *,
         referrers_api: bool = True,
         honour_filters: bool = True,
+        page_size: int | None = None,
         on_request: Callable[[FrontRequest], Awaitable[None]] | None = None,
     ) -> None:
         self.registry = registry
         self.referrers_api = referrers_api
         self.honour_filters = honour_filters
+        self.page_size = page_size
         self.on_request = on_request
         self.requests: list[FrontRequest] = []
         self._referrers: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -93,6 +97,12 @@ class ReferrersFront:
         if wanted is not None and self.honour_filters:
             entries = [entry for entry in entries if entry.get("artifactType") == wanted]
             headers["OCI-Filters-Applied"] = "artifactType"
+        if self.page_size is not None:
+            page = int(request.query.get("page", "1"))
+            if page * self.page_size < len(entries):
+                query = {**request.query, "page": str(page + 1)}
+                headers["Link"] = f'<{request.path}?{urlencode(query)}>; rel="next"'
+            entries = entries[(page - 1) * self.page_size : page * self.page_size]
         body = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
         return web.Response(status=200, headers=headers, body=json.dumps(body).encode())
 
