@@ -197,6 +197,7 @@ def test_defaults_render_the_expected_objects() -> None:
             "ConfigMap",
             "Deployment",
             "MutatingWebhookConfiguration",
+            "NetworkPolicy",
             "PodDisruptionBudget",
             "Secret",
             "Service",
@@ -469,6 +470,24 @@ def test_network_policy_opens_webhook_and_metrics_and_limits_egress() -> None:
     assert policy["ingress"][1]["from"] == FULL_VALUES["networkPolicy"]["metricsFrom"]
     egress_ports = {port["port"] for rule in policy["egress"] for port in rule["ports"]}
     assert egress_ports == {53, 443, 6443, 5000}
+
+
+def test_network_policy_is_on_by_default_and_admits_only_prometheus_to_metrics() -> None:
+    """The status port serves plain, unauthenticated HTTP: by default only Prometheus reaches it, and the
+    webhook port only its own port (the API server's address cannot be known in advance)."""
+    policy = one(render(), "NetworkPolicy")["spec"]
+    webhook, metrics = policy["ingress"]
+    assert webhook == {"ports": [{"port": "webhook", "protocol": "TCP"}]}
+    assert metrics["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert metrics["from"] == [
+        {"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}}
+    ]
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    narrowed = one(
+        render({"networkPolicy": {"webhookFrom": [{"ipBlock": {"cidr": "10.0.0.0/24"}}]}}), "NetworkPolicy"
+    )["spec"]
+    assert narrowed["ingress"][0]["from"] == [{"ipBlock": {"cidr": "10.0.0.0/24"}}]
+    assert "NetworkPolicy" not in kinds(render({"networkPolicy": {"enabled": False}}))
 
 
 def test_key_secrets_get_one_role_per_namespace_limited_by_name() -> None:
