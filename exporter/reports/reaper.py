@@ -190,6 +190,8 @@ class ResultReaper:
         for api in self._apis:
             for document in self._backend.list(api, selector):
                 metadata = document.get("metadata") or {}
+                if not MANAGED_BY.items() <= (metadata.get("labels") or {}).items():
+                    continue  # never touch another writer's report, whatever the server answered
                 yield (
                     ReportTarget(api, str(metadata.get("namespace") or ""), str(metadata.get("name"))),
                     document,

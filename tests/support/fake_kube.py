@@ -43,7 +43,7 @@ Behaviour mirrors the API server where it matters:
 
 * discovery: ``/api``, ``/apis``, ``/apis/<group>``, ``/apis/<group>/<version>`` (404 for removed groups);
 * list: ``/apis/<g>/<v>/<plural>`` (all namespaces) and ``.../namespaces/<ns>/<plural>`` with
-  ``metadata.resourceVersion``, ``limit`` and ``continue``;
+  ``metadata.resourceVersion``, ``limit``, ``continue`` and an equality-based ``labelSelector``;
 * watch (``?watch=true``): from ``resourceVersion`` N replays every later event, then streams live ones as
   chunked JSON lines (ADDED, MODIFIED, DELETED, BOOKMARK when ``allowWatchBookmarks``, ERROR); without a
   resourceVersion (or "0") it starts with synthetic ADDED events for the current state; ``timeoutSeconds``
@@ -675,8 +675,12 @@ class FakeKubeServer:
         return self._list(request, resource, namespace)
 
     def _list(self, request: web.Request, resource: FakeResource, namespace: str | None) -> web.Response:
+        selector = _label_selector(request.query.get("labelSelector", ""))
         items = [
-            (key, stored) for key, stored in self._items(resource) if namespace is None or key[1] == namespace
+            (key, stored)
+            for key, stored in self._items(resource)
+            if (namespace is None or key[1] == namespace)
+            and selector.items() <= (stored.obj["metadata"].get("labels") or {}).items()
         ]
         list_rv, start = self._rv, 0
         token = request.query.get("continue")
@@ -912,6 +916,12 @@ def _json_patch(obj: dict[str, Any], operations: list[dict[str, Any]]) -> dict[s
         else:
             raise ValueError(f"the fake server does not apply {operation['op']!r} patches")
     return result
+
+
+def _label_selector(text: str) -> dict[str, str]:
+    """Equality-based ``labelSelector`` (``a=b,c=d``), the form trustwatch sends."""
+    pairs = [part.split("=", 1) for part in text.split(",") if part]
+    return {key.strip(): value.strip().removeprefix("=") for key, value in pairs}
 
 
 def _watch_matches(watch: _Watch, event: _Event) -> bool:
