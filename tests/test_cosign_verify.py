@@ -13,8 +13,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from exporter.cosign import (
     AttestorError,
+    CertificateAttestor,
+    IdentityPolicy,
     Invalid,
     KeyAttestor,
+    KeylessAttestor,
     KeyLoadError,
     TrustedKey,
     Unsigned,
@@ -240,3 +243,22 @@ def test_unsigned_says_what_discovery_skipped() -> None:
     outcome = verify_found(nothing, VerificationOptions(attestors=(KeyAttestor(name="k", keys=(key,)),)))
     assert outcome == Unsigned(REFERENCE, DIGEST, None, (skipped,))
     assert outcome.reason == f"{DIGEST} has no cosign signature (skipped: {skipped})"
+
+
+def test_certificates_a_policy_names_must_parse_when_it_is_loaded() -> None:
+    with pytest.raises(AttestorError, match="team: certificate is not PEM certificates"):
+        CertificateAttestor(name="team", certificate="not a certificate")
+    with pytest.raises(AttestorError, match="team: certificate chain is not PEM certificates"):
+        CertificateAttestor(
+            name="team", chain="-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"
+        )
+    identity = IdentityPolicy(subject="a@example.com")
+    with pytest.raises(AttestorError, match="ci: roots is not PEM certificates"):
+        KeylessAttestor(name="ci", identities=(identity,), roots="garbage")
+    with pytest.raises(AttestorError, match="ci: subjectRegExp"):
+        KeylessAttestor(name="ci", identities=(IdentityPolicy(subject_regexp="(unclosed"),))
+    with pytest.raises(AttestorError, match="accepting any Fulcio certificate would accept anyone"):
+        KeylessAttestor(name="ci", identities=(IdentityPolicy(),))
+    key = load_public_key(public_pem(generate_signing_key()), "k")
+    with pytest.raises(AttestorError, match="TSA certificate chain 1 is not PEM certificates"):
+        VerificationOptions(attestors=(KeyAttestor(name="k", keys=(key,)),), tsa_chains=("garbage",))

@@ -8,13 +8,43 @@ which outcomes say who signed (a policy path such as ``.attestors[0].entries[1]`
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from exporter.cosign.formats.fields import FormatError
+from exporter.cosign.formats.legacy import load_certificates
 from exporter.sigstore import IdentityPolicy, IdentityPolicyError, validate_identity_policy
-from exporter.sigstore.keys import HASH_NAMES, HashName, TrustedKey
+from exporter.sigstore.keys import HASH_NAMES, HashName, KeyLoadError, TrustedKey, load_public_key
 
 
 class AttestorError(ValueError):
     """An attestor that can never verify anything (no key, bad regexp…); says which field to fix."""
+
+
+def _validate_pem(name: str, field: str, pem: str | None) -> None:
+    """Certificates a policy names must parse at load, not fail every verification later."""
+    if pem is None:
+        return
+    try:
+        load_certificates(pem, f"{name}: {field}")
+    except FormatError as exc:
+        raise AttestorError(str(exc)) from None
+
+
+@lru_cache(maxsize=64)
+def pinned_certificate(pem: str, name: str) -> tuple[x509.Certificate, TrustedKey]:
+    """A certificate attestor's certificate (the first in ``pem``) and its public key as a trusted key."""
+    try:
+        certificate = load_certificates(pem, f"{name}: certificate")[0]
+        key = certificate.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        return certificate, load_public_key(key, name)
+    except (FormatError, KeyLoadError, UnsupportedAlgorithm, ValueError) as exc:
+        raise AttestorError(
+            str(exc) if isinstance(exc, FormatError) else f"{name}: certificate: {exc}"
+        ) from None
 
 
 def _validate_identities(name: str, identities: tuple[IdentityPolicy, ...]) -> None:
@@ -66,6 +96,9 @@ class CertificateAttestor:
     def __post_init__(self) -> None:
         if not (self.certificate or self.chain):
             raise AttestorError(f"{self.name}: a certificate attestor needs a certificate, a chain or both")
+        if self.certificate is not None:
+            pinned_certificate(self.certificate, self.name)
+        _validate_pem(self.name, "certificate chain", self.chain)
         _validate_identities(self.name, self.identities)
 
 
@@ -88,6 +121,7 @@ class KeylessAttestor:
                 f"{self.name}: a keyless attestor needs an identity (subject or subjectRegExp, issuer or "
                 "issuerRegExp)"
             )
+        _validate_pem(self.name, "roots", self.roots)
         _validate_identities(self.name, self.identities)
         for identity in self.identities:
             if (identity.subject, identity.subject_regexp, identity.issuer, identity.issuer_regexp) == (

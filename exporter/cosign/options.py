@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from exporter.cosign.attestors import AttestorError, AttestorSpec
+from exporter.cosign.formats.fields import FormatError
+from exporter.cosign.formats.legacy import load_certificates
 from exporter.sigstore import TrustedRoot
 from exporter.sigstore.keys import TrustedKey
 
@@ -46,6 +48,11 @@ class VerificationOptions:
         names = [attestor.name for attestor in self.attestors]
         if len(set(names)) != len(names):
             raise AttestorError(f"attestor names must be distinct, got {', '.join(names)}")
+        for index, chain in enumerate(self.tsa_chains):
+            try:
+                load_certificates(chain, f"TSA certificate chain {index + 1}")
+            except FormatError as exc:
+                raise AttestorError(str(exc)) from None
         if not 1 <= self.threshold <= len(self.attestors):
             raise AttestorError(
                 f"threshold (count) {self.threshold} must be between 1 and the number of attestors "

@@ -15,14 +15,17 @@ from datetime import datetime
 from functools import cache, lru_cache
 
 from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from exporter.cosign.attestors import AttestorSpec, CertificateAttestor, KeyAttestor, KeylessAttestor
+from exporter.cosign.attestors import (
+    AttestorSpec,
+    CertificateAttestor,
+    KeyAttestor,
+    KeylessAttestor,
+    pinned_certificate,
+)
 from exporter.cosign.discovery import discover
 from exporter.cosign.formats import Candidate, Parsed, parse_found
 from exporter.cosign.formats.dsse import INTOTO_PAYLOAD_TYPE, pae
-from exporter.cosign.formats.fields import FormatError
 from exporter.cosign.formats.intoto import COSIGN_SIGN_PREDICATE, Statement
 from exporter.cosign.formats.legacy import load_certificates
 from exporter.cosign.formats.simple_signing import SimpleSigningPayload
@@ -52,10 +55,8 @@ from exporter.sigstore import (
     verify_material,
 )
 from exporter.sigstore.keys import (
-    KeyLoadError,
     TrustedKey,
     digest_signature_is_valid,
-    load_public_key,
     signature_is_valid,
 )
 
@@ -434,17 +435,6 @@ def _material(
     )
 
 
-def _pinned_key(attestor: CertificateAttestor) -> tuple[x509.Certificate, TrustedKey] | str:
-    """The policy's pinned certificate and its public key, as a trusted key."""
-    assert attestor.certificate is not None
-    try:
-        pinned = _pem_certificates(attestor.certificate, f"{attestor.name} certificate")[0]
-        pem = pinned.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        return pinned, load_public_key(pem, attestor.name)
-    except (FormatError, IndexError, KeyLoadError, UnsupportedAlgorithm, ValueError) as exc:
-        return f"the policy's certificate is unusable: {exc}"
-
-
 def _check_with_certificate(
     candidate: Candidate,
     attestor: CertificateAttestor | KeylessAttestor,
@@ -454,29 +444,25 @@ def _check_with_certificate(
 ) -> VerifiedSignature | str:
     """A certificate attestor with only a pinned certificate verifies with its key (as Kyverno does); with a
     chain, or a keyless attestor, the signature's own certificate must chain to the trusted roots."""
+    # The attestor's certificates parsed when it was made (AttestorError otherwise): these cannot fail.
     roots: tuple[x509.Certificate, ...] = ()
     intermediates: tuple[x509.Certificate, ...] = ()
     public_key: TrustedKey | None = None
-    try:
-        if isinstance(attestor, CertificateAttestor) and attestor.certificate is not None:
-            pinned = _pinned_key(attestor)
-            if isinstance(pinned, str):
-                return pinned
-            if candidate.certificates and candidate.certificates[0] != pinned[0]:
-                return "is signed with a different certificate than the one the policy names"
-            if attestor.chain is None:
-                public_key = pinned[1]
-        if public_key is None and not candidate.certificates:
-            return "has no signing certificate (signed with a key?)"
-        if isinstance(attestor, CertificateAttestor) and attestor.chain is not None:
-            chain = _pem_certificates(attestor.chain, f"{attestor.name} certificate chain")
-            roots, intermediates = chain[-1:], chain[:-1]
-        elif isinstance(attestor, KeylessAttestor) and attestor.roots is not None:
-            chain = _pem_certificates(attestor.roots, f"{attestor.name} roots")
-            roots = tuple(c for c in chain if c.subject == c.issuer)
-            intermediates = tuple(c for c in chain if c.subject != c.issuer)
-    except FormatError as exc:
-        return str(exc)
+    if isinstance(attestor, CertificateAttestor) and attestor.certificate is not None:
+        pinned, pinned_key = pinned_certificate(attestor.certificate, attestor.name)
+        if candidate.certificates and candidate.certificates[0] != pinned:
+            return "is signed with a different certificate than the one the policy names"
+        if attestor.chain is None:
+            public_key = pinned_key
+    if public_key is None and not candidate.certificates:
+        return "has no signing certificate (signed with a key?)"
+    if isinstance(attestor, CertificateAttestor) and attestor.chain is not None:
+        chain = _pem_certificates(attestor.chain, f"{attestor.name}: certificate chain")
+        roots, intermediates = chain[-1:], chain[:-1]
+    elif isinstance(attestor, KeylessAttestor) and attestor.roots is not None:
+        chain = _pem_certificates(attestor.roots, f"{attestor.name}: roots")
+        roots = tuple(c for c in chain if c.subject == c.issuer)
+        intermediates = tuple(c for c in chain if c.subject != c.issuer)
     if public_key is not None:
         material = _material(candidate, public_key=public_key)
         identities: tuple[IdentityPolicy, ...] = ()

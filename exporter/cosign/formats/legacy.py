@@ -55,6 +55,8 @@ def load_certificates(pem: str, what: str) -> tuple[x509.Certificate, ...]:
         certificates = tuple(x509.load_pem_x509_certificates(pem.encode("utf-8", errors="replace")))
     except ValueError as exc:
         raise FormatError(f"{what} is not PEM certificates ({exc})") from None
+    if not certificates:
+        raise FormatError(f"{what} holds no PEM certificate")
     if len(certificates) > MAX_CHAIN_CERTIFICATES:
         raise FormatError(f"{what} holds more than {MAX_CHAIN_CERTIFICATES} certificates")
     return certificates
