@@ -628,3 +628,23 @@ def test_image_digest_wins_over_tag_and_single_replica_has_no_pdb() -> None:
     assert container(render())["image"].endswith(
         ":" + yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     )
+
+
+def test_the_deploy_guide_commands_match_what_the_chart_creates() -> None:
+    """The emergency step deletes the webhook configurations a `helm install trustwatch` creates, and the
+    advised namespace exclusions reach both webhooks."""
+    guide = (ROOT / "docs" / "deploy.md").read_text(encoding="utf-8")
+    result = _run_helm(
+        "template", "trustwatch", str(CHART), "--namespace", "trustwatch", "--kube-version", "1.29.0",
+        values={"webhook": {"excludeNamespaces": ["cert-manager", "monitoring"]}},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    for kind in ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"):
+        name = one(docs, kind)["metadata"]["name"]
+        assert f"kubectl delete {kind.lower()} {name}\n" in guide
+        for hook in one(docs, kind)["webhooks"]:
+            (excluded,) = hook["namespaceSelector"]["matchExpressions"][:1]
+            assert {"cert-manager", "monitoring"} <= set(excluded["values"])
+    assert "excludeNamespaces: [cert-manager, monitoring]" in guide
+    assert "### Check that it works" in guide and "--dry-run=server" in guide

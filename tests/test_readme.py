@@ -78,3 +78,10 @@ def test_the_quick_start_runs_in_order_as_a_newcomer_types_it(tmp_path: Path) ->
         answer = json.loads(typed(review))
         assert answer["kind"] == "AdmissionReview" and answer["response"]["uid"]
         assert typed(look.split("\n#", 1)[0]) == before
+
+
+def test_user_docs_speak_to_users_not_about_how_the_work_was_organised() -> None:
+    internal = re.compile(r"\bthe issue'?s?\b|\bissue #?\d+|\bseed policy\b", re.IGNORECASE)
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        found = internal.findall(path.read_text(encoding="utf-8"))
+        assert not found, f"{path.name}: {found}"

@@ -298,3 +298,15 @@ def test_registry_credentials_default_to_docker_config(
     ]
     assert main(args) == 0
     assert "VERIFIED" in capsys.readouterr().out
+
+
+def test_a_truncated_key_file_is_an_error_saying_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = public_pem(generate_signing_key()).strip().splitlines()
+    lines[1] = lines[1][:-1]
+    key_file = tmp_path / "cosign.pub"
+    key_file.write_text("\n".join(lines) + "\n")
+    assert main(["verify", "127.0.0.1:1/app:v1", "--key", str(key_file)]) == 2
+    error = capsys.readouterr().err
+    assert str(key_file) in error and "the key looks truncated" in error
