@@ -56,13 +56,15 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "metrics_address",
-        "HOST:PORT of the plain-HTTP server for /metrics, /healthz and /readyz.",
-        "0.0.0.0:8080",
+        "HOST:PORT of the plain-HTTP server for /metrics, /healthz and /readyz (loopback by default; "
+        "0.0.0.0:8080 inside a Pod, as the Helm chart sets it).",
+        "127.0.0.1:8080",
     ),
     Option(
         "webhook_address",
-        "HOST:PORT of the HTTPS admission webhook (POST /mutate, POST /validate).",
-        "0.0.0.0:9443",
+        "HOST:PORT of the HTTPS admission webhook (POST /mutate, POST /validate; loopback by default, "
+        "0.0.0.0:9443 inside a Pod, as the Helm chart sets it).",
+        "127.0.0.1:9443",
     ),
     Option("tls_cert", "PEM certificate for the webhook; reloaded when the file changes.", kind="path"),
     Option("tls_key", "PEM private key for --tls-cert; reloaded when the file changes.", kind="path"),
@@ -192,8 +194,9 @@ class ServeConfig:
     """The resolved settings of one ``trustwatch serve`` process (see :data:`OPTIONS` for meanings)."""
 
     config: Path | None = None
-    metrics_address: str = "0.0.0.0:8080"
-    webhook_address: str = "0.0.0.0:9443"
+    # Loopback: a local run exposes nothing; in a Pod the chart binds every interface explicitly.
+    metrics_address: str = "127.0.0.1:8080"
+    webhook_address: str = "127.0.0.1:9443"
     tls_cert: Path | None = None
     tls_key: Path | None = None
     state_dir: Path | None = None

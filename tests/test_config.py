@@ -25,6 +25,13 @@ def test_defaults_of_option_table_and_dataclass_agree() -> None:
     assert set(defaults) == {option.name for option in OPTIONS}
 
 
+def test_listeners_bind_loopback_unless_told_otherwise() -> None:
+    """A local run must not expose the plain-HTTP status server or the webhook to the network."""
+    resolved = resolve(parse(), {})
+    assert split_address(resolved.metrics_address, "--metrics-address")[0] == "127.0.0.1"
+    assert split_address(resolved.webhook_address, "--webhook-address")[0] == "127.0.0.1"
+
+
 def test_flag_beats_environment_beats_file(tmp_path: Path) -> None:
     config_file = tmp_path / "trustwatch.yaml"
     config_file.write_text("timeout: 3\nlog-format: json\nlabel_mode: detailed\ncache_size: 7\n")
