@@ -271,28 +271,31 @@ class Service:
             )
 
     def _report_backend(self) -> ReportBackend | None:
-        """Where audit results go; the local directory exists already (it is also a report source).
-
-        Writing into a cluster also starts what keeps those reports true: the reaper removing results of
-        deleted resources, and PolicyViolation events for denials."""
+        """Where audit results go; the local directory exists already (it is also a report source)."""
         cluster = self.plan.cluster
         if self.plan.report_output == "kubernetes" and cluster is not None:
             backend = KubernetesReportBackend(cluster.api_client_factory())
-            live = LiveResources(cluster.api_client_factory())
-            reaper = ResultReaper(
-                backend,
-                live,
-                report_api=self.config.report_api,
-                interval=self.config.report_cleanup_interval,
-                connection=cluster.health,
-            )
-            self._spawn("report-reaper", reaper.run())
-            self.violations = ViolationRecorder(KubernetesViolationBackend(cluster.api_client_factory()))
-            self._spawn("violation-events", self.violations.run())
+            self._start_cluster_report_upkeep(cluster, backend)
             return backend
         if self.plan.report_output == "local":
             return LocalReportBackend(self.plan.local_report_dir)
         return None
+
+    def _start_cluster_report_upkeep(
+        self, cluster: ClusterConnection, backend: KubernetesReportBackend
+    ) -> None:
+        """What keeps reports written into a cluster true: the reaper removing results of deleted
+        resources, and PolicyViolation events for the denials that are never results."""
+        reaper = ResultReaper(
+            backend,
+            LiveResources(cluster.api_client_factory()),
+            report_api=self.config.report_api,
+            interval=self.config.report_cleanup_interval,
+            connection=cluster.health,
+        )
+        self._spawn("report-reaper", reaper.run())
+        self.violations = ViolationRecorder(KubernetesViolationBackend(cluster.api_client_factory()))
+        self._spawn("violation-events", self.violations.run())
 
     def _prepare_webhook(self) -> WebhookInputs:
         """Load policies, TLS material and registry credentials; raises on any configuration error."""
