@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from aiohttp import web
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,7 +28,14 @@ from exporter.policy.model import ImageVerification
 from tests.support.admission import review_body, walkthrough_policy_text, workload
 from tests.support.background import BackgroundLoop
 from tests.support.fake_kube import NAMESPACES, REPORT_RESOURCES, FakeKubeServer
-from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
+from tests.support.registry import (
+    FaultyProxy,
+    RegistryServer,
+    generate_signing_key,
+    public_pem,
+    registry_available,
+    sha256_digest,
+)
 from tests.support.serve import ServeProcess, poll
 from tests.test_policy_builders import load, policy, rule, verification
 
@@ -254,6 +262,13 @@ def test_serve_refuses_the_bypasses_and_survives_an_emptied_policy_file(
         status, answer = post_review(serve, pod_review(unsigned, dryRun=True))
         assert (status, answer["response"]["allowed"]) == (200, False)
 
+        # 4. required: an image another mutating webhook swapped in after /mutate is verified again
+        unsigned_digest = sha256_digest(registry.get_manifest("user/test", "unsigned") or b"")
+        swapped = pod_review(f"localhost:{port}/user/test@{unsigned_digest}")
+        status, answer = post_review(serve, swapped, "/validate")
+        assert (status, answer["response"]["allowed"]) == (200, False)
+        assert "no matching signatures" in answer["response"]["status"]["message"]
+
         # 2. emptying the policy file does not disarm the webhook: the reload is refused and alerted
         policy_file.write_text("---\n")
         serve.wait_for_log(lambda entry: str(entry.get("message")).startswith("policy reload rejected"))
@@ -366,3 +381,61 @@ def webhook_get(serve: ServeProcess, path: str) -> tuple[int, str]:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
+
+
+# --- 6 and 7. infrastructure trouble: an error decided by failurePolicy, told without internals ------------
+
+REGISTRY_SECRET = "db password hunter2 at /var/lib/registry/internal"
+
+
+async def leaky_failure(request: web.Request) -> web.StreamResponse | None:
+    """A registry whose manifest endpoint fails with an internal error page."""
+    if "/manifests/" in request.path:
+        return web.Response(status=418, text=f"internal failure: {REGISTRY_SECRET}")
+    return None
+
+
+@pytest.mark.registry
+@needs_registry
+@pytest.mark.parametrize("failure_policy", ["Fail", "Ignore"])
+def test_infrastructure_trouble_is_an_error_decided_by_failure_policy_and_told_without_internals(
+    registry_setup: tuple[RegistryServer, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    failure_policy: str,
+) -> None:
+    """Attack on trust in the results: a failing registry (or an unusable key from a Secret) reported as a
+    violation would let an outage pass for unsigned images, and its error page would leak internals into
+    every denial. Refused: both are ``error`` results, failurePolicy alone decides (Fail denies, Ignore
+    admits with a warning), and messages name the failure, not the registry's answer."""
+    registry, pem = registry_setup
+    with BackgroundLoop() as background:
+        proxy = background.enter(FaultyProxy(registry.url, leaky_failure))
+        policy = enforce_policy_text(pem, "*").replace(
+            "failurePolicy: Fail", f"failurePolicy: {failure_policy}"
+        )
+        capsys.readouterr()
+        code = apply(
+            tmp_path, policy, f"{proxy.host}/user/test:signed", extra=("--insecure-registry", proxy.host)
+        )
+        out = capsys.readouterr().out
+    assert REGISTRY_SECRET not in out and "hunter2" not in out
+    assert "the registry answered HTTP 418 (details in trustwatch's log)" in out
+    assert "error: 1" in out and "fail: 0" in out
+    if failure_policy == "Fail":
+        assert code == 1 and "for resource error:" in out
+    else:
+        assert code == 0 and "warning: policy check-image-signature.verify-image" in out
+
+    secret_policy = enforce_policy_text("k8s://keys/cosign", "*")
+    secret_policy = secret_policy.replace("failurePolicy: Fail", f"failurePolicy: {failure_policy}")
+    code = apply(
+        tmp_path,
+        secret_policy,
+        f"{registry.host}/user/test:signed",
+        extra=("--insecure-registry", registry.host),
+    )
+    out = capsys.readouterr().out
+    assert "unusable key: the key in Secret keys/cosign cannot be read without cluster access" in out
+    assert "error: 1" in out and "fail: 0" in out
+    assert code == (1 if failure_policy == "Fail" else 0)
