@@ -564,3 +564,40 @@ async def test_a_next_page_link_that_leaves_the_list_is_an_error_value(
         assert len([path for _, path in proxy.requests if "referrers" in path]) == 1
     assert isinstance(outcome, VerificationError)
     assert "refusing to follow it" in outcome.cause
+
+
+async def test_an_error_in_one_place_stops_the_requests_still_running_in_the_others(
+    registry: RegistryServer,
+) -> None:
+    digest = registry.push_image("disc/stop", "v1")
+    released = asyncio.Event()
+
+    async def deny_sig_hold_the_rest(request: FrontRequest) -> None:
+        if not request.path.endswith(".sig"):
+            await released.wait()
+
+    async def sig_denied(request: web.Request) -> web.StreamResponse | None:
+        return web.Response(status=403, text="denied") if request.path.endswith(".sig") else None
+
+    def discovery_tasks_pending() -> list[asyncio.Task[Any]]:
+        return [
+            task
+            for task in asyncio.all_tasks()
+            if not task.done() and task.get_coro().__qualname__ in {"_legacy_tag", "_referrers"}  # type: ignore[union-attr]
+        ]
+
+    async with (
+        ReferrersFront(registry, on_request=deny_sig_hold_the_rest) as front,
+        FaultyProxy(f"http://{front.host}", sig_denied) as proxy,
+        RegistryClient(RegistryOptions(insecure_registries=frozenset({proxy.host}))) as client,
+    ):
+        outcome = await discover(client, parse_reference(f"{proxy.host}/disc/stop@{digest}"))
+        assert isinstance(outcome, VerificationError) and "403" in outcome.cause
+        # The .att and referrers requests are still held at the front: their tasks must end cancelled,
+        # not stay behind waiting for answers nobody will use.
+        leftovers = discovery_tasks_pending()
+        if leftovers:
+            _, still_running = await asyncio.wait(leftovers, timeout=5)
+            assert not still_running
+            assert all(task.cancelled() for task in leftovers)
+        released.set()

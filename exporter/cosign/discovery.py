@@ -17,8 +17,9 @@ there".
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from exporter.cosign.found import FoundArtifact, FoundArtifacts, Place
 from exporter.cosign.outcomes import VerificationError
@@ -53,6 +54,8 @@ LEGACY_LAYER_TYPES: dict[Place, str] = {
     "sig-tag": SIMPLE_SIGNING_MEDIA_TYPE,
     "att-tag": DSSE_ENVELOPE_MEDIA_TYPE,
 }
+
+T = TypeVar("T")
 
 MAX_REFERRERS = 50
 MAX_REFERRER_PAGES = 5  # of a paged referrers list; registries page at 100 entries or more
@@ -106,6 +109,18 @@ def _shown(text: str) -> str:
     """A registry-supplied name as messages show it: digests as they are, anything else quoted and cut short
     (it may be megabytes long or hold newlines)."""
     return text if is_sha256_digest(text) else repr(text[:80])
+
+
+async def _all(*awaitables: Awaitable[T]) -> list[T]:
+    """Like ``asyncio.gather``, but the first failure cancels the others: once one request made the
+    verification an error, the rest would only load the registry."""
+    tasks = [asyncio.ensure_future(awaitable) for awaitable in awaitables]
+    try:
+        return await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        raise
 
 
 def _cap_for(descriptor: Descriptor) -> int:
@@ -175,7 +190,7 @@ async def _referrers(
             skipped.append(f"{place} {_shown(entry.digest)}: {problem}")
         else:
             fetchable.append(entry)
-    manifests = await asyncio.gather(*(_referrer_manifest(client, repository, entry) for entry in fetchable))
+    manifests = await _all(*(_referrer_manifest(client, repository, entry) for entry in fetchable))
     layers: list[_Layer] = []
     for entry, manifest in zip(fetchable, manifests, strict=True):
         if manifest is None:
@@ -295,16 +310,14 @@ async def discover(
     with client.budget():
         try:
             digest = await client.resolve_digest(reference)
-            places = await asyncio.gather(
+            places = await _all(
                 _legacy_tag(client, where, "sig-tag", sig_tag(digest)),
                 _legacy_tag(client, where, "att-tag", att_tag(digest)),
                 _referrers(client, where, digest, frozenset(artifact_types)),
             )
             layers = [layer for place in places for layer in place.layers]
             wanted, refused = _blob_plan(layers)
-            contents = await asyncio.gather(
-                *(client.get_blob(where, blob.digest, blob.size) for blob in wanted)
-            )
+            contents = await _all(*(client.get_blob(where, blob.digest, blob.size) for blob in wanted))
         except RegistryError as exc:
             return VerificationError(reference, str(exc))
     blobs = {blob.digest: content for blob, content in zip(wanted, contents, strict=True)}
