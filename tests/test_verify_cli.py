@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from exporter.cli import main
+from tests.support.oci_push import attach_referrer
 from tests.support.registry import (
     HangingServer,
     RegistryServer,
@@ -20,6 +22,7 @@ from tests.support.registry import (
     needs_registry,
     public_pem,
 )
+from tests.support.sigstore_box import SigstoreBox
 
 pytestmark = needs_registry
 
@@ -310,3 +313,41 @@ def test_a_truncated_key_file_is_an_error_saying_so(
     assert main(["verify", "127.0.0.1:1/app:v1", "--key", str(key_file)]) == 2
     error = capsys.readouterr().err
     assert str(key_file) in error and "the key looks truncated" in error
+
+
+def test_a_cosign3_key_signed_bundle_on_a_referrer_verifies(
+    registry: RegistryServer,
+    files: dict[str, str],
+    sigstore_box: SigstoreBox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """cosign 3's ``sign --key``: a DSSE bundle as a referrer (tag fallback), logged in Rekor."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    digest = registry.push_image("cli/cosign3", "v1")
+    signed = sigstore_box.image_bundle(digest, key)
+    attach_referrer(
+        registry,
+        "cli/cosign3",
+        digest,
+        signed.media_type,
+        [SignatureLayerSpec(signed.json, {}, signed.media_type)],
+    )
+    key_file, rekor_file = tmp_path / "cosign.pub", tmp_path / "rekor.pub"
+    key_file.write_text(public_pem(key))
+    rekor_file.write_text(sigstore_box.rekor_public_pem)
+    image = f"{registry.host}/cli/cosign3:v1"
+    args = ("--output", "json", "--key", str(key_file), "--rekor-key", str(rekor_file), image)
+    assert main(_cli(registry, files, *args)) == 0
+    (signature,) = json.loads(capsys.readouterr().out)["signatures"]
+    assert (signature["format"], signature["place"], signature["bundleVersion"]) == (
+        "bundle-dsse",
+        "referrers-tag",
+        "0.3",
+    )
+    assert signature["predicateType"] == "https://sigstore.dev/cosign/sign/v1"
+    assert signed.log_entry is not None
+    assert (signature["logIndex"], signature["timeSource"]) == (signed.log_entry.log_index, "tlog")
+    # Without that log's key the entry is from an unknown log (the shipped root trusts Sigstore's only).
+    assert main(_cli(registry, files, "--key", str(key_file), image)) == 1
+    assert "which is not trusted" in capsys.readouterr().out
