@@ -14,7 +14,7 @@ from exporter.admission.cache import Lookup
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine, Decision, Webhook
 from exporter.admission.messages import IMAGE_VERIFIED, verification_failed
 from exporter.admission.review import parse_review
-from exporter.admission.verifier import ImageOutcome
+from exporter.admission.verifier import Decide, ImageOutcome
 from exporter.admission.violations import Violation
 from exporter.metrics import ServiceMetrics
 from exporter.policy.model import ImageVerification, KyvernoPolicy
@@ -23,6 +23,7 @@ from tests.support.admission import review_body, walkthrough_policy, workload
 from tests.support.registry import generate_signing_key, public_pem
 
 DIGEST = "sha256:" + "ab" * 32
+PLACEHOLDER = ImageVerification(("*",), (), (), True, True, True, None)
 NO_SIGNATURES = ".attestors[0].entries[0].keys: no matching signatures"
 WALKTHROUGH_DENIAL = """
 
@@ -60,6 +61,12 @@ class ScriptedVerifier:
                 "error", verification_failed(shown, ".attestors[0].entries[0].keys: 503")
             ), "miss"
         return ImageOutcome("fail", verification_failed(shown, NO_SIGNATURES), DIGEST), "hit"
+
+    async def verify_decided(
+        self, policy_version: str, slot: str, image: str, path: str, decide: Decide
+    ) -> tuple[ImageOutcome, Lookup]:
+        """The same script for ImageValidatingPolicy checks (``decide`` needs discovered artifacts)."""
+        return await self.verify(policy_version, slot, 0, PLACEHOLDER, image)
 
 
 class Sink:

@@ -11,7 +11,15 @@ from typing import Any
 import pytest
 
 from exporter.ivp.celenv import MAX_LIST_ITEMS
-from exporter.ivp.evaluate import NO_IMAGES, Outcome, SignatureOutcome, conclude, conclusion_key, prepare
+from exporter.ivp.evaluate import (
+    NO_IMAGES,
+    Outcome,
+    SignatureOutcome,
+    VerificationKey,
+    conclude,
+    conclusion_key,
+    prepare,
+)
 from exporter.ivp.match import Applicable, RequestAttributes, applicable
 from exporter.ivp.model import ImageValidatingPolicy
 from tests.support.admission import workload
@@ -46,9 +54,9 @@ def request_for(
 
 def outcomes(
     policy: ImageValidatingPolicy, passing: Mapping[str, set[str]]
-) -> dict[tuple[str, str], SignatureOutcome]:
+) -> dict[VerificationKey, SignatureOutcome]:
     """Every (reference, attestor) pair: pass when the attestor is listed for the reference, else fail."""
-    pairs: dict[tuple[str, str], SignatureOutcome] = {}
+    pairs: dict[VerificationKey, SignatureOutcome] = {}
     for reference in (SIGNED, UNSIGNED, "ghcr.io/org/app:v1", "docker.io/library/nginx:latest"):
         for attestor in policy.attestors:
             ok = attestor.name in passing.get(reference, set())
@@ -123,7 +131,9 @@ def test_a_verification_error_is_a_rule_error() -> None:
     assert applies is not None
     prepared = prepare(policy, applies, pod("user/test:signed"), None, request={}, namespace_object=None)
     assert prepared is not None
-    broken = {(SIGNED, "key"): SignatureOutcome("error", "registry answered 503")}
+    broken: dict[VerificationKey, SignatureOutcome] = {
+        (SIGNED, "key"): SignatureOutcome("error", "registry answered 503")
+    }
     assert conclude(prepared, broken) == Outcome("error", "validations[0]: registry answered 503")
 
 
@@ -385,10 +395,61 @@ def test_conclusions_are_reusable_only_for_policies_that_read_no_request_data() 
         assert prepared is not None
         keys.append(conclusion_key(prepared, outcomes(policy, {SIGNED: {"key"}})))
     assert keys[0] is not None and keys[1] is None
-    assert image_only.reads == frozenset({"images", "attestors"})
+    assert {"images", "attestors", "verifyImageSignatures"} <= image_only.identifiers
+    assert image_only.verifies_signatures and not image_only.verifies_attestations
     # Another verification outcome is another key.
     applies = applicable(image_only, request_for(obj), obj)
     assert applies is not None
     prepared = prepare(image_only, applies, obj, None, request={}, namespace_object=None)
     assert prepared is not None
     assert conclusion_key(prepared, outcomes(image_only, {})) != keys[0]
+
+
+PROVENANCE = "https://slsa.dev/provenance/v1"
+
+
+def test_attestation_functions_read_verified_statements() -> None:
+    document = ivp(
+        attestations=[{"name": "slsa", "intoto": {"type": PROVENANCE}}],
+        validations=[
+            {
+                "expression": "images.containers.all(i, verifyAttestationSignatures(i, attestations.slsa, "
+                "[attestors.key]) > 0 && extractPayload(i, attestations.slsa).buildDefinition.buildType == "
+                "'https://example.com/build')",
+                "message": "not built by the trusted builder",
+            }
+        ],
+    )
+    policy = load_one(document)
+    assert policy.verifies_attestations and not policy.verifies_signatures
+    obj = pod("user/test:signed")
+    applies = applicable(policy, request_for(obj), obj)
+    assert applies is not None
+    prepared = prepare(policy, applies, obj, None, request={}, namespace_object=None)
+    assert prepared is not None
+    trusted = {"buildDefinition": {"buildType": "https://example.com/build"}}
+    verified = SignatureOutcome("pass", "", "sha256:" + "a" * 64, (trusted,))
+    assert conclude(prepared, {(SIGNED, "key", "slsa"): verified}) == Outcome("pass", "success")
+    other = SignatureOutcome("pass", "", "sha256:" + "a" * 64, ({"buildDefinition": {"buildType": "x"}},))
+    assert conclude(prepared, {(SIGNED, "key", "slsa"): other}) == Outcome(
+        "fail", "not built by the trusted builder"
+    )
+    unsigned = SignatureOutcome("fail", "no attestation", "sha256:" + "a" * 64)
+    assert conclude(prepared, {(SIGNED, "key", "slsa"): unsigned}).status == "fail"
+
+
+def test_extract_payload_without_a_verified_attestation_is_an_error() -> None:
+    document = ivp(
+        attestations=[{"name": "slsa", "intoto": {"type": PROVENANCE}}],
+        validations=[{"expression": "images.containers.all(i, extractPayload(i, attestations.slsa).x == 1)"}],
+    )
+    policy = load_one(document)
+    obj = pod("user/test:signed")
+    applies = applicable(policy, request_for(obj), obj)
+    assert applies is not None
+    prepared = prepare(policy, applies, obj, None, request={}, namespace_object=None)
+    assert prepared is not None
+    unsigned = SignatureOutcome("fail", "no attestation", "sha256:" + "a" * 64)
+    result = conclude(prepared, {(SIGNED, "key", "slsa"): unsigned})
+    assert result.status == "error"
+    assert f"no verified slsa attestation for {SIGNED}" in result.message

@@ -4,6 +4,7 @@ rejected with the policy, the field path and (for CEL) the column."""
 from __future__ import annotations
 
 import copy
+import datetime
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
+from exporter.cosign import CertificateAttestor, KeyAttestor, KeylessAttestor
 from exporter.ivp.model import ImageValidatingPolicy
 from exporter.policy.loader import PolicyLoadError, parse_policies
 from exporter.policy.model import KyvernoPolicy, LabelSelector, SelectorRequirement
@@ -19,6 +25,27 @@ from tests.support.registry import generate_signing_key, public_pem
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PEM = public_pem(generate_signing_key())
+
+
+def _self_signed_certificate() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+
+
+CERTIFICATE = _self_signed_certificate()
 
 
 def ivp(**spec: Any) -> dict[str, Any]:
@@ -76,7 +103,9 @@ def test_minimal_policy_has_kyvernos_defaults() -> None:
     )
     assert policy.report_name == "ivpol-check" and policy.report_source == "KyvernoImageValidatingPolicy"
     assert [attestor.name for attestor in policy.attestors] == ["key"]
-    assert policy.attestors[0].hash_algorithm == "sha256"
+    [spec] = policy.attestors[0].options.attestors
+    assert isinstance(spec, KeyAttestor) and spec.hash_algorithm == "sha256"
+    assert policy.attestors[0].options.ignore_tlog is None
 
 
 @pytest.mark.parametrize(
@@ -138,12 +167,10 @@ def test_every_field_is_parsed() -> None:
         (), (SelectorRequirement("skip", "DoesNotExist", ()),)
     )
     assert constraints.exclude_resource_rules[0].resources == ("pods/ephemeralcontainers",)
-    attestor = policy.attestors[0]
-    assert (attestor.hash_algorithm, attestor.rekor_url, attestor.ignore_tlog) == (
-        "sha512",
-        "https://rekor.example",
-        True,
-    )
+    options = policy.attestors[0].options
+    [spec] = options.attestors
+    assert isinstance(spec, KeyAttestor) and spec.hash_algorithm == "sha512"
+    assert options.ignore_tlog is True
     assert policy.validations[0].message == "unsigned"
     assert policy.validations[0].message_expression is not None
 
@@ -273,11 +300,6 @@ def test_cel_errors_name_policy_field_and_column(
             "spec.autogen.podControllers.controllers[0]",
             "unknown controller 'widgets'",
         ),
-        (
-            {"attestations": [{"name": "slsa", "intoto": {"type": "https://slsa.dev/provenance/v1"}}]},
-            "spec.attestations",
-            "not supported yet",
-        ),
         ({"credentials": {"allowInsecureRegistry": True}}, "spec.credentials", "registry settings"),
         ({"validations": []}, "spec.validations", "at least one CEL validation"),
         ({"matchConstraints": {"resourceRules": []}}, "spec.matchConstraints.resourceRules", "is required"),
@@ -319,43 +341,86 @@ def test_bad_fields_are_load_errors_at_their_path(spec: dict[str, Any], path: st
 @pytest.mark.parametrize(
     ("cosign", "path", "problem"),
     [
+        ({"keyless": {"identities": []}}, "spec.attestors[0].cosign.keyless", "needs an identity"),
         (
-            {"keyless": {"identities": [{"issuer": "i", "subject": "s"}]}},
+            {"keyless": {"identities": [{"subjectRegExp": "(unclosed"}]}},
             "spec.attestors[0].cosign.keyless",
-            "keyless",
+            "(unclosed",
         ),
-        ({"certificate": {"cert": {"value": "x"}}}, "spec.attestors[0].cosign.certificate", "certificate"),
-        (
-            {"key": {"data": PEM}, "source": {"repository": "r"}},
-            "spec.attestors[0].cosign.source",
-            "repository",
-        ),
-        (
-            {"key": {"data": PEM}, "annotations": {"a": "b"}},
-            "spec.attestors[0].cosign.annotations",
-            "annotation",
-        ),
+        ({"keyless": {"identities": [{"issuer": "i"}], "roots": "junk"}},
+         "spec.attestors[0].cosign.keyless.roots", "PEM certificates"),
+        ({"certificate": {"cert": {"value": "x"}}},
+         "spec.attestors[0].cosign.certificate.cert", "PEM certificates"),
+        ({"certificate": {}}, "spec.attestors[0].cosign.certificate", "needs a certificate, a chain or both"),
+        ({"key": {"data": PEM}, "keyless": {"identities": [{"issuer": "i"}]}}, "spec.attestors[0].cosign",
+         "exactly one of key, keyless and certificate"),
+        ({"key": {"data": PEM}, "source": {"tagPrefix": "v"}}, "spec.attestors[0].cosign.source.tagPrefix",
+         "tag prefix"),
+        ({"key": {"data": PEM}, "annotations": {"a": "b"}},
+         "spec.attestors[0].cosign.annotations", "annotation"),
+        ({"key": {"data": PEM}, "tuf": {"mirror": "https://tuf"}}, "spec.attestors[0].cosign.tuf", "TUF"),
+        ({"key": {"data": PEM}, "trustedRoot": "{}"}, "spec.attestors[0].cosign.trustedRoot", "trustedRoot"),
         ({"key": {"kms": "gcpkms://k"}}, "spec.attestors[0].cosign.key.kms", "KMS keys are not supported"),
         ({"key": {"hashAlgorithm": "sha256"}}, "spec.attestors[0].cosign.key.data", "is required"),
         ({"key": {"data": "not a key"}}, "spec.attestors[0].cosign.key.data", "PEM"),
-        (
-            {"key": {"data": PEM, "hashAlgorithm": "md5"}},
-            "spec.attestors[0].cosign.key.hashAlgorithm",
-            "unsupported value 'md5'",
-        ),
-        (
-            {"key": {"data": PEM}, "ctlog": {"tsaCertChain": "x"}},
-            "spec.attestors[0].cosign.ctlog.tsaCertChain",
-            "timestamps",
-        ),
+        ({"key": {"data": PEM, "hashAlgorithm": "md5"}}, "spec.attestors[0].cosign.key.hashAlgorithm",
+         "unsupported value 'md5'"),
     ],
-)
-def test_attestor_fields_not_supported_are_named(cosign: dict[str, Any], path: str, problem: str) -> None:
+)  # fmt: skip
+def test_attestor_fields_that_cannot_work_are_named(cosign: dict[str, Any], path: str, problem: str) -> None:
     document = ivp()
     document["spec"]["attestors"][0]["cosign"] = cosign
     error = load_error(document)
     assert error.path == path, str(error)
     assert problem in error.problem, str(error)
+
+
+def test_keyless_certificate_and_trust_settings_become_verification_options() -> None:
+    document = ivp()
+    document["spec"]["attestors"] = [
+        {
+            "name": "ci",
+            "cosign": {
+                "keyless": {
+                    "identities": [
+                        {
+                            "issuer": "https://token.actions.githubusercontent.com",
+                            "subjectRegExp": "^https://github.com/org/.*$",
+                        }
+                    ]
+                },
+                "ctlog": {"insecureIgnoreSCT": True, "rekorPubKey": PEM, "url": "https://rekor.example"},
+                "source": {"repository": "registry.example/signatures"},
+            },
+        },
+        {"name": "pki", "cosign": {"certificate": {"certChain": CERTIFICATE}}},
+    ]
+    document["spec"]["attestations"] = [
+        {"name": "slsa", "intoto": {"type": "https://slsa.dev/provenance/v1"}},
+        {"name": "sbom", "referrer": {"type": "https://cyclonedx.org/bom"}},
+    ]
+    policy = load_one(document)
+    keyless, pki = policy.attestors
+    [spec] = keyless.options.attestors
+    assert isinstance(spec, KeylessAttestor) and keyless.kind == "keyless"
+    [identity] = spec.identities
+    assert identity.issuer == "https://token.actions.githubusercontent.com" and identity.wildcards
+    assert identity.subject_regexp == "^https://github.com/org/.*$"
+    assert keyless.options.ignore_sct and keyless.options.ignore_tlog is None and keyless.options.rekor_keys
+    assert keyless.options.signature_repository == "registry.example/signatures"
+    [certificate] = pki.options.attestors
+    assert isinstance(certificate, CertificateAttestor) and certificate.chain == CERTIFICATE
+    assert [(a.name, a.predicate_type, a.kind) for a in policy.attestations] == [
+        ("slsa", "https://slsa.dev/provenance/v1", "intoto"),
+        ("sbom", "https://cyclonedx.org/bom", "referrer"),
+    ]
+
+
+def test_attestations_need_exactly_one_type_holder() -> None:
+    document = ivp(attestations=[{"name": "x", "intoto": {"type": "t"}, "referrer": {"type": "t"}}])
+    assert load_error(document).path == "spec.attestations[0]"
+    document = ivp(attestations=[{"name": "x", "intoto": {}}])
+    assert load_error(document).path == "spec.attestations[0].intoto.type"
 
 
 def test_notary_attestor_is_a_load_error_naming_the_field() -> None:

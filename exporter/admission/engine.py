@@ -31,7 +31,7 @@ from exporter.admission.messages import (
 )
 from exporter.admission.pending import PendingResults, object_key
 from exporter.admission.review import AdmissionRequest, AdmissionResponse
-from exporter.admission.verifier import ImageOutcome
+from exporter.admission.verifier import Decide, ImageOutcome
 from exporter.admission.violations import Violation
 from exporter.metrics import ServiceMetrics
 from exporter.policy.images import POD_SPEC_PATHS, ContainerImage, extract_images
@@ -71,6 +71,10 @@ class Verifier(Protocol):
 
     async def verify(
         self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
+    ) -> tuple[ImageOutcome, Lookup]: ...
+
+    async def verify_decided(
+        self, policy_version: str, slot: str, image: str, path: str, decide: Decide
     ) -> tuple[ImageOutcome, Lookup]: ...
 
 
@@ -493,12 +497,13 @@ class AdmissionEngine:
         self._children.get(metric, check.policy.name, check.rule.name, outcome.status, cached).inc()
 
     def _count_attestor(
-        self, policy: ImageValidatingPolicy, attestor: str, outcome: ImageOutcome, how: Lookup
+        self, policy: ImageValidatingPolicy, slot: str, outcome: ImageOutcome, how: Lookup
     ) -> None:
-        """An ImageValidatingPolicy verification, counted with ``rule`` naming the attestor."""
+        """An ImageValidatingPolicy verification, counted with ``rule`` naming its cache slot
+        (``attestor:<name>``, ``attestation:<attestation>:<attestor>``)."""
         cached = "false" if how == "miss" else "true"
         metric = self._metrics.image_verifications
-        self._children.get(metric, policy.name, f"attestors.{attestor}", outcome.status, cached).inc()
+        self._children.get(metric, policy.name, slot, outcome.status, cached).inc()
 
     @staticmethod
     def _rule_result(plan: RulePlan, outcomes: Sequence[ImageOutcome]) -> RuleResult:

@@ -1,9 +1,11 @@
 """ImageValidatingPolicies at admission: plan, verify (async, cached), then evaluate the CEL.
 
-The one adapter between the CEL policies and the verification layer lives here: an attestor becomes the
-:class:`exporter.policy.model.ImageVerification` the ClusterPolicy path verifies with, so both kinds share
-:class:`exporter.admission.verifier.ImageVerifier` - its single-flight cache, digest resolution, metrics
-and deadline handling. The cache key names the attestor (``attestor:<name>``) under the policy's content
+The one adapter between the CEL policies and the verification layer lives here: each (image, attestor) and
+(image, attestor, attestation) check is a decision of the signature pipeline (``verify_found`` /
+``verify_found_attestations`` with the attestor's options) run through
+:meth:`exporter.admission.verifier.ImageVerifier.verify_decided`, so both policy kinds share its
+single-flight cache, digest resolution, discovery, metrics and deadline handling. The cache slot names the
+attestor (``attestor:<name>``, ``attestation:<attestation>:<attestor>``) under the policy's content
 version, so an edited policy never reuses an old outcome.
 
 Imported only when a policy set holds an ImageValidatingPolicy, which keeps the CEL engine out of
@@ -17,23 +19,25 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from exporter.admission.cache import Lookup
-from exporter.admission.messages import verification_failed
-from exporter.admission.verifier import ImageOutcome
+from exporter.admission.messages import IMAGE_VERIFIED, verification_failed
+from exporter.admission.verifier import SIGNATURES_UNREADABLE, Decide, ImageOutcome
+from exporter.cosign import VerificationError, VerificationOutcome, Verified
+from exporter.cosign.found import FoundArtifacts
+from exporter.cosign.pipeline import verify_found, verify_found_attestations
 from exporter.ivp.evaluate import (
     Outcome,
     Prepared,
     SignatureOutcome,
+    VerificationKey,
     conclude,
     conclusion_key,
     prepare,
 )
 from exporter.ivp.match import RequestAttributes, applicable
-from exporter.ivp.model import CosignKeyAttestor, ImageValidatingPolicy
-from exporter.policy.model import Attestor, ImageVerification, KeyEntry, Rekor
+from exporter.ivp.model import Attestation, CosignAttestor, ImageValidatingPolicy
 
 if TYPE_CHECKING:
     from exporter.admission.engine import Verifier
@@ -41,31 +45,49 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PairKey = tuple[str, str]  # (normalised image reference, attestor name)
 CountVerification = Callable[[ImageValidatingPolicy, str, ImageOutcome, Lookup], None]
 
 
-@lru_cache(maxsize=256)
-def attestor_verification(attestor: CosignKeyAttestor) -> ImageVerification:
-    """The ClusterPolicy form of a key attestor: one attestor set with the attestor's key as its entry."""
-    rekor = None
-    if attestor.rekor_pubkey or attestor.ignore_tlog:
-        rekor = Rekor(pubkey=attestor.rekor_pubkey, ignore_tlog=attestor.ignore_tlog)
-    entry = KeyEntry(attestor.public_key, None, attestor.hash_algorithm, rekor)
-    return ImageVerification(
-        image_references=("*",),
-        skip_image_references=(),
-        attestors=(Attestor(count=1, entries=(entry,)),),
-        required=True,
-        verify_digest=False,
-        mutate_digest=False,
-        failure_action=None,
+def signature_decision(attestor: CosignAttestor) -> Decide:
+    """How an attestor decides on an image's signatures (the signature pipeline, no I/O)."""
+
+    def decide(found: FoundArtifacts, display: str) -> ImageOutcome:
+        return _image_outcome(verify_found(found, attestor.options), attestor.name, display)
+
+    return decide
+
+
+def attestation_decision(attestor: CosignAttestor, attestation: Attestation) -> Decide:
+    """How an attestor decides on an image's attestations of one predicate type."""
+
+    def decide(found: FoundArtifacts, display: str) -> ImageOutcome:
+        outcome = verify_found_attestations(found, attestor.options, attestation.predicate_type)
+        return _image_outcome(outcome, attestor.name, display)
+
+    return decide
+
+
+def _image_outcome(outcome: VerificationOutcome, attestor: str, display: str) -> ImageOutcome:
+    if isinstance(outcome, Verified):
+        predicates = tuple(statement.predicate for statement in outcome.statements)
+        return ImageOutcome("pass", IMAGE_VERIFIED, outcome.digest, predicates)
+    if isinstance(outcome, VerificationError):
+        log.warning("cannot verify the image", extra={"image": display, "error": outcome.cause})
+        reason = f"attestors.{attestor}: {SIGNATURES_UNREADABLE}"
+        return ImageOutcome("error", verification_failed(display, reason))
+    return ImageOutcome(
+        "fail", verification_failed(display, f"attestors.{attestor}: {outcome.reason}"), outcome.digest
     )
 
 
-def cache_rule(attestor: CosignKeyAttestor) -> str:
-    """The verifier cache's rule slot for an attestor."""
+def signature_slot(attestor: CosignAttestor) -> str:
+    """The verifier cache's slot for an attestor's signature check."""
     return f"attestor:{attestor.name}"
+
+
+def attestation_slot(attestor: CosignAttestor, attestation: Attestation) -> str:
+    """The verifier cache's slot for an attestor's check of one attestation."""
+    return f"attestation:{attestation.name}:{attestor.name}"
 
 
 @dataclass(frozen=True)
@@ -74,7 +96,7 @@ class Evaluated:
 
     prepared: Prepared
     outcome: Outcome
-    signatures: Mapping[PairKey, SignatureOutcome]
+    signatures: Mapping[VerificationKey, SignatureOutcome]
 
 
 def request_attributes(
@@ -113,7 +135,7 @@ def request_document(request: AdmissionRequest) -> dict[str, Any]:
 
 
 def _signature(outcome: ImageOutcome) -> SignatureOutcome:
-    return SignatureOutcome(outcome.status, outcome.message, outcome.digest)
+    return SignatureOutcome(outcome.status, outcome.message, outcome.digest, outcome.predicates)
 
 
 class ImagePolicyRunner:
@@ -170,7 +192,7 @@ class ImagePolicyRunner:
         ]
         return evaluated, cached
 
-    def _conclude(self, ready: Prepared, signatures: Mapping[PairKey, SignatureOutcome]) -> Outcome:
+    def _conclude(self, ready: Prepared, signatures: Mapping[VerificationKey, SignatureOutcome]) -> Outcome:
         key = conclusion_key(ready, signatures)
         if key is None:
             return conclude(ready, signatures)
@@ -184,26 +206,41 @@ class ImagePolicyRunner:
             self._conclusions.move_to_end(key)
         return outcome
 
+    def _wanted(self, ready: Prepared) -> list[tuple[VerificationKey, str, str, Decide]]:
+        """(key, cache slot, image, decision) of every verification the policy's functions may ask for."""
+        policy = ready.policy
+        wanted: list[tuple[VerificationKey, str, str, Decide]] = []
+        for image in ready.images:
+            for attestor in policy.attestors:
+                if policy.verifies_signatures:
+                    key: VerificationKey = (image.reference, attestor.name)
+                    wanted.append((key, signature_slot(attestor), image.image, signature_decision(attestor)))
+                if not policy.verifies_attestations:
+                    continue
+                for attestation in policy.attestations:
+                    key = (image.reference, attestor.name, attestation.name)
+                    decide = attestation_decision(attestor, attestation)
+                    wanted.append((key, attestation_slot(attestor, attestation), image.image, decide))
+        return wanted
+
     async def _verify_pairs(
         self, prepared: Sequence[Prepared], deadline: float
-    ) -> tuple[dict[int, dict[PairKey, SignatureOutcome]], bool]:
-        results: dict[int, dict[PairKey, SignatureOutcome]] = {}
-        tasks: dict[tuple[int, PairKey], asyncio.Future[tuple[ImageOutcome, Lookup]]] = {}
+    ) -> tuple[dict[int, dict[VerificationKey, SignatureOutcome]], bool]:
+        results: dict[int, dict[VerificationKey, SignatureOutcome]] = {}
+        tasks: dict[tuple[int, VerificationKey], asyncio.Future[tuple[ImageOutcome, Lookup]]] = {}
         for ready in prepared:
             found = results.setdefault(id(ready), {})
             if ready.outcome is not None:
                 continue
             policy = ready.policy
-            for image in ready.images:
-                for attestor in policy.attestors:
-                    key = (image.reference, attestor.name)
-                    hit = self._verifier.cached(policy.version, cache_rule(attestor), 0, image.image)
-                    if hit is not None:
-                        self._count(policy, attestor.name, hit, "hit")
-                        found[key] = _signature(hit)
-                    elif (id(ready), key) not in tasks:
-                        verification = self._verify(policy, attestor, image.image)
-                        tasks[(id(ready), key)] = asyncio.ensure_future(verification)
+            for key, slot, image, decide in self._wanted(ready):
+                hit = self._verifier.cached(policy.version, slot, 0, image)
+                if hit is not None:
+                    self._count(policy, slot, hit, "hit")
+                    found[key] = _signature(hit)
+                elif (id(ready), key) not in tasks:
+                    verification = self._verify(policy, slot, image, decide)
+                    tasks[(id(ready), key)] = asyncio.ensure_future(verification)
         if not tasks:
             return results, True
         remaining = max(0.0, deadline - asyncio.get_running_loop().time())
@@ -215,17 +252,16 @@ class ImagePolicyRunner:
         return results, cached
 
     async def _verify(
-        self, policy: ImageValidatingPolicy, attestor: CosignKeyAttestor, image: str
+        self, policy: ImageValidatingPolicy, slot: str, image: str, decide: Decide
     ) -> tuple[ImageOutcome, Lookup]:
-        outcome, how = await self._verifier.verify(
-            policy.version, cache_rule(attestor), 0, attestor_verification(attestor), image
-        )
-        self._count(policy, attestor.name, outcome, how)
+        path = "attestors." + slot.rsplit(":", 1)[-1]
+        outcome, how = await self._verifier.verify_decided(policy.version, slot, image, path, decide)
+        self._count(policy, slot, outcome, how)
         return outcome, how
 
     @staticmethod
     def _settled(
-        task: asyncio.Future[tuple[ImageOutcome, Lookup]], key: PairKey
+        task: asyncio.Future[tuple[ImageOutcome, Lookup]], key: VerificationKey
     ) -> tuple[SignatureOutcome, Lookup]:
         if task.done() and not task.cancelled() and task.exception() is None:
             outcome, how = task.result()

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
 
 from exporter.admission.cache import Lookup, SingleFlightCache
 from exporter.admission.children import BoundedValues
@@ -74,11 +74,17 @@ def public_reason(exc: RegistryError) -> str:
 
 @dataclass(frozen=True)
 class ImageOutcome:
-    """The verdict on one image for one ``verifyImages`` entry; ``digest`` is set once it was resolved."""
+    """The verdict on one image for one ``verifyImages`` entry; ``digest`` is set once it was resolved.
+    ``predicates``: for an attestation check, the predicates of the statements that verified."""
 
     status: RuleStatus
     message: str
     digest: str | None = None
+    predicates: tuple[Any, ...] = ()
+
+
+# Decides from discovered signatures and attestations, given the image as messages show it (no I/O).
+Decide = Callable[[FoundArtifacts, str], ImageOutcome]
 
 
 @dataclass(frozen=True)
@@ -255,6 +261,49 @@ class ImageVerifier:
 
         Digest resolution happens here (it is part of the key); its failures become outcomes, not errors.
         """
+        return await self._verify_keyed(
+            (policy_version, rule, index),
+            image,
+            _first_path(verification),
+            lambda pinned, display: self._verify_uncached(pinned, verification, display),
+            use_cache=verification.use_cache,
+        )
+
+    async def verify_decided(
+        self, policy_version: str, slot: str, image: str, path: str, decide: Decide
+    ) -> tuple[ImageOutcome, Lookup]:
+        """Like :meth:`verify`, for callers that decide themselves (ImageValidatingPolicy attestors and
+        attestations): the same digest resolution, single-flight cache (under ``slot`` where :meth:`verify`
+        uses the rule, index 0), discovery and metrics; ``decide`` turns the discovered artifacts into the
+        outcome. ``path`` prefixes registry failures in messages."""
+
+        async def compute(pinned: ImageReference, display: str) -> ImageOutcome:
+            started = time.perf_counter()
+            found = await discover(self._client, pinned)
+            if isinstance(found, VerificationError):
+                log.warning(
+                    "cannot read the image's signatures", extra={"image": display, "error": found.cause}
+                )
+                reason = f"{path}: {SIGNATURES_UNREADABLE}"
+                outcome = ImageOutcome("error", verification_failed(display, reason), pinned.digest)
+            else:
+                outcome = await asyncio.to_thread(decide, found, display)
+            self._metrics.image_verification_duration.labels(result=outcome.status).observe(
+                time.perf_counter() - started
+            )
+            return outcome
+
+        return await self._verify_keyed((policy_version, slot, 0), image, path, compute, use_cache=True)
+
+    async def _verify_keyed(
+        self,
+        slot: tuple[str, str, int],
+        image: str,
+        path: str,
+        compute: Callable[[ImageReference, str], Awaitable[ImageOutcome]],
+        *,
+        use_cache: bool,
+    ) -> tuple[ImageOutcome, Lookup]:
         try:
             reference = parse_reference(image)
         except InvalidReferenceError as exc:
@@ -263,20 +312,20 @@ class ImageVerifier:
         try:
             if reference.digest is not None:
                 digest = reference.digest
-            elif verification.use_cache:
+            elif use_cache:
                 digest = await self._resolve(reference)
             else:
                 digest = await self._client.resolve_digest(reference)
         except RegistryError as exc:
             status: RuleStatus = "fail" if isinstance(exc, NotFoundError) else "error"
             log.warning("cannot resolve the image's digest", extra={"image": display, "error": str(exc)})
-            reason = f"{_first_path(verification)}: {public_reason(exc)}"
+            reason = f"{path}: {public_reason(exc)}"
             return ImageOutcome(status, verification_failed(display, reason)), "miss"
         pinned = reference.with_digest(digest)
-        if not verification.use_cache:
-            return await self._verify_uncached(pinned, verification, display), "miss"
-        key: Hashable = (policy_version, rule, index, reference.repository_path, digest)
-        found, how = self._outcomes.lookup(key, lambda: self._verify_uncached(pinned, verification, display))
+        if not use_cache:
+            return await compute(pinned, display), "miss"
+        key: Hashable = (*slot, reference.repository_path, digest)
+        found, how = self._outcomes.lookup(key, lambda: compute(pinned, display))
         self._metrics.verification_cache_lookups.labels(result=how).inc()
         if isinstance(found, ImageOutcome):
             return found, how

@@ -36,6 +36,8 @@ ExpressionKind = Literal["bool", "string", "string_list", "any"]
 
 _T = cel.Type
 _IMAGE = _T.Map(_T.STRING, _T.STRING)
+# attestations.<name>: {"name": ..., "type": ...}; declared as a map so run-time dispatch finds the overloads.
+_ATTESTATION = _T.Map(_T.STRING, _T.STRING)
 _ERROR_POSITION = re.compile(r"<input>:(?P<line>\d+):(?P<column>\d+): (?P<message>[^\n]*)")
 
 
@@ -61,26 +63,45 @@ class Verifications(Protocol):
 
     def verified_signatures(self, image: str, attestors: Sequence[str]) -> int: ...
 
+    def verified_attestations(self, image: str, attestation: str, attestors: Sequence[str]) -> int: ...
+
+    def payload(self, image: str, attestation: str) -> Any: ...
+
 
 CURRENT_VERIFICATIONS: contextvars.ContextVar[Verifications | None] = contextvars.ContextVar(
     "CURRENT_VERIFICATIONS", default=None
 )
 
 
-def _attestor_names(attestors: Sequence[Any]) -> list[str]:
+def _names(values: Sequence[Any], what: str) -> list[str]:
     names: list[str] = []
-    for attestor in attestors:
-        if not isinstance(attestor, Mapping) or not isinstance(attestor.get("name"), str):
-            raise CelEvaluationError("verifyImageSignatures expects attestors.<name> values")
-        names.append(attestor["name"])
+    for value in values:
+        if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
+            raise CelEvaluationError(f"expected {what}.<name> values")
+        names.append(value["name"])
     return names
 
 
-def _verify_image_signatures(image: str, attestors: Sequence[Any]) -> int:
+def _current(function: str) -> Verifications:
     verifications = CURRENT_VERIFICATIONS.get()
     if verifications is None:
-        raise CelEvaluationError("verifyImageSignatures is only available in validations")
-    return verifications.verified_signatures(image, _attestor_names(attestors))
+        raise CelEvaluationError(f"{function} is only available in variables and validations")
+    return verifications
+
+
+def _verify_image_signatures(image: str, attestors: Sequence[Any]) -> int:
+    return _current("verifyImageSignatures").verified_signatures(image, _names(attestors, "attestors"))
+
+
+def _verify_attestation_signatures(image: str, attestation: Any, attestors: Sequence[Any]) -> int:
+    [name] = _names([attestation], "attestations")
+    verifications = _current("verifyAttestationSignatures")
+    return verifications.verified_attestations(image, name, _names(attestors, "attestors"))
+
+
+def _extract_payload(image: str, attestation: Any) -> Any:
+    [name] = _names([attestation], "attestations")
+    return _current("extractPayload").payload(image, name)
 
 
 # Policies parse the same few image strings on every request.
@@ -131,6 +152,28 @@ def _functions() -> list[Any]:
                 )
             ],
         ),
+        cel.FunctionDecl(
+            "verifyAttestationSignatures",
+            [
+                cel.Overload(
+                    "verify_attestation_signatures_string_dyn_list",
+                    _T.INT,
+                    [_T.STRING, _ATTESTATION, _T.List(_T.DYN)],
+                    impl=_verify_attestation_signatures,
+                )
+            ],
+        ),
+        cel.FunctionDecl(
+            "extractPayload",
+            [
+                cel.Overload(
+                    "extract_payload_string_attestation",
+                    _T.DYN,
+                    [_T.STRING, _ATTESTATION],
+                    impl=_extract_payload,
+                )
+            ],
+        ),
         cel.FunctionDecl("image", [cel.Overload("image_string", _IMAGE, [_T.STRING], impl=parsed_image)]),
         cel.FunctionDecl("isImage", [cel.Overload("is_image_string", _T.BOOL, [_T.STRING], impl=_is_image)]),
         _member("registry", _T.STRING, lambda image: image["registry"]),
@@ -150,7 +193,7 @@ _VARIABLES: Mapping[str, Any] = {
     "variables": _T.DYN,
     "images": _T.Map(_T.STRING, _T.List(_T.STRING)),
     "attestors": _T.Map(_T.STRING, _T.DYN),
-    "attestations": _T.Map(_T.STRING, _T.DYN),
+    "attestations": _T.Map(_T.STRING, _ATTESTATION),
     # matchImageReferences expressions: the image as written (ref) and parsed (image.registry ...).
     "ref": _T.STRING,
     "image": _IMAGE,
@@ -289,8 +332,8 @@ def _path_to(value: Any, target: Any, path: str) -> str | None:
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def referenced_names(sources: Sequence[str]) -> frozenset[str]:
-    """The top-level variables (:data:`_VARIABLES`) the expressions may read: an over-approximation from
-    their identifiers, so a request's data need not convert (and bound) objects nothing reads."""
-    names = {match.group() for source in sources for match in _IDENTIFIER.finditer(source)}
-    return frozenset(names & set(_VARIABLES))
+def identifiers(sources: Sequence[str]) -> frozenset[str]:
+    """Every identifier in the expressions: an over-approximation of the variables they read and the
+    functions they call, so a request's data need not convert (and bound) objects nothing reads, and
+    nothing is verified that no function asks about."""
+    return frozenset(match.group() for source in sources for match in _IDENTIFIER.finditer(source))

@@ -46,11 +46,17 @@ class MatchedImage:
 
 @dataclass(frozen=True)
 class SignatureOutcome:
-    """Whether ``attestor`` verified an image's signatures; ``digest`` once resolved."""
+    """Whether an attestor verified an image's signatures (or its attestations of one type); ``digest``
+    once resolved; ``predicates``: the predicates of the verified statements (attestations)."""
 
     status: Literal["pass", "fail", "error"]
     message: str
     digest: str | None = None
+    predicates: tuple[Any, ...] = ()
+
+
+# (image reference, attestor) for signatures; (image reference, attestor, attestation) for attestations.
+VerificationKey = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -130,10 +136,13 @@ def prepare(
             "policy applies depends on them (namespaceSelector); failurePolicy decides"
         )
         return _error(policy, rule, message)
-    reads = policy.reads
+    reads = policy.identifiers
     data: dict[str, Any] = {
         "attestors": {attestor.name: {"name": attestor.name} for attestor in policy.attestors},
-        "attestations": {},
+        "attestations": {
+            attestation.name: {"name": attestation.name, "type": attestation.predicate_type}
+            for attestation in policy.attestations
+        },
     }
     # Only what the expressions read is handed to CEL (converting an object costs more than evaluating).
     try:
@@ -180,34 +189,73 @@ def prepare(
 
 
 class _Lookups:
-    """The verification outcomes of one evaluation, as ``verifyImageSignatures`` reads them."""
+    """The verification outcomes of one evaluation, as the verification functions read them."""
 
-    def __init__(self, prepared: Prepared, outcomes: Mapping[tuple[str, str], SignatureOutcome]) -> None:
+    def __init__(self, prepared: Prepared, outcomes: Mapping[VerificationKey, SignatureOutcome]) -> None:
         self._by_image = {image.image: image.reference for image in prepared.images}
         self._references = set(self._by_image.values())
         self._outcomes = outcomes
+        self._attestors = {attestor.name for attestor in prepared.policy.attestors}
+        self._attestations = {attestation.name for attestation in prepared.policy.attestations}
         self.verified: set[str] = set()
 
-    def verified_signatures(self, image: str, attestors: Sequence[str]) -> int:
+    def _reference(self, image: str) -> str | None:
+        """The normalised reference of a matched image; None for an image matchImageReferences skips."""
         reference = self._by_image.get(image)
         if reference is None:
             try:
                 reference = normalize_image(image)
             except ValueError as exc:
                 raise CelEvaluationError(str(exc)) from None
-        if reference not in self._references:
-            return len(attestors)  # images matchImageReferences skips count as verified, as in Kyverno
+        return reference if reference in self._references else None
+
+    def _count(self, keys: Sequence[VerificationKey]) -> int:
         count = 0
-        for name in attestors:
-            outcome = self._outcomes.get((reference, name))
+        for key in keys:
+            outcome = self._outcomes.get(key)
             if outcome is None:
-                raise CelEvaluationError(f"unknown attestor {name!r}")
+                raise CelEvaluationError(f"no verification of {key[0]} by attestor {key[1]!r} was run")
             if outcome.status == "error":
                 raise CelEvaluationError(outcome.message)
             count += outcome.status == "pass"
         if count:
-            self.verified.add(reference)
+            self.verified.add(keys[0][0])
         return count
+
+    def _check(self, attestors: Sequence[str], attestation: str | None = None) -> None:
+        for name in attestors:
+            if name not in self._attestors:
+                raise CelEvaluationError(f"unknown attestor {name!r}")
+        if attestation is not None and attestation not in self._attestations:
+            raise CelEvaluationError(f"unknown attestation {attestation!r}")
+
+    def verified_signatures(self, image: str, attestors: Sequence[str]) -> int:
+        self._check(attestors)
+        reference = self._reference(image)
+        if reference is None:
+            return len(attestors)  # images matchImageReferences skips count as verified, as in Kyverno
+        return self._count([(reference, name) for name in attestors]) if attestors else 0
+
+    def verified_attestations(self, image: str, attestation: str, attestors: Sequence[str]) -> int:
+        self._check(attestors, attestation)
+        reference = self._reference(image)
+        if reference is None:
+            return len(attestors)
+        return self._count([(reference, name, attestation) for name in attestors]) if attestors else 0
+
+    def payload(self, image: str, attestation: str) -> Any:
+        """The predicate of a statement of ``attestation``'s type that an attestor of the policy verified."""
+        self._check((), attestation)
+        reference = self._reference(image)
+        if reference is None:
+            raise CelEvaluationError(f"image {image} is not matched by matchImageReferences")
+        for attestor in sorted(self._attestors):
+            outcome = self._outcomes.get((reference, attestor, attestation))
+            if outcome is not None and outcome.status == "error":
+                raise CelEvaluationError(outcome.message)
+            if outcome is not None and outcome.status == "pass" and outcome.predicates:
+                return outcome.predicates[0]
+        raise CelEvaluationError(f"no verified {attestation} attestation for {reference}")
 
 
 def _failure_message(prepared: Prepared, index: int, variables: Any) -> str:
@@ -227,20 +275,22 @@ _REQUEST_DATA = frozenset({"object", "oldObject", "request", "namespaceObject"})
 
 
 def conclusion_key(
-    prepared: Prepared, outcomes: Mapping[tuple[str, str], SignatureOutcome]
+    prepared: Prepared, outcomes: Mapping[VerificationKey, SignatureOutcome]
 ) -> Hashable | None:
     """A key under which :func:`conclude`'s result may be reused, or None when it may not.
 
     A policy whose expressions read neither the object nor the request is a pure function of its version,
     the request's image lists and the verification outcomes: the warm path then needs no CEL at all.
     """
-    if prepared.outcome is not None or prepared.policy.reads & _REQUEST_DATA:
+    if prepared.outcome is not None or prepared.policy.identifiers & _REQUEST_DATA:
         return None
     images = tuple((name, tuple(values)) for name, values in prepared.data["images"].items())
-    return (prepared.policy.version, prepared.rule, images, tuple(sorted(outcomes.items())))
+    # Predicates are fixed by (policy version, digest, attestor, attestation): the digest stands for them.
+    verdicts = tuple(sorted((key, o.status, o.message, o.digest) for key, o in outcomes.items()))
+    return (prepared.policy.version, prepared.rule, images, verdicts)
 
 
-def conclude(prepared: Prepared, outcomes: Mapping[tuple[str, str], SignatureOutcome]) -> Outcome:
+def conclude(prepared: Prepared, outcomes: Mapping[VerificationKey, SignatureOutcome]) -> Outcome:
     """Step 3: the policy's outcome given every (reference, attestor) outcome of its matched images."""
     if prepared.outcome is not None:
         return prepared.outcome

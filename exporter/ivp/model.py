@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Literal
 
-from exporter.ivp.celenv import CompiledExpression, referenced_names
+from exporter.cosign.options import VerificationOptions
+from exporter.ivp.celenv import CompiledExpression, identifiers
 from exporter.policy.model import (
     CATEGORY_ANNOTATION,
     SCORED_ANNOTATION,
@@ -64,20 +65,25 @@ class ImageMatcher:
     expression: CompiledExpression | None = None
 
 
-@dataclass(frozen=True)
-class CosignKeyAttestor:
-    """``attestors[]`` with ``cosign.key``: signatures made with this public key verify.
-
-    ``rekor_pubkey``/``ignore_tlog`` come from ``cosign.ctlog``: the transparency-log entry is required when
-    a Rekor key is given and ``insecureIgnoreTlog`` is not set (as for ClusterPolicy key attestors).
-    """
+@dataclass(frozen=True, eq=False)
+class CosignAttestor:
+    """``attestors[]`` with ``cosign``: who may sign (a key, a certificate or a keyless identity) and the
+    trust settings (``ctlog``, ``trustedRoot``, ``source.repository``), as the verification options the
+    signature pipeline takes (:class:`exporter.cosign.VerificationOptions`, one attestor, threshold 1)."""
 
     name: str
-    public_key: str
-    hash_algorithm: str
-    rekor_url: str | None = None
-    rekor_pubkey: str | None = None
-    ignore_tlog: bool = False
+    options: VerificationOptions
+    kind: Literal["key", "keyless", "certificate"] = "key"
+
+
+@dataclass(frozen=True)
+class Attestation:
+    """``attestations[]``: in-toto statements of ``predicate_type`` attached to the image (``intoto``: cosign
+    ``.att`` layers and DSSE bundles; ``referrer``: the same, found through OCI referrers)."""
+
+    name: str
+    predicate_type: str
+    kind: Literal["intoto", "referrer"] = "intoto"
 
 
 @dataclass(frozen=True)
@@ -105,7 +111,8 @@ class ImageValidatingPolicy:
     validation_actions: frozenset[ValidationAction]
     match_image_references: tuple[ImageMatcher, ...]
     image_extractors: tuple[NamedExpression, ...]
-    attestors: tuple[CosignKeyAttestor, ...]
+    attestors: tuple[CosignAttestor, ...]
+    attestations: tuple[Attestation, ...]
     validations: tuple[Validation, ...]
     autogen_controllers: frozenset[str]
     version: str
@@ -133,8 +140,8 @@ class ImageValidatingPolicy:
         return (self.kind, self.namespace, self.name)
 
     @cached_property
-    def reads(self) -> frozenset[str]:
-        """The CEL variables any expression of the policy may read (``object``, ``request``…)."""
+    def identifiers(self) -> frozenset[str]:
+        """Every identifier of the policy's expressions (variables read, functions called)."""
         expressions = [
             *(item.expression for item in (*self.match_conditions, *self.variables, *self.image_extractors)),
             *(matcher.expression for matcher in self.match_image_references if matcher.expression),
@@ -145,7 +152,17 @@ class ImageValidatingPolicy:
                 if validation.message_expression
             ),
         ]
-        return referenced_names([expression.source for expression in expressions])
+        return identifiers([expression.source for expression in expressions])
+
+    @property
+    def verifies_signatures(self) -> bool:
+        """Whether an expression may ask ``verifyImageSignatures``."""
+        return "verifyImageSignatures" in self.identifiers
+
+    @property
+    def verifies_attestations(self) -> bool:
+        """Whether an expression may ask ``verifyAttestationSignatures`` or ``extractPayload``."""
+        return bool({"verifyAttestationSignatures", "extractPayload"} & self.identifiers)
 
     @property
     def report_name(self) -> str:

@@ -11,9 +11,11 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from exporter.ivp.attestors import parse_attestation, parse_attestor
 from exporter.ivp.celenv import CelCompileError, CompiledExpression, ExpressionKind, compile_expression
 from exporter.ivp.model import (
-    CosignKeyAttestor,
+    Attestation,
+    CosignAttestor,
     ImageMatcher,
     ImageValidatingPolicy,
     IvpKind,
@@ -28,8 +30,6 @@ from exporter.policy.fields import FieldError, Fields
 from exporter.policy.model import FailurePolicy, frozen_mapping
 from exporter.policy.parse import (
     FAILURE_POLICIES,
-    SIGNATURE_ALGORITHMS,
-    check_public_keys,
     content_version,
     optional_selector,
 )
@@ -52,33 +52,11 @@ _CONTROLLER_NAMES: dict[str, str] = {
 }
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
-_NOT_YET = "is not supported yet; verify with cosign.key attestors"
 SPEC_UNSUPPORTED = {
-    "attestations": "attestation checks in ImageValidatingPolicies are not supported yet; check signatures "
-    "with verifyImageSignatures, or keep attestation checks in Kyverno",
     "credentials": "registry credentials come from trustwatch's own registry settings (--registry-config); "
     "remove credentials",
     "auditAnnotations": "audit annotations are not supported; remove them",
 }
-COSIGN_UNSUPPORTED = {
-    "keyless": f"keyless (Fulcio certificate) verification {_NOT_YET}",
-    "certificate": f"certificate verification {_NOT_YET}",
-    "source": f"signatures in another repository (source) {_NOT_YET}",
-    "tuf": f"a TUF trusted root {_NOT_YET}",
-    "trustedRoot": f"a trusted root {_NOT_YET}",
-    "annotations": f"signature annotation checks {_NOT_YET}",
-}
-KEY_UNSUPPORTED = {
-    "kms": "KMS keys are not supported; put the public key PEM in data",
-    "expression": "keys computed by a CEL expression are not supported; put the public key PEM in data",
-    "secretRef": "keys in Secrets are not supported for ImageValidatingPolicies; put the PEM in data",
-}
-CTLOG_UNSUPPORTED = {
-    "ctLogPubKey": "certificate transparency (SCT) checks belong to keyless verification, not supported yet",
-    "tsaCertChain": "RFC 3161 timestamps are not supported yet; remove tsaCertChain",
-    "insecureIgnoreSCT": "SCT checks belong to keyless verification, not supported yet",
-}
-_NOTARY = "Notary (Notation) signatures are not supported; use a cosign attestor"
 
 
 def _compile(
@@ -180,55 +158,24 @@ def _image_matcher(fields: Fields) -> ImageMatcher:
     return matcher
 
 
-def _key_attestor(name: str, cosign: Fields, key: Fields) -> CosignKeyAttestor:
-    data = key.string("data")
-    algorithm = key.choice("hashAlgorithm", SIGNATURE_ALGORITHMS, default="sha256") or "sha256"
-    key.finish(KEY_UNSUPPORTED)
-    if data is None:
-        raise FieldError(key.at("data"), "is required: the PEM public key signatures must verify with")
-    if "-----BEGIN PUBLIC KEY-----" not in data:
-        raise FieldError(key.at("data"), "expected a PEM '-----BEGIN PUBLIC KEY-----' block")
-    check_public_keys(data, key.at("data"))
-    ctlog = cosign.child("ctlog")
-    attestor = CosignKeyAttestor(name=name, public_key=data, hash_algorithm=algorithm)
-    if ctlog is not None:
-        attestor = CosignKeyAttestor(
-            name=name,
-            public_key=data,
-            hash_algorithm=algorithm,
-            rekor_url=ctlog.string("url"),
-            rekor_pubkey=_checked_key(ctlog, "rekorPubKey"),
-            ignore_tlog=ctlog.boolean("insecureIgnoreTlog", False),
-        )
-        ctlog.finish(CTLOG_UNSUPPORTED)
-    return attestor
+def _attestor(fields: Fields, seen: set[str]) -> CosignAttestor:
+    name = _unique_name(fields, seen, "attestor")
+    return parse_attestor(fields, name)
 
 
-def _checked_key(fields: Fields, key: str) -> str | None:
-    pem = fields.string(key)
-    if pem is not None:
-        check_public_keys(pem, fields.at(key))
-    return pem
+def _attestation(fields: Fields, seen: set[str]) -> Attestation:
+    name = _unique_name(fields, seen, "attestation")
+    return parse_attestation(fields, name)
 
 
-def _attestor(fields: Fields, seen: set[str]) -> CosignKeyAttestor:
+def _unique_name(fields: Fields, seen: set[str], what: str) -> str:
     name = fields.required_string("name")
     if _NAME.fullmatch(name) is None:
         raise FieldError(fields.at("name"), f"{name!r} is not a CEL identifier (letters, digits, _)")
     if name in seen:
-        raise FieldError(fields.at("name"), f"duplicate attestor name {name!r}")
+        raise FieldError(fields.at("name"), f"duplicate {what} name {name!r}")
     seen.add(name)
-    cosign = fields.child("cosign")
-    fields.finish({"notary": _NOTARY})
-    if cosign is None:
-        raise FieldError(fields.at("cosign"), "is required (the only attestor type supported)")
-    key = cosign.child("key")
-    if key is None:
-        cosign.finish(COSIGN_UNSUPPORTED)
-        raise FieldError(cosign.at("key"), "is required: give the public key signatures must verify with")
-    attestor = _key_attestor(name, cosign, key)
-    cosign.finish(COSIGN_UNSUPPORTED)
-    return attestor
+    return name
 
 
 def _validation(fields: Fields) -> Validation:
@@ -339,6 +286,7 @@ def parse_image_validating_policy(
         raise FieldError("spec", "is required")
     configurations = spec.child("validationConfigurations")
     attestor_names: set[str] = set()
+    attestation_names: set[str] = set()
     policy = ImageValidatingPolicy(
         kind=kind,
         name=name,
@@ -352,6 +300,7 @@ def parse_image_validating_policy(
         match_image_references=tuple(_image_matcher(item) for item in spec.objects("matchImageReferences")),
         image_extractors=_named_list(spec, "images", "string_list"),
         attestors=tuple(_attestor(item, attestor_names) for item in spec.objects("attestors")),
+        attestations=tuple(_attestation(item, attestation_names) for item in spec.objects("attestations")),
         validations=tuple(_validation(item) for item in spec.objects("validations")),
         autogen_controllers=_controllers(spec),
         version=content_version(document),
