@@ -467,3 +467,25 @@ def test_keyless_bundles_in_older_layouts(
     assert isinstance(outcome, Verified), outcome.reason
     assert outcome.signatures[0].bundle_version == version
     _agrees(signed, root_path, outcome)
+
+
+@pytest.mark.parametrize("layout", ["sig", "att"])
+def test_legacy_layers_timed_by_an_rfc3161_timestamp_alone(
+    sigstore_box: SigstoreBox, root: TrustedRoot, layout: str
+) -> None:
+    """cosign timestamps a ``.sig`` layer's signature but an ``.att`` layer's whole envelope: each token must
+    be checked over the right bytes to give the signing time."""
+    if layout == "sig":
+        legacy = sigstore_box.legacy_signature(
+            IMAGE, "registry.test/acme/app", SIGNER, log="none", timestamp=True
+        )
+        outcome = verify_found(_found(_sig(legacy)), _keyless(root))
+    else:
+        legacy = sigstore_box.legacy_attestation(
+            IMAGE, "registry.test/acme/app", SIGNER, log="none", timestamp=True
+        )
+        layer = artifact("att-tag", legacy.layer.payload, DSSE_MEDIA_TYPE, legacy.annotations)
+        outcome = verify_found_attestations(_found(layer), _keyless(root), SLSA_PROVENANCE_V02)
+    assert isinstance(outcome, Verified), outcome.reason
+    (signature,) = outcome.signatures
+    assert (signature.time_source, signature.log_index) == ("timestamp-authority", None)
