@@ -30,7 +30,16 @@ from exporter.cosign.formats.legacy import DSSE_MEDIA_TYPE, SIMPLE_SIGNING_MEDIA
 from exporter.cosign.found import FoundArtifact, FoundArtifacts, Place
 from exporter.registry import parse_reference
 from exporter.sigstore import TrustedRoot, load_trusted_root
-from tests.support.artifacts import artifact, att_layer, b64, envelope, found, message_bundle, statement
+from tests.support.artifacts import (
+    artifact,
+    att_layer,
+    b64,
+    dsse_bundle,
+    envelope,
+    found,
+    message_bundle,
+    statement,
+)
 from tests.support.reference_verifier import reference_verify, reference_verify_log_entry
 from tests.support.registry import public_pem, sign_bytes
 from tests.support.sigstore_box import (
@@ -489,3 +498,14 @@ def test_legacy_layers_timed_by_an_rfc3161_timestamp_alone(
     assert isinstance(outcome, Verified), outcome.reason
     (signature,) = outcome.signatures
     assert (signature.time_source, signature.log_index) == ("timestamp-authority", None)
+
+
+def test_a_signed_envelope_that_is_no_statement_is_reported_not_ignored() -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    attestor = KeyAttestor(name="k", keys=(load_public_key(public_pem(key), "k"),))
+    options = VerificationOptions(attestors=(attestor,), ignore_tlog=True)
+    for layer in (dsse_bundle(key, b"not json"), att_layer(key, b'{"_type": "something else"}')):
+        outcome = verify_found_attestations(_found(layer), options, SLSA_V1)
+        assert isinstance(outcome, Invalid), outcome.reason
+        assert "signed by k but" in outcome.reasons[0]
+        assert "statement" in outcome.reasons[0]

@@ -123,10 +123,8 @@ def verify_found_attestations(
         tuple(
             c
             for c in parsed.candidates
-            if isinstance(c.signed, SignedEnvelope)
-            and (
-                c.predicate_type == predicate_type or (c.format == "dsse-attestation" and c.statement is None)
-            )
+            # An unreadable statement may have been this attestation: it is reported, not ignored.
+            if isinstance(c.signed, SignedEnvelope) and c.predicate_type in (predicate_type, None)
         ),
         tuple(u for u in parsed.unreadable if u.place != "sig-tag"),
     )
