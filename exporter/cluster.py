@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import urllib3.exceptions
 from kubernetes import client, config
@@ -23,6 +24,27 @@ SERVICE_ACCOUNT_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/toke
 
 class ClusterUnavailableError(RuntimeError):
     """``--kubernetes on`` was asked for but no API server configuration could be loaded."""
+
+
+Api = TypeVar("Api")
+
+
+class LazyApi(Generic[Api]):
+    """A ``kubernetes`` API object built on first use, in the worker thread that first uses it.
+
+    Building ``CoreV1Api`` imports a module that takes seconds; done on the event loop at start-up it kept
+    the webhook from listening for that long whenever a cluster was configured."""
+
+    def __init__(self, build: Callable[[], Api]) -> None:
+        self._build = build
+        self._api: Api | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Api:
+        with self._lock:
+            if self._api is None:
+                self._api = self._build()
+            return self._api
 
 
 _CONNECTION_ERRORS = (

@@ -14,7 +14,6 @@ from exporter.reports.writer_kube import KubernetesReportBackend
 from tests.support.fake_kube import CLUSTER_RESOURCES, FakeKubeServer, report_document
 
 POLR = "wgpolicyk8s.io/v1alpha2"
-NOW = time.time()
 
 
 def result(kind: str, name: str, uid: str = "", age: float = 3600, api_version: str = "v1") -> dict[str, Any]:
@@ -26,7 +25,7 @@ def result(kind: str, name: str, uid: str = "", age: float = 3600, api_version: 
         "rule": "verify-image",
         "result": "pass",
         "resources": [resource],
-        "timestamp": {"seconds": int(NOW - age), "nanos": 0},
+        "timestamp": {"seconds": int(time.time() - age), "nanos": 0},
     }
 
 

@@ -19,6 +19,7 @@ from kubernetes.client.exceptions import ApiException
 
 from exporter.admission.cache import SingleFlightCache
 from exporter.admission.verifier import SecretKeyError
+from exporter.cluster import LazyApi
 from exporter.policy.model import SecretRef
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class KubernetesSecretKeys:
     def __init__(
         self, api_client: Any, ttl: float = 60.0, max_entries: int = 256, request_timeout: float = 5.0
     ) -> None:
-        self._api = kube_client.CoreV1Api(api_client)
+        self._api = LazyApi(lambda: kube_client.CoreV1Api(api_client))
         self._timeout = request_timeout
         self._cache: SingleFlightCache[str] = SingleFlightCache(ttl=ttl, max_entries=max_entries)
 
@@ -46,7 +47,9 @@ class KubernetesSecretKeys:
         where = f"Secret {ref.namespace}/{ref.name}"
         try:
             secret = await asyncio.to_thread(
-                self._api.read_namespaced_secret, ref.name, ref.namespace, _request_timeout=self._timeout
+                lambda: self._api.get().read_namespaced_secret(
+                    ref.name, ref.namespace, _request_timeout=self._timeout
+                )
             )
         except ApiException as exc:
             if exc.status == HTTP_NOT_FOUND:

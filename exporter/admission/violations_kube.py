@@ -18,6 +18,7 @@ from kubernetes import client as kube_client
 from kubernetes.client.exceptions import ApiException
 
 from exporter.admission.violations import Violation
+from exporter.cluster import LazyApi
 
 POLICY_LOOKUP_TTL = 60.0
 COMPONENT = "trustwatch"
@@ -38,8 +39,8 @@ class KubernetesViolationBackend:
     def __init__(
         self, api_client: Any, request_timeout: float = 10.0, clock: Callable[[], float] = time.time
     ) -> None:
-        self._core = kube_client.CoreV1Api(api_client)
-        self._custom = kube_client.CustomObjectsApi(api_client)
+        self._core = LazyApi(lambda: kube_client.CoreV1Api(api_client))
+        self._custom = LazyApi(lambda: kube_client.CustomObjectsApi(api_client))
         self._timeout = request_timeout
         self._clock = clock
         self._policies: dict[tuple[str, str | None, str], tuple[float, dict[str, Any] | None]] = {}
@@ -64,7 +65,7 @@ class KubernetesViolationBackend:
             "lastTimestamp": stamp,
             "count": 1,
         }
-        self._core.create_namespaced_event(namespace, event, _request_timeout=self._timeout)
+        self._core.get().create_namespaced_event(namespace, event, _request_timeout=self._timeout)
 
     def _involved_object(self, violation: Violation) -> tuple[dict[str, Any], str]:
         """The policy object if it exists in the cluster, else the request's Namespace (or ``default``)."""
@@ -93,11 +94,11 @@ class KubernetesViolationBackend:
         group, version, plural = POLICY_APIS.get(kind, POLICY_APIS["ClusterPolicy"])
         try:
             if namespace:
-                found = self._custom.get_namespaced_custom_object(
+                found = self._custom.get().get_namespaced_custom_object(
                     group, version, namespace, plural, name, _request_timeout=self._timeout
                 )
             else:
-                found = self._custom.get_cluster_custom_object(
+                found = self._custom.get().get_cluster_custom_object(
                     group, version, plural, name, _request_timeout=self._timeout
                 )
         except ApiException:

@@ -13,6 +13,7 @@ from typing import Any
 from kubernetes import client as kube_client
 from kubernetes.client.exceptions import ApiException
 
+from exporter.cluster import LazyApi
 from exporter.reports.model import ReportApi
 from exporter.reports.writer import Merge, ReportConflictError, ReportTarget
 
@@ -24,7 +25,7 @@ class KubernetesReportBackend:
     """PolicyReports (or openreports Reports) through ``CustomObjectsApi`` on a configured ApiClient."""
 
     def __init__(self, api_client: Any, request_timeout: float = 10.0) -> None:
-        self._api = kube_client.CustomObjectsApi(api_client)
+        self._api = LazyApi(lambda: kube_client.CustomObjectsApi(api_client))
         self._timeout = request_timeout
 
     def update(self, target: ReportTarget, merge: Merge) -> None:
@@ -43,7 +44,7 @@ class KubernetesReportBackend:
     def list(self, api: ReportApi, label_selector: str) -> list[Mapping[str, Any]]:
         """Every report of ``api`` in the cluster carrying the labels (none when the API is not served)."""
         try:
-            found = self._api.list_cluster_custom_object(
+            found = self._api.get().list_cluster_custom_object(
                 api.group,
                 api.version,
                 api.plural,
@@ -70,9 +71,9 @@ class KubernetesReportBackend:
         """``<verb>_namespaced_custom_object`` or ``<verb>_cluster_custom_object``, by the target's scope."""
         api = target.api
         if target.namespace:
-            method = getattr(self._api, f"{verb}_namespaced_custom_object")
+            method = getattr(self._api.get(), f"{verb}_namespaced_custom_object")
             return method(
                 api.group, api.version, target.namespace, api.plural, *args, _request_timeout=self._timeout
             )
-        method = getattr(self._api, f"{verb}_cluster_custom_object")
+        method = getattr(self._api.get(), f"{verb}_cluster_custom_object")
         return method(api.group, api.version, api.plural, *args, _request_timeout=self._timeout)

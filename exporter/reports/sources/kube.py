@@ -93,8 +93,8 @@ class KubeReportSource:
         """Discover, sync and watch until cancelled."""
         tasks: dict[str, asyncio.Task[None]] = {}
         try:
-            client = await self._in_thread(self._factory)
-            custom = kubernetes.client.CustomObjectsApi(client)
+            # Built in a worker thread: the API class's first import takes long enough to stall the loop.
+            custom = await self._in_thread(lambda: kubernetes.client.CustomObjectsApi(self._factory()))
             first_round = True
             attempt = 0
             while True:
