@@ -735,8 +735,8 @@ def _image_policy_patch(evaluated: Sequence[Evaluated]) -> list[dict[str, str]]:
         for image in item.prepared.images:
             digests = [
                 outcome.digest
-                for (reference, _), outcome in item.signatures.items()
-                if reference == image.reference and outcome.status == "pass" and outcome.digest
+                for key, outcome in item.signatures.items()
+                if key[0] == image.reference and outcome.status == "pass" and outcome.digest
             ]
             if image.pointer is None or "@" in image.image or not digests:
                 continue
