@@ -17,11 +17,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from exporter.cluster import ClusterConnection
+from exporter.policy.match import NAMESPACE_NAME_LABEL
 from exporter.threads import run_in_daemon_thread
 
 log = logging.getLogger(__name__)
 
-NAME_LABEL = "kubernetes.io/metadata.name"
+NAME_LABEL = NAMESPACE_NAME_LABEL
 HTTP_GONE = 410
 
 

@@ -124,6 +124,10 @@ def test_namespace_labels_steer_namespace_selectors(
         registry.host,
     ]
     assert main([*args, "--namespace-labels", str(labels)]) == 1
+    assert "no matching signatures" in capsys.readouterr().out
+    # a namespace not described has no labels but its name: the override does not apply (Audit)
+    labels.write_text("elsewhere: {tier: critical}\n")
+    assert main([*args, "--namespace-labels", str(labels)]) == 0
     assert main(args) == 0
     capsys.readouterr()
 

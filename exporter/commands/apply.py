@@ -112,6 +112,7 @@ def _resources(paths: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def _namespace_labels(path: str | None) -> Mapping[str, Mapping[str, str]]:
+    """The labels of each namespace given with ``--namespace-labels`` (none without it)."""
     if path is None:
         return {}
     documents = [document for document in _yaml_documents(path) if document is not None]
@@ -163,6 +164,7 @@ async def _evaluate(
     from exporter.admission.review import parse_review  # noqa: PLC0415
     from exporter.admission.verifier import ImageVerifier  # noqa: PLC0415
     from exporter.metrics import ServiceMetrics  # noqa: PLC0415
+    from exporter.policy.match import NAMESPACE_NAME_LABEL  # noqa: PLC0415
     from exporter.registry import RegistryClient  # noqa: PLC0415
 
     metrics = ServiceMetrics()
@@ -175,7 +177,8 @@ async def _evaluate(
             verifier,
             metrics,
             config=AdmissionConfig(timeout=decision_timeout),
-            namespace_labels=lambda namespace: labels.get(namespace, {}),
+            # A namespace not described has only the label the API server always sets.
+            namespace_labels=lambda namespace: labels.get(namespace, {NAMESPACE_NAME_LABEL: namespace}),
         )
         try:
             for number, obj in enumerate(resources, start=1):

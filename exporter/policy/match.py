@@ -17,6 +17,9 @@ from exporter.policy.model import MatchBlock, ResourceFilter, Rule, frozen_mappi
 from exporter.policy.selector import selector_matches
 from exporter.policy.wildcard import wildcard_match
 
+# The label the API server sets on every Namespace: all that is known of a namespace not seen yet.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+
 _VERSION = re.compile(r"v\d+(?:(?:alpha|beta)\d+)?|\*")
 
 
