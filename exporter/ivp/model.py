@@ -15,13 +15,7 @@ from typing import Literal
 
 from exporter.cosign.options import VerificationOptions
 from exporter.ivp.celenv import CompiledExpression, identifiers
-from exporter.policy.model import (
-    CATEGORY_ANNOTATION,
-    SCORED_ANNOTATION,
-    SEVERITY_ANNOTATION,
-    FailurePolicy,
-    LabelSelector,
-)
+from exporter.policy.model import FailurePolicy, LabelSelector, PolicyIdentity
 
 IvpKind = Literal["ImageValidatingPolicy", "NamespacedImageValidatingPolicy"]
 ValidationAction = Literal["Deny", "Warn", "Audit"]
@@ -95,10 +89,10 @@ class Validation:
     message_expression: CompiledExpression | None = None
 
 
-@dataclass(frozen=True)
-class ImageValidatingPolicy:
-    """A validated (Namespaced)ImageValidatingPolicy. Equality and hashing use (kind, namespace, name,
-    version), like :class:`exporter.policy.model.KyvernoPolicy`; ``version`` is a content hash."""
+@dataclass(frozen=True, eq=False)
+class ImageValidatingPolicy(PolicyIdentity):
+    """A validated (Namespaced)ImageValidatingPolicy; identity, messages and report metadata as for
+    ClusterPolicies (:class:`exporter.policy.model.PolicyIdentity`)."""
 
     kind: IvpKind
     name: str
@@ -122,22 +116,6 @@ class ImageValidatingPolicy:
     verify_digest: bool = True
     required: bool = True
     source: str = field(default="<string>", compare=False)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ImageValidatingPolicy):
-            return NotImplemented
-        return self._identity() == other._identity()
-
-    def __hash__(self) -> int:
-        return hash(self._identity())
-
-    def _identity(self) -> tuple[str, str | None, str, str]:
-        return (self.kind, self.namespace, self.name, self.version)
-
-    @property
-    def key(self) -> tuple[str, str | None, str]:
-        """(kind, namespace, name): unique within a policy set."""
-        return (self.kind, self.namespace, self.name)
 
     @cached_property
     def identifiers(self) -> frozenset[str]:
@@ -172,29 +150,9 @@ class ImageValidatingPolicy:
         return f"{prefix}-{self.name}"
 
     @property
-    def display_name(self) -> str:
-        """``name``, or ``namespace/name`` for the namespaced kind."""
-        return self.name if self.namespace is None else f"{self.namespace}/{self.name}"
-
-    @property
     def report_source(self) -> str:
         """``results[].source``, as Kyverno writes it for CEL image policies."""
         return REPORT_SOURCE
-
-    @property
-    def severity(self) -> str | None:
-        """``policies.kyverno.io/severity``, or None."""
-        return self.annotations.get(SEVERITY_ANNOTATION) or None
-
-    @property
-    def category(self) -> str | None:
-        """``policies.kyverno.io/category``, or None."""
-        return self.annotations.get(CATEGORY_ANNOTATION) or None
-
-    @property
-    def scored(self) -> bool:
-        """False only when ``policies.kyverno.io/scored`` is ``"false"``."""
-        return self.annotations.get(SCORED_ANNOTATION) != "false"
 
     @property
     def denies(self) -> bool:

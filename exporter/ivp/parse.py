@@ -27,11 +27,12 @@ from exporter.ivp.model import (
 )
 from exporter.policy.autogen import CONTROLLER_GVKS, DEFAULT_CONTROLLERS
 from exporter.policy.fields import FieldError, Fields
-from exporter.policy.model import FailurePolicy, frozen_mapping
+from exporter.policy.model import FailurePolicy
 from exporter.policy.parse import (
     FAILURE_POLICIES,
     content_version,
     optional_selector,
+    parse_header,
 )
 
 API_VERSIONS = frozenset(
@@ -261,37 +262,16 @@ def parse_image_validating_policy(
     document: Mapping[str, Any], source: str = "<string>"
 ) -> ImageValidatingPolicy:
     """Validate one decoded policy object. Raises :class:`FieldError`."""
-    top = Fields(document, "")
-    kind = top.choice("kind", IVP_KINDS)
-    if kind is None:
-        raise FieldError("kind", "is required")
-    api_version = top.required_string("apiVersion")
-    if api_version not in API_VERSIONS:
-        raise FieldError(
-            "apiVersion", f"unsupported {api_version!r}; use {' or '.join(sorted(API_VERSIONS))}"
-        )
-    metadata = top.child("metadata")
-    if metadata is None:
-        raise FieldError("metadata", "is required")
-    name = metadata.required_string("name")
-    namespaced = kind == "NamespacedImageValidatingPolicy"
-    namespace = metadata.string("namespace") if namespaced else None
-    if namespaced and namespace is None:
-        raise FieldError("metadata.namespace", "is required for a NamespacedImageValidatingPolicy")
-    annotations = frozen_mapping(metadata.string_map("annotations"))
-    spec = top.child("spec")
-    top.raw("status")  # written by Kyverno; never input
-    top.finish({})
-    if spec is None:
-        raise FieldError("spec", "is required")
+    header = parse_header(document, IVP_KINDS, API_VERSIONS, "NamespacedImageValidatingPolicy")
+    spec = header.spec
     configurations = spec.child("validationConfigurations")
     attestor_names: set[str] = set()
     attestation_names: set[str] = set()
     policy = ImageValidatingPolicy(
-        kind=kind,
-        name=name,
-        namespace=namespace,
-        annotations=annotations,
+        kind=header.kind,
+        name=header.name,
+        namespace=header.namespace,
+        annotations=header.annotations,
         match_constraints=_match_constraints(spec.child("matchConstraints")),
         match_conditions=_named_list(spec, "matchConditions", "bool"),
         variables=_named_list(spec, "variables", "any"),

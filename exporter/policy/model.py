@@ -183,31 +183,20 @@ class ActionOverride:
     namespace_selector: LabelSelector | None
 
 
-@dataclass(frozen=True)
-class KyvernoPolicy:
-    """A validated ``ClusterPolicy``/``Policy`` whose ``rules`` already include the autogen rules.
-
-    Equality and hashing use (kind, namespace, name, version), so policies can key caches.
+class PolicyIdentity:
+    """What every policy kind shares, for caches, messages and reports. Subclasses are frozen dataclasses
+    with ``eq=False``: equality and hashing use (kind, namespace, name, version), so policies can key caches.
     ``version`` is a content hash of the policy (metadata that changes without the policy changing, such as
-    ``resourceVersion``, excluded): the cache key for "this version of the policy".
-    """
+    ``resourceVersion``, excluded): the cache key for "this version of the policy"."""
 
-    kind: PolicyKind
+    kind: str
     name: str
     namespace: str | None
     annotations: Mapping[str, str]
-    validation_failure_action: Action
-    overrides: tuple[ActionOverride, ...]
-    failure_policy: FailurePolicy
-    rules: tuple[Rule, ...]
     version: str
-    admission: bool = True
-    webhook_timeout_seconds: int | None = None
-    emit_warning: bool = False
-    source: str = field(default="<string>", compare=False)
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, KyvernoPolicy):
+        if not isinstance(other, PolicyIdentity):
             return NotImplemented
         return self._identity() == other._identity()
 
@@ -223,13 +212,8 @@ class KyvernoPolicy:
         return (self.kind, self.namespace, self.name)
 
     @property
-    def report_name(self) -> str:
-        """The PolicyReport name Kyverno uses for this policy's results: ``cpol-<name>`` / ``pol-<name>``."""
-        return f"cpol-{self.name}" if self.kind == "ClusterPolicy" else f"pol-{self.name}"
-
-    @property
     def display_name(self) -> str:
-        """How messages name the policy: ``name`` for a ClusterPolicy, ``namespace/name`` for a Policy."""
+        """How messages name the policy: ``name``, or ``namespace/name`` for a namespaced kind."""
         return self.name if self.namespace is None else f"{self.namespace}/{self.name}"
 
     @property
@@ -246,6 +230,30 @@ class KyvernoPolicy:
     def scored(self) -> bool:
         """False only when ``policies.kyverno.io/scored`` is ``"false"`` (failures then report as warn)."""
         return self.annotations.get(SCORED_ANNOTATION) != "false"
+
+
+@dataclass(frozen=True, eq=False)
+class KyvernoPolicy(PolicyIdentity):
+    """A validated ``ClusterPolicy``/``Policy`` whose ``rules`` already include the autogen rules."""
+
+    kind: PolicyKind
+    name: str
+    namespace: str | None
+    annotations: Mapping[str, str]
+    validation_failure_action: Action
+    overrides: tuple[ActionOverride, ...]
+    failure_policy: FailurePolicy
+    rules: tuple[Rule, ...]
+    version: str
+    admission: bool = True
+    webhook_timeout_seconds: int | None = None
+    emit_warning: bool = False
+    source: str = field(default="<string>", compare=False)
+
+    @property
+    def report_name(self) -> str:
+        """The PolicyReport name Kyverno uses for this policy's results: ``cpol-<name>`` / ``pol-<name>``."""
+        return f"cpol-{self.name}" if self.kind == "ClusterPolicy" else f"pol-{self.name}"
 
 
 def frozen_mapping(values: Mapping[str, str] | None) -> Mapping[str, str]:

@@ -12,7 +12,8 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from exporter.policy.autogen import parse_controllers_annotation, with_autogen_rules
 from exporter.policy.fields import FieldError, Fields, is_empty
@@ -41,6 +42,7 @@ from exporter.policy.model import (
 from exporter.registry.reference import normalize_registry
 from exporter.sigstore.keys import KeyLoadError, load_public_keys
 
+K = TypeVar("K", bound=str)
 API_VERSIONS = frozenset({"kyverno.io/v1", "kyverno.io/v2beta1"})
 POLICY_KINDS: dict[str, PolicyKind] = {"ClusterPolicy": "ClusterPolicy", "Policy": "Policy"}
 ACTIONS: dict[str, Action] = {"Audit": "Audit", "audit": "Audit", "Enforce": "Enforce", "enforce": "Enforce"}
@@ -450,30 +452,55 @@ def _with_autogen(rules: tuple[Rule, ...], annotations: Mapping[str, str]) -> tu
     return expanded
 
 
-def parse_policy(document: Mapping[str, Any], source: str = "<string>") -> KyvernoPolicy:
-    """Validate one decoded ``ClusterPolicy``/``Policy`` object. Raises :class:`FieldError`."""
+@dataclass(frozen=True)
+class Header(Generic[K]):
+    """What every Kyverno policy kind shares: kind, name, namespace (namespaced kinds only), annotations
+    and the ``spec`` still to be read."""
+
+    kind: K
+    name: str
+    namespace: str | None
+    annotations: Mapping[str, str]
+    spec: Fields
+
+
+def parse_header(
+    document: Mapping[str, Any], kinds: Mapping[str, K], api_versions: frozenset[str], namespaced: str
+) -> Header[K]:
+    """``kind`` (one of ``kinds``), ``apiVersion`` (one of ``api_versions``), ``metadata`` and ``spec`` of a
+    policy object; ``namespaced`` is the kind that needs ``metadata.namespace``. Raises
+    :class:`FieldError`."""
     top = Fields(document, "")
-    kind = top.choice("kind", POLICY_KINDS)
+    kind = top.choice("kind", kinds)
     if kind is None:
         raise FieldError("kind", "is required")
     api_version = top.required_string("apiVersion")
-    if api_version not in API_VERSIONS:
+    if api_version not in api_versions:
         raise FieldError(
-            "apiVersion", f"unsupported {api_version!r}; use {' or '.join(sorted(API_VERSIONS))}"
+            "apiVersion", f"unsupported {api_version!r}; use {' or '.join(sorted(api_versions))}"
         )
     metadata = top.child("metadata")
     if metadata is None:
         raise FieldError("metadata", "is required")
     name = metadata.required_string("name")
-    namespace = metadata.string("namespace") if kind == "Policy" else None
-    if kind == "Policy" and namespace is None:
-        raise FieldError("metadata.namespace", "is required for a namespaced Policy (it applies only there)")
+    namespace = metadata.string("namespace") if kind == namespaced else None
+    if kind == namespaced and namespace is None:
+        raise FieldError("metadata.namespace", f"is required for a {kind} (it applies only there)")
     annotations = frozen_mapping(metadata.string_map("annotations"))
     spec = top.child("spec")
     top.raw("status")  # written by Kyverno; never input
     top.finish({})
     if spec is None:
         raise FieldError("spec", "is required")
+    return Header(kind, name, namespace, annotations, spec)
+
+
+def parse_policy(document: Mapping[str, Any], source: str = "<string>") -> KyvernoPolicy:
+    """Validate one decoded ``ClusterPolicy``/``Policy`` object. Raises :class:`FieldError`."""
+    header = parse_header(document, POLICY_KINDS, API_VERSIONS, "Policy")
+    kind, name, namespace, annotations, spec = (
+        header.kind, header.name, header.namespace, header.annotations, header.spec
+    )  # fmt: skip
     rules = tuple(_rule(item) for item in spec.objects("rules", required=True))
     if not rules:
         raise FieldError("spec.rules", "needs at least one rule")
