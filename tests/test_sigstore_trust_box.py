@@ -123,6 +123,7 @@ NEGATIVE: list[tuple[str, LogKind, Faults, bool, FailedCheck]] = [
     ("entry of another signature", "rekor-v1", Faults(body_mismatch=True), False, "tlog"),
     ("entry of another signature (v2)", "rekor-v2", Faults(body_mismatch=True), True, "tlog"),
     ("Rekor v2 without a timestamp", "rekor-v2", NO_FAULTS, False, "timestamp"),
+    ("Rekor v2 with a timestamp of other bytes", "rekor-v2", Faults(bad_timestamp=True), True, "timestamp"),
 ]
 
 
@@ -296,3 +297,14 @@ def test_key_signed_bundles_bind_the_log_entry_to_the_key(
     )
     failure = verify_material(bundle_material(signed.document, public_key=other), trust)
     assert isinstance(failure, VerificationFailure) and failure.check == "signature"
+
+
+def test_a_timestamp_that_does_not_verify_fails_even_beside_a_good_log_entry(
+    sigstore_box: SigstoreBox, trust: TrustPolicy, root_path: Path
+) -> None:
+    """Stricter than sigstore-python, which skips a bad timestamp when the log entry gives a time: a proof
+    that does not verify is a sign of tampering, never something to ignore."""
+    signed = _bundle(sigstore_box, "dsse", timestamp=True, faults=Faults(bad_timestamp=True))
+    failure = _ours(signed, trust)
+    assert isinstance(failure, VerificationFailure) and failure.check == "timestamp"
+    assert _theirs(signed, root_path)
