@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.support.sigstore_box import SigstoreBox, shared_box
+if TYPE_CHECKING:
+    from tests.support.sigstore_box import SigstoreBox
+
 
 INTEROP_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "interop" / "cosign-vectors"
 
@@ -37,4 +40,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
 @pytest.fixture(scope="session")
 def sigstore_box() -> SigstoreBox:
     """One minted Sigstore (Fulcio, CT log, Rekor v1/v2, TSA) for the whole session: see sigstore_box.py."""
+    # Imported here so that this conftest also works alone (tests/test_ci.py runs it in an empty checkout).
+    from tests.support.sigstore_box import shared_box  # noqa: PLC0415
+
     return shared_box()
