@@ -10,9 +10,12 @@ from exporter.config import ConfigError, add_arguments, describe_options, resolv
 
 EPILOG = """\
 Every flag can also be set as an environment variable (TRUSTWATCH_<FLAG>, e.g. TRUSTWATCH_LOG_FORMAT=json) or
-as a key of the --config YAML file; flags win over the environment, which wins over the file.
+as a key of the --config YAML file; flags win over the environment, which wins over the file. An unknown
+TRUSTWATCH_* variable or file key is an error, and flags are never guessed from a prefix.
 With no cluster (no in-cluster service account, no kubeconfig) trustwatch runs on local files: the embedded
-example policy and reports, a self-signed webhook certificate and reports written under --state-dir."""
+example policy and reports (unless --policies names your own), a self-signed webhook certificate and reports
+written under --state-dir. Only a process running in a cluster writes reports into it by default; from a
+laptop with a kubeconfig, --report-output kubernetes does."""
 
 
 def register(subparsers: Any) -> None:
