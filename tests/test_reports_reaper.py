@@ -79,3 +79,22 @@ async def test_gone_resources_lose_their_results_and_the_rest_is_kept(
     assert sorted(r["resources"][0]["name"] for r in report["results"]) == ["just-written", "live", "w"]
     assert report["summary"]["pass"] == 3
     assert len(untouched["results"]) == 1  # only trustwatch's own reports are touched
+
+
+async def test_many_namespaces_cost_one_list_per_kind() -> None:
+    async with FakeKubeServer(CLUSTER_RESOURCES) as server:
+        namespaces = [f"team-{number}" for number in range(12)]
+        for namespace in namespaces:
+            entry = result("Pod", "gone", f"uid-{namespace}")
+            entry["resources"][0]["namespace"] = namespace
+            server.put_object(
+                report_document(
+                    "cpol-p", namespace, [entry], labels={"app.kubernetes.io/managed-by": "trustwatch"}
+                )
+            )
+        reaper = ResultReaper(
+            KubernetesReportBackend(server.api_client()), LiveResources(server.api_client()), report_api=POLR
+        )
+        assert await asyncio.to_thread(reaper.sweep) == 12
+        pod_lists = [r for r in server.requests if r.method == "GET" and r.path.endswith("/pods")]
+    assert [r.path for r in pod_lists] == ["/api/v1/pods"]

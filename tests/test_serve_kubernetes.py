@@ -277,7 +277,13 @@ def test_an_unreachable_cluster_is_said_once_and_the_webhook_serves_anyway(tmp_p
     )
     policy = tmp_path / "policy.yaml"
     policy.write_text(walkthrough_policy_text(public_pem(generate_signing_key())))
-    with ServeProcess(tmp_path, "--policies", str(policy), env={"KUBECONFIG": str(kubeconfig)}) as serve:
+    with ServeProcess(
+        tmp_path,
+        "--policies", str(policy),
+        "--report-output", "kubernetes",  # the report writer and the reaper retry too
+        "--report-cleanup-interval", "0.5",
+        env={"KUBECONFIG": str(kubeconfig)},
+    ) as serve:  # fmt: skip
         # Admission does not wait for the report watcher: an image no rule selects is admitted at once.
         pod = workload("Pod", "app", "dev", "registry.invalid/app:1")
         pod["spec"] = {"containers": []}

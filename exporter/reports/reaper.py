@@ -41,6 +41,8 @@ HTTP_NOT_FOUND = 404
 # Ask for metadata only: a list of every Pod in a namespace is then small.
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 PAGE_SIZE = 500
+# A sweep lists a kind namespace by namespace up to this many namespaces, else once across the cluster.
+PER_NAMESPACE_LISTS_UP_TO = 10
 
 
 def plural_of(kind: str) -> str:
@@ -67,7 +69,8 @@ class LiveResources:
         self._timeout = request_timeout
 
     def identities(self, api_version: str, kind: str, namespace: str) -> set[str] | None:
-        """Every uid and ``kind/namespace/name`` of that kind there, or None when it cannot be listed."""
+        """Every uid and ``kind/namespace/name`` of that kind in ``namespace`` (all namespaces when empty),
+        or None when the kind is not served."""
         found: set[str] = set()
         token = ""
         while True:
@@ -78,7 +81,7 @@ class LiveResources:
                 metadata = item.get("metadata") or {} if isinstance(item, dict) else {}
                 if metadata.get("uid"):
                     found.add(str(metadata["uid"]))
-                found.add(f"{kind}/{namespace}/{metadata.get('name', '')}")
+                found.add(f"{kind}/{metadata.get('namespace') or namespace}/{metadata.get('name', '')}")
             token = str((page.get("metadata") or {}).get("continue") or "")
             if not token:
                 return found
@@ -162,28 +165,77 @@ class ResultReaper:
             try:
                 removed = await asyncio.to_thread(self.sweep)
             except Exception as exc:
-                log.warning(
-                    "checking written reports for deleted resources failed", extra={"error": str(exc)}
-                )
+                if not self._connection.failed(exc):  # an unreachable server is reported once
+                    log.warning(
+                        "checking written reports for deleted resources failed", extra={"error": str(exc)}
+                    )
             else:
+                self._connection.succeeded()
                 if removed:
                     log.info("removed results of deleted resources", extra={"results": removed})
             await asyncio.sleep(self._interval)
 
     def sweep(self) -> int:
-        """One pass over trustwatch's reports; returns how many results were removed."""
+        """One pass over trustwatch's reports; returns how many results were removed.
+
+        All reports are read first, then each kind their results name is listed once: per namespace when
+        few namespaces are concerned, else across the cluster, so a sweep costs a handful of lists
+        whatever the number of namespaces."""
+        settled = self._clock() - self._grace
+        reports = [
+            (target, document, self._judgeable(target, document, settled))
+            for target, document in self._managed_reports()
+        ]
+        needed: dict[tuple[str, str], set[str]] = {}
+        for _target, _document, named in reports:
+            for (api_version, kind, namespace), _identity in named:
+                needed.setdefault((api_version, kind), set()).add(namespace)
+        live = self._live_identities(needed)
         removed = 0
-        for target, document in self._managed_reports():
-            gone = self._gone(target, document)
+        for target, document, named in reports:
+            gone = {
+                identity
+                for where, identity in named
+                if (existing := live.get(where)) is not None and identity not in existing
+            }
             if not gone:
                 continue
-            before = len(document.get("results") or [])
             try:
                 self._backend.update(target, _remover(gone))
             except ReportConflictError:
                 continue  # written meanwhile: the next sweep looks again
-            removed += before - len(without(document, gone)["results"])
+            removed += len(document.get("results") or []) - len(without(document, gone)["results"])
         return removed
+
+    @staticmethod
+    def _judgeable(
+        target: ReportTarget, document: Mapping[str, Any], settled: float
+    ) -> list[tuple[tuple[str, str, str], str]]:
+        """(apiVersion, kind, namespace) and identity of each result old enough to judge."""
+        named = []
+        for entry in document.get("results") or []:
+            if not isinstance(entry, Mapping) or _seconds(entry) > settled:
+                continue
+            resource = _resource_of(entry)
+            api_version, kind = str(resource.get("apiVersion", "")), str(resource.get("kind", ""))
+            if api_version and kind:
+                namespace = str(resource.get("namespace") or target.namespace)
+                named.append(((api_version, kind, namespace), result_identity(entry)))
+        return named
+
+    def _live_identities(
+        self, needed: Mapping[tuple[str, str], set[str]]
+    ) -> dict[tuple[str, str, str], set[str] | None]:
+        """Live identities by (apiVersion, kind, namespace), None where the kind cannot be listed."""
+        live: dict[tuple[str, str, str], set[str] | None] = {}
+        for (api_version, kind), namespaces in needed.items():
+            if len(namespaces) > PER_NAMESPACE_LISTS_UP_TO:
+                everywhere = self._list(api_version, kind, "")
+                live.update({(api_version, kind, namespace): everywhere for namespace in namespaces})
+            else:
+                for namespace in namespaces:
+                    live[(api_version, kind, namespace)] = self._list(api_version, kind, namespace)
+        return live
 
     def _managed_reports(self) -> Iterator[tuple[ReportTarget, Mapping[str, Any]]]:
         selector = ",".join(f"{key}={value}" for key, value in MANAGED_BY.items())
@@ -196,28 +248,6 @@ class ResultReaper:
                     ReportTarget(api, str(metadata.get("namespace") or ""), str(metadata.get("name"))),
                     document,
                 )
-
-    def _gone(self, target: ReportTarget, document: Mapping[str, Any]) -> set[str]:
-        """Identities of results old enough to judge whose resource is not among the live ones."""
-        live: dict[tuple[str, str, str], set[str] | None] = {}
-        gone: set[str] = set()
-        settled = self._clock() - self._grace
-        for entry in document.get("results") or []:
-            if not isinstance(entry, Mapping) or _seconds(entry) > settled:
-                continue
-            resource = _resource_of(entry)
-            api_version, kind = str(resource.get("apiVersion", "")), str(resource.get("kind", ""))
-            if not api_version or not kind:
-                continue
-            namespace = str(resource.get("namespace") or target.namespace)
-            where = (api_version, kind, namespace)
-            if where not in live:
-                live[where] = self._list(api_version, kind, namespace)
-            existing = live[where]
-            identity = result_identity(entry)
-            if existing is not None and identity not in existing:
-                gone.add(identity)
-        return gone
 
     def _list(self, api_version: str, kind: str, namespace: str) -> set[str] | None:
         try:
