@@ -157,6 +157,13 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("insecure_registry", "Registries (HOST[:PORT]) reached over plain HTTP; repeatable.", kind="list"),
     Option(
+        "trusted_root",
+        "Sigstore trusted_root.json (Fulcio CAs, Rekor and CT log keys, timestamp authorities) for keyless "
+        "and certificate attestors, e.g. a private Sigstore. Default: the public-good root shipped with "
+        "trustwatch.",
+        kind="path",
+    ),
+    Option(
         "timeout",
         "Admission deadline in seconds (match the webhook's timeoutSeconds); a decision is "
         "always returned before it.",
@@ -224,6 +231,7 @@ class ServeConfig:
     kind_exclude: tuple[str, ...] = ()
     registry_config: Path | None = None
     insecure_registry: tuple[str, ...] = ()
+    trusted_root: Path | None = None
     timeout: float = 10.0
     cache_ttl: float = 3600.0
     cache_size: int = 1000

@@ -51,6 +51,7 @@ from exporter.reports.store import ReportStore
 from exporter.reports.writer import ReportBackend, ReportWriter
 from exporter.reports.writer_kube import KubernetesReportBackend
 from exporter.reports.writer_local import LocalReportBackend
+from exporter.sigstore import TrustedRoot, TrustedRootError, load_trusted_root
 from exporter.status_server import Readiness, build_status_app
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ _STARTUP_ERRORS = (
     LabelConfigError,
     PolicyLoadError,
     TLSError,
+    TrustedRootError,
     OSError,
 )
 
@@ -194,6 +196,7 @@ class WebhookInputs:
     reloader: PolicyReloader
     certificate: ServingCertificate
     credentials: CredentialStore | None
+    trusted_root: TrustedRoot | None
 
 
 class Service:
@@ -309,7 +312,8 @@ class Service:
         )
         certificate = ServingCertificate.open(tls_config, self.metrics)
         credentials = load_docker_config(config.registry_config) if config.registry_config else None
-        return WebhookInputs(reloader, certificate, credentials)
+        trusted_root = load_trusted_root(config.trusted_root) if config.trusted_root else None
+        return WebhookInputs(reloader, certificate, credentials, trusted_root)
 
     async def _start_webhook(self, inputs: WebhookInputs) -> None:
         config, plan = self.config, self.plan
@@ -339,7 +343,9 @@ class Service:
         secret_keys = (
             KubernetesSecretKeys(plan.cluster.api_client_factory()) if plan.cluster is not None else None
         )
-        verifier = ImageVerifier(client, self.metrics, settings, secret_keys=secret_keys)
+        verifier = ImageVerifier(
+            client, self.metrics, settings, secret_keys=secret_keys, trusted_root=inputs.trusted_root
+        )
         self._resources.push_async_callback(verifier.close)
         engine = AdmissionEngine(
             lambda: reloader.current().policies,

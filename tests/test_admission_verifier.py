@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from exporter.admission.verifier import judge
+from exporter.cosign.formats.legacy import SIMPLE_SIGNING_MEDIA_TYPE
 from exporter.cosign.found import FoundArtifacts
 from exporter.policy.model import Attestor, ImageVerification, KeyEntry, Rekor
+from exporter.policy.parse import parse_policy
 from exporter.registry.reference import parse_reference
-from tests.support.artifacts import found, image_signature_bundle, sig_layer
+from exporter.sigstore import parse_trusted_root
+from tests.support.artifacts import artifact, found, image_signature_bundle, sig_layer
 from tests.support.registry import PrivateKey, generate_signing_key, public_pem
+from tests.support.sigstore_box import GITHUB_ISSUER, Identity, SigstoreBox
 
 DIGEST = "sha256:" + "12" * 32
 IMAGE = "docker.io/user/test:v1"
@@ -126,3 +133,91 @@ def test_a_key_that_went_bad_in_its_secret_is_an_error_saying_it_looks_truncated
     outcome = judge(signed_by(KEY_A), verification(Attestor(None, (damaged,))), IMAGE)
     assert outcome.status == "error"
     assert "not a multiple of 4: the key looks truncated" in outcome.message
+
+
+# --- keyless and certificate entries, through the policy parser ---------------------------------------
+
+KEYLESS_SIGNER = Identity("release@example.com", GITHUB_ISSUER)
+
+
+def _parsed(entry: dict[str, Any], **fields: Any) -> ImageVerification:
+    document = {
+        "apiVersion": "kyverno.io/v1",
+        "kind": "ClusterPolicy",
+        "metadata": {"name": "p"},
+        "spec": {
+            "rules": [
+                {
+                    "name": "r",
+                    "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                    "verifyImages": [
+                        {"imageReferences": ["*"], "attestors": [{"entries": [entry]}], **fields}
+                    ],
+                }
+            ]
+        },
+    }
+    return parse_policy(document).rules[0].verify_images[0]
+
+
+def _keyless_found(sigstore_box: SigstoreBox, *, referrer: bool) -> FoundArtifacts:
+    if referrer:
+        signed = sigstore_box.image_bundle(DIGEST, KEYLESS_SIGNER)
+        layer = artifact("referrers-api", signed.json, signed.media_type)
+    else:
+        legacy = sigstore_box.legacy_signature(DIGEST, "docker.io/user/test", KEYLESS_SIGNER)
+        layer = artifact("sig-tag", legacy.layer.payload, SIMPLE_SIGNING_MEDIA_TYPE, legacy.annotations)
+    return found(parse_reference(IMAGE).with_digest(DIGEST), DIGEST, layer)
+
+
+def test_keyless_entry_verifies_under_the_trusted_root_it_is_given(sigstore_box: SigstoreBox) -> None:
+    root = parse_trusted_root(json.dumps(sigstore_box.trusted_root()).encode(), "box")
+    keyless = _parsed({"keyless": {"subject": "*@example.com", "issuer": GITHUB_ISSUER}})
+    for referrer in (False, True):
+        signatures = _keyless_found(sigstore_box, referrer=referrer)
+        assert judge(signatures, keyless, IMAGE, root).status == "pass"
+        # the public-good root does not know the box's Fulcio: a definite fail, at Kyverno's path
+        outcome = judge(signatures, keyless, IMAGE)
+        assert outcome.status == "fail"
+        assert (
+            f"failed to verify image {IMAGE}: .attestors[0].entries[0].keyless: no matching signatures"
+            in (outcome.message)
+        )
+
+
+def test_keyless_identity_mismatch_fails_naming_the_entry(sigstore_box: SigstoreBox) -> None:
+    root = parse_trusted_root(json.dumps(sigstore_box.trusted_root()).encode(), "box")
+    other = _parsed({"keyless": {"subject": "someone@example.org", "issuer": GITHUB_ISSUER}})
+    outcome = judge(_keyless_found(sigstore_box, referrer=True), other, IMAGE, root)
+    assert outcome.status == "fail"
+    assert ".attestors[0].entries[0].keyless: no matching signatures" in outcome.message
+
+
+def test_certificates_entry_verifies_a_certificate_issued_under_its_chain(sigstore_box: SigstoreBox) -> None:
+    root = parse_trusted_root(json.dumps(sigstore_box.trusted_root()).encode(), "box")
+    certificates = _parsed({"certificates": {"certChain": sigstore_box.chain_pem}})
+    assert judge(_keyless_found(sigstore_box, referrer=False), certificates, IMAGE, root).status == "pass"
+    rogue = SigstoreBox("verifier rogue", now=sigstore_box.now).chain_pem
+    outcome = judge(
+        _keyless_found(sigstore_box, referrer=False),
+        _parsed({"certificates": {"certChain": rogue}}),
+        IMAGE,
+        root,
+    )
+    assert outcome.status == "fail"
+    assert ".attestors[0].entries[0].certificates: no matching signatures" in outcome.message
+
+
+def test_sigstore_bundle_type_counts_only_referrers(sigstore_box: SigstoreBox) -> None:
+    root = parse_trusted_root(json.dumps(sigstore_box.trusted_root()).encode(), "box")
+    entry = {"keyless": {"subject": KEYLESS_SIGNER.san, "issuer": GITHUB_ISSUER}}
+    for fields in ({"type": "SigstoreBundle"}, {"cosignOCI11": True}):
+        only_referrers = _parsed(entry, **fields)
+        assert (
+            judge(_keyless_found(sigstore_box, referrer=True), only_referrers, IMAGE, root).status == "pass"
+        )
+        legacy = judge(_keyless_found(sigstore_box, referrer=False), only_referrers, IMAGE, root)
+        assert legacy.status == "fail"
+        assert "no matching signatures" in legacy.message
+    both = _parsed(entry)
+    assert judge(_keyless_found(sigstore_box, referrer=False), both, IMAGE, root).status == "pass"

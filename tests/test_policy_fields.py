@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import hashlib
 import json
 import re
@@ -19,20 +20,25 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client import CollectorRegistry
 
 from exporter.admission.cache import Lookup
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine
 from exporter.admission.review import parse_review
 from exporter.admission.verifier import ImageOutcome, judge
+from exporter.cosign.formats.legacy import SIMPLE_SIGNING_MEDIA_TYPE
+from exporter.cosign.found import FoundArtifact
 from exporter.metrics import ServiceMetrics
 from exporter.policy import PolicyLoadError, fields
 from exporter.policy.model import ImageVerification
 from exporter.policy.parse import parse_policy
 from exporter.registry.reference import parse_reference
+from exporter.sigstore import TrustedRoot, parse_trusted_root
 from tests.support.admission import review_body, workload
-from tests.support.artifacts import found, sig_layer
+from tests.support.artifacts import artifact, found, sig_layer
 from tests.support.registry import generate_signing_key, public_pem
+from tests.support.sigstore_box import GITHUB_ISSUER, GitHubWorkflow, Identity, SigstoreBox, pem
 from tests.test_policy_builders import load
 
 KEY_A, KEY_B = generate_signing_key(), generate_signing_key()
@@ -42,10 +48,65 @@ DIGEST = "sha256:" + "ab" * 32
 
 Doc = dict[str, Any]
 
+# Keyless signers on "signed" images: one logged in Rekor, one logged nowhere, one timestamped by the TSA.
+LOGGED = Identity("logged@example.com", GITHUB_ISSUER, github=GitHubWorkflow(trigger="push"))
+UNLOGGED = Identity("unlogged@example.com", GITHUB_ISSUER)
+STAMPED = Identity("stamped@example.com", GITHUB_ISSUER)
+
+
+@functools.cache
+def box() -> SigstoreBox:
+    return SigstoreBox("policy-fields")
+
+
+@functools.cache
+def rogue_chain() -> str:
+    """A Fulcio chain nobody here signs under."""
+    return SigstoreBox("policy-fields rogue", now=box().now).chain_pem
+
+
+@functools.cache
+def bare_root() -> TrustedRoot:
+    """The box's Fulcio CA only: the Rekor, CT log and TSA keys must come from the policy's rekor/ctlog."""
+    document = box().trusted_root()
+    document["tlogs"], document["ctlogs"], document["timestampAuthorities"] = [], [], []
+    return parse_trusted_root(json.dumps(document).encode(), "policy-fields root")
+
+
+def _public_pem(key: Any) -> str:
+    return str(key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode())
+
+
+def rekor_pem() -> str:
+    return box().rekor_public_pem
+
+
+def ctlog_pem() -> str:
+    return _public_pem(box().ct_log.key.public_key())
+
+
+def tsa_chain() -> str:
+    return pem(box().tsa.certificate) + pem(box().tsa.root)
+
+
+@functools.cache
+def keyless_layers(digest: str, repository: str) -> tuple[FoundArtifact, ...]:
+    signed = (
+        box().legacy_signature(digest, repository, LOGGED),
+        box().legacy_signature(digest, repository, UNLOGGED, log="none"),
+        box().legacy_signature(digest, repository, STAMPED, log="none", timestamp=True),
+    )
+    return tuple(
+        artifact("sig-tag", item.layer.payload, SIMPLE_SIGNING_MEDIA_TYPE, item.annotations)
+        for item in signed
+    )
+
 
 class JudgingVerifier:
     """The engine's verifier with the real attestor logic: images whose repository contains ``signed``
-    carry a signature by KEY_A; ``slow`` images take longer than any deadline here."""
+    carry a signature by KEY_A and the keyless signatures of :func:`keyless_layers` (their signatures are
+    looked for in the rule's ``repository`` when it names one); ``slow`` images take longer than any
+    deadline here. Certificates and keyless identities are judged with :func:`bare_root`."""
 
     def __init__(self) -> None:
         self.cached_calls = 0
@@ -63,10 +124,14 @@ class JudgingVerifier:
         if "slow" in reference.repository:
             await asyncio.sleep(5)
         digest = reference.digest or "sha256:" + hashlib.sha256(image.encode()).hexdigest()
-        signed = "signed" in reference.repository and "unsigned" not in reference.repository
-        layers = [sig_layer(KEY_A, digest, reference.repository_path)] if signed else []
+        where = parse_reference(verification.repository) if verification.repository else reference
+        signed = "signed" in where.repository and "unsigned" not in where.repository
+        layers = []
+        if signed:
+            layers = [sig_layer(KEY_A, digest, reference.repository_path)]
+            layers += keyless_layers(digest, reference.repository_path)
         signatures = found(reference.with_digest(digest), digest, *layers)
-        return judge(signatures, verification, reference.canonical), "miss"
+        return judge(signatures, verification, reference.canonical, bare_root()), "miss"
 
 
 def _labelled(obj: Doc, **annotations: str) -> Doc:
@@ -277,6 +342,62 @@ def _set_entries(*pems: str, count: int | None = None) -> Callable[[Doc], None]:
     return change
 
 
+def _signer_entry(kind: str, **fields: Any) -> Callable[[Doc], None]:
+    """Replace the attestors by one ``kind`` entry (keyless or certificates) with ``fields``; None drops one.
+
+    The defaults verify the "signed" images' Rekor-logged keyless signature under :func:`bare_root`.
+    """
+
+    def change(doc: Doc) -> None:
+        if kind == "keyless":
+            entry: Doc = {"subject": LOGGED.san, "issuer": GITHUB_ISSUER}
+        else:
+            entry = {"certChain": box().chain_pem}
+        entry |= {"rekor": {"pubkey": rekor_pem()}, "ctlog": {"pubkey": ctlog_pem()}}
+        entry |= fields
+        _entry(doc)["attestors"] = [
+            {"entries": [{kind: {key: value for key, value in entry.items() if value is not None}}]}
+        ]
+
+    return change
+
+
+def _signer_effects(kind: str) -> dict[str, Effect]:
+    """The rekor/ctlog settings both certificate kinds share, each shown to decide a verification."""
+    at = f"spec.rules.verifyImages.attestors.entries.{kind}"
+    # keyless identities pick one of the three signatures; a certificate chain accepts all three
+    unlogged = {"subject": UNLOGGED.san} if kind == "keyless" else {}
+    stamped = {"subject": STAMPED.san} if kind == "keyless" else {}
+    no_ctlog_key = _signer_entry(kind, ctlog=None)
+    return {
+        f"{at}.rekor": (_signer_entry(kind, rekor=None), _signer_entry(kind), False),
+        f"{at}.rekor.pubkey": (
+            _signer_entry(kind, rekor={}),
+            _signer_entry(kind, rekor={"pubkey": rekor_pem()}),
+            False,
+        ),
+        f"{at}.rekor.ignoreTlog": (
+            _signer_entry(kind, rekor=None, **unlogged),
+            _signer_entry(kind, rekor={"ignoreTlog": True}, **unlogged),
+            False,
+        ),
+        f"{at}.ctlog": (no_ctlog_key, _signer_entry(kind), False),
+        f"{at}.ctlog.pubkey": (
+            _signer_entry(kind, ctlog={}),
+            _signer_entry(kind, ctlog={"pubkey": ctlog_pem()}),
+            False,
+        ),
+        f"{at}.ctlog.ignoreSCT": (no_ctlog_key, _signer_entry(kind, ctlog={"ignoreSCT": True}), False),
+        f"{at}.ctlog.tsaCertChain": (
+            _signer_entry(kind, rekor=None, **stamped),
+            _signer_entry(
+                kind, rekor=None, ctlog={"pubkey": ctlog_pem(), "tsaCertChain": tsa_chain()}, **stamped
+            ),
+            False,
+        ),
+    }
+
+
 _ENFORCE = _with(_spec, validationFailureAction="Enforce")
 _SECRET = _secret("cosign", "keys")
 _REKOR = _with(_keys, rekor={"pubkey": PEM_B})
@@ -421,6 +542,65 @@ EFFECTS: dict[str, Effect] = {
         _with(_keys, rekor={"pubkey": PEM_B, "ignoreTlog": True}),
         False,
     ),
+    "spec.rules.verifyImages.attestors.entries.keyless": (
+        None,
+        _signer_entry("keyless", subject="someone-else@example.com"),
+        False,
+    ),
+    "spec.rules.verifyImages.attestors.entries.keyless.subject": (
+        _signer_entry("keyless"),
+        _signer_entry("keyless", subject="someone-else@example.com"),
+        False,
+    ),
+    "spec.rules.verifyImages.attestors.entries.keyless.subjectRegExp": (
+        _signer_entry("keyless", subject=None),
+        _signer_entry("keyless", subject=None, subjectRegExp="^unlogged@"),
+        False,
+    ),
+    "spec.rules.verifyImages.attestors.entries.keyless.issuer": (
+        _signer_entry("keyless"),
+        _signer_entry("keyless", issuer="https://accounts.example.com"),
+        False,
+    ),
+    "spec.rules.verifyImages.attestors.entries.keyless.issuerRegExp": (
+        _signer_entry("keyless", issuer=None),
+        _signer_entry("keyless", issuer=None, issuerRegExp="gitlab"),
+        False,
+    ),
+    "spec.rules.verifyImages.attestors.entries.keyless.additionalExtensions": (
+        _signer_entry("keyless", additionalExtensions={"githubWorkflowTrigger": "push"}),
+        _signer_entry("keyless", additionalExtensions={"githubWorkflowTrigger": "release"}),
+        False,
+    ),
+    "spec.rules.verifyImages.attestors.entries.keyless.roots": (
+        _signer_entry("keyless"),
+        _signer_entry("keyless", roots=rogue_chain()),
+        False,
+    ),
+    "spec.rules.verifyImages.attestors.entries.certificates": (
+        None,
+        _signer_entry("certificates", certChain=rogue_chain()),
+        False,
+    ),
+    "spec.rules.verifyImages.attestors.entries.certificates.cert": (
+        _signer_entry("certificates"),
+        _signer_entry("certificates", cert=rogue_chain()),
+        False,
+    ),
+    "spec.rules.verifyImages.attestors.entries.certificates.certChain": (
+        _signer_entry("certificates"),
+        _signer_entry("certificates", certChain=rogue_chain()),
+        False,
+    ),
+    **_signer_effects("keyless"),
+    **_signer_effects("certificates"),
+    "spec.rules.verifyImages.repository": (
+        None,
+        _with(_entry, repository="ghcr.io/acme/signed-signatures"),
+        False,
+    ),
+    "spec.rules.verifyImages.type": (None, _with(_entry, type="SigstoreBundle"), False),
+    "spec.rules.verifyImages.cosignOCI11": (None, _with(_entry, cosignOCI11=True), False),
     "spec.rules.verifyImages.required": (None, _with(_entry, required=False), False),
     "spec.rules.verifyImages.verifyDigest": (None, _with(_entry, verifyDigest=False), False),
     "spec.rules.verifyImages.mutateDigest": (None, _with(_entry, mutateDigest=False), False),
@@ -453,11 +633,6 @@ FIXED: dict[str, tuple[Callable[[Doc], None], Callable[[Doc], None]]] = {
     "spec.rules.skipBackgroundRequests": (
         _with(_rule, skipBackgroundRequests=True),
         _with(_rule, skipBackgroundRequests=False),
-    ),
-    "spec.rules.verifyImages.type": (_with(_entry, type="Cosign"), _with(_entry, type="Notary")),
-    "spec.rules.verifyImages.cosignOCI11": (
-        _with(_entry, cosignOCI11=False),
-        _with(_entry, cosignOCI11=True),
     ),
 }
 # Written by Kyverno into the objects it serves (``kubectl get -o yaml``), never read as policy input.
@@ -516,6 +691,22 @@ def accepted(monkeypatch: pytest.MonkeyPatch) -> Iterator[set[str]]:
         }
     ]
     parse_policy(full)
+    signers = base_policy()
+    _entry(signers).update(repository="ghcr.io/acme/signatures", type="SigstoreBundle", cosignOCI11=True)
+    logs = {"rekor": {"pubkey": PEM_B, "ignoreTlog": True}, "ctlog": {"pubkey": PEM_B, "ignoreSCT": True}}
+    logs["ctlog"]["tsaCertChain"] = tsa_chain()
+    keyless = {
+        "subject": "a",
+        "subjectRegExp": "b",
+        "issuer": "c",
+        "issuerRegExp": "d",
+        "additionalExtensions": {"githubWorkflowTrigger": "push"},
+        "roots": box().chain_pem,
+        **logs,
+    }
+    certificates = {"cert": pem(box().fulcio.chain[0]), "certChain": box().chain_pem, **logs}
+    _entry(signers)["attestors"] = [{"entries": [{"keyless": keyless}, {"certificates": certificates}]}]
+    parse_policy(signers)
     legacy = base_policy()
     _legacy_key(legacy)
     _match(legacy).pop("any")

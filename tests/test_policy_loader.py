@@ -230,12 +230,12 @@ def test_fields_without_effect_are_accepted_only_with_the_value_trustwatch_match
 
 # --- rejections: every unsupported field names its path ------------------------------------------------
 
+NO_IDENTITY = {"keyless": {"rekor": {"ignoreTlog": True}}}
 KEYLESS = {"keyless": {"subject": "me@example.com", "issuer": "https://accounts.google.com"}}
 UNSUPPORTED_VERIFY_FIELDS: dict[str, Any] = {
     "attestations": [{"predicateType": "https://slsa.dev/provenance/v0.2"}],
     "imageRegistryCredentials": {"secrets": ["regcred"]},
     "validate": {"deny": {"conditions": {"any": [{"key": "a", "operator": "Equals", "value": "b"}]}}},
-    "repository": "registry.example/signatures",
     "annotations": {"env": "prod"},
 }
 LEGACY_KEYLESS_FIELDS = {
@@ -276,7 +276,30 @@ def test_legacy_keyless_fields(field: str) -> None:
     ("entry", "path"),
     [
         ({"certificates": {"cert": "-----BEGIN CERTIFICATE-----"}}, "entries[0].certificates"),
-        (KEYLESS, "entries[0].keyless"),
+        (NO_IDENTITY, "entries[0].keyless"),
+        ({"keyless": {"subjectRegExp": "(unclosed"}}, "entries[0].keyless"),
+        ({"keyless": {"subject": "a", "roots": "-----BEGIN CERTIFICATE-----"}}, "entries[0].keyless"),
+        (
+            {"keyless": {"subject": "a", "additionalExtensions": {"a": 1}}},
+            "entries[0].keyless.additionalExtensions.a",
+        ),
+        (
+            {"keyless": {"subject": "a", "additionalExtensions": {"noSuchExtension": "x"}}},
+            "entries[0].keyless",
+        ),
+        (
+            {"keyless": {**KEYLESS["keyless"], "rekor": {"url": "https://rekor.sigstore.dev"}}},
+            "entries[0].keyless.rekor.url",
+        ),
+        (
+            {"keyless": {**KEYLESS["keyless"], "ctlog": {"url": "https://ctfe.sigstore.dev"}}},
+            "entries[0].keyless.ctlog.url",
+        ),
+        ({"keyless": {**KEYLESS["keyless"], "rekor": {"pubkey": "x"}}}, "entries[0].keyless.rekor.pubkey"),
+        ({"keyless": {**KEYLESS["keyless"], "bogus": 1}}, "entries[0].keyless.bogus"),
+        ({"certificates": {"certChain": "x"}}, "entries[0].certificates"),
+        ({"certificates": {}}, "entries[0].certificates"),
+        ({"keys": {"publicKeys": PUBLIC_KEY}, **KEYLESS}, "entries[0]"),
         ({"attestor": {"entries": [{"keys": {"publicKeys": PUBLIC_KEY}}]}}, "entries[0].attestor"),
         ({"keys": {"publicKeys": PUBLIC_KEY}, "repository": "x/y"}, "entries[0].repository"),
         ({"keys": {"publicKeys": PUBLIC_KEY}, "annotations": {"a": "b"}}, "entries[0].annotations"),
@@ -315,7 +338,9 @@ def test_attestor_entry_rejections(entry: dict[str, Any], path: str) -> None:
     ("field", "value", "path"),
     [
         ("type", "Notary", "type"),
-        ("cosignOCI11", True, "cosignOCI11"),
+        ("type", "sigstoreBundle", "type"),
+        ("repository", "registry.example/signatures:v1", "repository"),
+        ("repository", "registry.example/signatures@sha256:" + "a" * 64, "repository"),
         ("failureAction", "Warn", "failureAction"),
         ("verifyDigest", "yes", "verifyDigest"),
         ("imageReferences", [], "imageReferences"),
@@ -581,12 +606,12 @@ def test_missing_path_and_oversized_and_binary_files(tmp_path: Path) -> None:
 
 def test_error_message_names_source_document_policy_rule_and_path() -> None:
     document = policy(
-        rule("verify", verifyImages=[verification(attestors=[{"entries": [KEYLESS]}])]), name="strict"
+        rule("verify", verifyImages=[verification(attestors=[{"entries": [NO_IDENTITY]}])]), name="strict"
     )
     text = yaml.safe_dump(policy(name="fine")) + "---\n" + yaml.safe_dump(document)
     with pytest.raises(PolicyLoadError) as caught:
         parse_policies(text, "policies/strict.yaml")
     assert str(caught.value).startswith(
         "policies/strict.yaml, document 2, ClusterPolicy strict, rule verify: "
-        "spec.rules[0].verifyImages[0].attestors[0].entries[0].keyless: keyless"
+        "spec.rules[0].verifyImages[0].attestors[0].entries[0].keyless: an identity needs subject/subjectRegExp"
     )

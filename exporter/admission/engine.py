@@ -31,7 +31,7 @@ from exporter.admission.messages import (
 )
 from exporter.admission.pending import PendingResults, object_key
 from exporter.admission.review import AdmissionRequest, AdmissionResponse
-from exporter.admission.verifier import Decide, ImageOutcome
+from exporter.admission.verifier import Decide, ImageOutcome, first_entry_path
 from exporter.admission.violations import Violation
 from exporter.metrics import ServiceMetrics
 from exporter.policy.images import POD_SPEC_PATHS, ContainerImage, extract_images
@@ -481,7 +481,7 @@ class AdmissionEngine:
         self._metrics.image_verifications.labels(
             policy=check.policy.name, rule=check.rule.name, result="error", cached="false"
         ).inc()
-        path = ".attestors[0].entries[0].keys" if check.verification.attestors else ".attestors"
+        path = first_entry_path(check.verification)
         return ImageOutcome("error", verification_failed(check.reference, f"{path}: {reason}"))
 
     async def _verify(self, check: ImageCheck, index: int) -> tuple[ImageOutcome, Lookup]:

@@ -1,13 +1,15 @@
 """Verifies one image against one ``verifyImages`` entry, with Kyverno's attestor semantics and caching.
 
-For each ``attestors[i]`` every ``entries[j]`` is checked with its own key(s); a set passes when
-``count`` entries (default: all of them) verify, and the image passes when every set passes. A failing
-entry is reported at its path, ``.attestors[i].entries[j].keys: <reason>``, as Kyverno words it.
+For each ``attestors[i]`` every ``entries[j]`` is checked with its own key(s), certificate or keyless
+identity; a set passes when ``count`` entries (default: all of them) verify, and the image passes when every
+set passes. A failing entry is reported at its path, ``.attestors[i].entries[j].keys: <reason>`` (or
+``.certificates``, ``.keyless``), as Kyverno words it.
 
 Signatures are fetched once per image digest and checked against every entry (no I/O per key). Outcomes
 are cached by (policy version, rule, entry index, repository, digest): the policy version is a content
-hash, so an edited policy never reuses an outcome of its old attestors. Tags resolve to digests through a
-brief cache of their own, because a tag may move while a digest never does.
+hash, so an edited policy never reuses an outcome of its old attestors (their kinds, keys, identities).
+Tags resolve to digests through a brief cache of their own, because a tag may move while a digest never
+does.
 """
 
 from __future__ import annotations
@@ -39,10 +41,18 @@ from exporter.cosign import (
 from exporter.cosign.discovery import discover
 from exporter.cosign.found import FoundArtifacts
 from exporter.metrics import ServiceMetrics
-from exporter.policy.model import Attestor, ImageVerification, KeyEntry, SecretRef
+from exporter.policy.model import (
+    Attestor,
+    AttestorEntry,
+    CertificateEntry,
+    ImageVerification,
+    KeyEntry,
+    SecretRef,
+)
 from exporter.registry.client import RegistryClient, RegistryError
 from exporter.registry.errors import NotFoundError
 from exporter.registry.reference import ImageReference, InvalidReferenceError, parse_reference
+from exporter.sigstore import TrustedRoot
 from exporter.sigstore.keys import HASH_NAMES, HashName
 
 log = logging.getLogger(__name__)
@@ -57,6 +67,8 @@ class SecretKeyError(Exception):
 
 
 NO_MATCHING_SIGNATURES = "no matching signatures"
+# Where OCI 1.1 referrers are found (the referrers API, or its tag fallback), as opposed to legacy tags.
+REFERRER_PLACES = frozenset({"referrers-api", "referrers-tag"})
 SIGNATURES_UNREADABLE = "the signatures could not be read from the registry (details in trustwatch's log)"
 
 
@@ -147,12 +159,28 @@ class _EntryProblem:
     infrastructure: bool
 
 
-def _entry_problem(found: FoundArtifacts, entry: KeyEntry, path: str) -> _EntryProblem | None:
-    """None when ``entry`` verifies the signatures, else the reason in cosign's words."""
-    try:
-        options = _entry_options(entry, path)
-    except KeyLoadError as exc:
-        return _EntryProblem(f"unusable key: {exc}", infrastructure=True)
+def _entry_kind(entry: AttestorEntry) -> str:
+    """The entry's field name in Kyverno's messages: ``keys``, ``certificates`` or ``keyless``."""
+    return entry.kind if isinstance(entry, CertificateEntry) else "keys"
+
+
+def _entry_problem(
+    found: FoundArtifacts, entry: AttestorEntry, path: str, trusted_root: TrustedRoot | None
+) -> _EntryProblem | None:
+    """None when ``entry`` verifies the signatures, else the reason in cosign's words.
+
+    Certificate and keyless entries use the root trustwatch runs with (``trusted_root``; None: the shipped
+    public-good root).
+    """
+    if isinstance(entry, CertificateEntry):
+        options = entry.options
+        if options.trusted_root is None and trusted_root is not None:
+            options = dataclasses.replace(options, trusted_root=trusted_root)
+    else:
+        try:
+            options = _entry_options(entry, path)
+        except KeyLoadError as exc:
+            return _EntryProblem(f"unusable key: {exc}", infrastructure=True)
     outcome = verify_found(found, options)
     if isinstance(outcome, Verified):
         return None
@@ -163,7 +191,9 @@ def _entry_problem(found: FoundArtifacts, entry: KeyEntry, path: str) -> _EntryP
     return _EntryProblem(f"{NO_MATCHING_SIGNATURES}: {'; '.join(outcome.reasons)}", infrastructure=False)
 
 
-def _attestor_problem(found: FoundArtifacts, index: int, attestor: Attestor) -> _EntryProblem | None:
+def _attestor_problem(
+    found: FoundArtifacts, index: int, attestor: Attestor, trusted_root: TrustedRoot | None
+) -> _EntryProblem | None:
     """None when at least ``required_count`` entries verify; else every entry's problem at its path.
 
     The set fails only when it could not pass even if every entry that hit an infrastructure problem had
@@ -172,7 +202,8 @@ def _attestor_problem(found: FoundArtifacts, index: int, attestor: Attestor) -> 
     problems: list[_EntryProblem] = []
     verified = errored = 0
     for position, entry in enumerate(attestor.entries):
-        problem = _entry_problem(found, entry, f".attestors[{index}].entries[{position}]")
+        path = f".attestors[{index}].entries[{position}]"
+        problem = _entry_problem(found, entry, path, trusted_root)
         if problem is None:
             verified += 1
             if verified >= attestor.required_count:
@@ -180,21 +211,31 @@ def _attestor_problem(found: FoundArtifacts, index: int, attestor: Attestor) -> 
             continue
         errored += problem.infrastructure
         problems.append(
-            _EntryProblem(
-                f".attestors[{index}].entries[{position}].keys: {problem.reason}", problem.infrastructure
-            )
+            _EntryProblem(f"{path}.{_entry_kind(entry)}: {problem.reason}", problem.infrastructure)
         )
     reason = "; ".join(problem.reason for problem in problems) or f".attestors[{index}]: no entries"
     return _EntryProblem(reason, infrastructure=verified + errored >= attestor.required_count)
 
 
-def judge(found: FoundArtifacts, verification: ImageVerification, display: str) -> ImageOutcome:
+def judge(
+    found: FoundArtifacts,
+    verification: ImageVerification,
+    display: str,
+    trusted_root: TrustedRoot | None = None,
+) -> ImageOutcome:
     """Pure decision over discovered signatures: every attestor set must pass. A set that definitely fails
-    makes the image ``fail``; otherwise a set that could not be checked makes it ``error``."""
+    makes the image ``fail``; otherwise a set that could not be checked makes it ``error``.
+
+    With ``referrers_only`` (``type: SigstoreBundle``, ``cosignOCI11``) only what is attached as an OCI
+    referrer counts; legacy ``.sig``/``.att`` tags are left aside.
+    """
+    if verification.referrers_only:
+        kept = tuple(item for item in found.artifacts if item.place in REFERRER_PLACES)
+        found = dataclasses.replace(found, artifacts=kept)
     problems = [
         problem
         for index, attestor in enumerate(verification.attestors)
-        if (problem := _attestor_problem(found, index, attestor)) is not None
+        if (problem := _attestor_problem(found, index, attestor, trusted_root)) is not None
     ]
     failed = [problem for problem in problems if not problem.infrastructure]
     if failed or problems:
@@ -204,8 +245,11 @@ def judge(found: FoundArtifacts, verification: ImageVerification, display: str) 
     return ImageOutcome("pass", IMAGE_VERIFIED, found.digest)
 
 
-def _first_path(verification: ImageVerification) -> str:
-    return ".attestors[0].entries[0].keys" if verification.attestors else ".attestors"
+def first_entry_path(verification: ImageVerification) -> str:
+    """Where messages about the whole verification point: the first entry, as Kyverno's do."""
+    if not verification.attestors or not verification.attestors[0].entries:
+        return ".attestors"
+    return f".attestors[0].entries[0].{_entry_kind(verification.attestors[0].entries[0])}"
 
 
 class ImageVerifier:
@@ -217,9 +261,14 @@ class ImageVerifier:
         metrics: ServiceMetrics,
         settings: CacheSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        *,
         secret_keys: SecretKeys | None = None,
+        trusted_root: TrustedRoot | None = None,
     ) -> None:
+        """``trusted_root``: the Sigstore root certificate and keyless attestors trust (``--trusted-root``);
+        None uses the public-good root shipped with trustwatch."""
         self._client = client
+        self._trusted_root = trusted_root
         self._metrics = metrics
         self._secret_keys = secret_keys
         settings = settings or CacheSettings()
@@ -264,7 +313,7 @@ class ImageVerifier:
         return await self._verify_keyed(
             (policy_version, rule, index),
             image,
-            _first_path(verification),
+            first_entry_path(verification),
             lambda pinned, display: self._verify_uncached(pinned, verification, display),
             use_cache=verification.use_cache,
         )
@@ -341,7 +390,7 @@ class ImageVerifier:
         self, reference: ImageReference, verification: ImageVerification, display: str
     ) -> ImageOutcome:
         started = time.perf_counter()
-        signatures = await discover(self._client, reference)
+        signatures = await discover(self._client, reference, signature_repository=verification.repository)
         resolved = await self._with_secret_keys(verification)
         if isinstance(resolved, str):
             outcome = ImageOutcome("error", verification_failed(display, resolved), reference.digest)
@@ -349,10 +398,11 @@ class ImageVerifier:
             log.warning(
                 "cannot read the image's signatures", extra={"image": display, "error": signatures.cause}
             )
-            reason = f"{_first_path(verification)}: {SIGNATURES_UNREADABLE}"
+            reason = f"{first_entry_path(verification)}: {SIGNATURES_UNREADABLE}"
             outcome = ImageOutcome("error", verification_failed(display, reason), reference.digest)
         else:
-            outcome = judge(signatures, resolved, display)
+            # Certificate chains, SCTs and log proofs are CPU work: keep them off the event loop.
+            outcome = await asyncio.to_thread(judge, signatures, resolved, display, self._trusted_root)
         self._metrics.image_verification_duration.labels(result=outcome.status).observe(
             time.perf_counter() - started
         )
@@ -368,9 +418,9 @@ class ImageVerifier:
             return verification
         attestors: list[Attestor] = []
         for i, attestor in enumerate(verification.attestors):
-            entries: list[KeyEntry] = []
+            entries: list[AttestorEntry] = []
             for j, entry in enumerate(attestor.entries):
-                if entry.secret is not None and entry.public_keys is None:
+                if isinstance(entry, KeyEntry) and entry.secret is not None and entry.public_keys is None:
                     try:
                         pem = await self._secret_keys(entry.secret)
                     except SecretKeyError as exc:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from exporter.cosign.options import VerificationOptions
 from exporter.policy.images import normalize_image
 from exporter.policy.wildcard import wildcard_match
 
@@ -63,12 +64,32 @@ class KeyEntry:
     rekor: Rekor | None
 
 
+CertificateKind = Literal["certificates", "keyless"]
+
+
+@dataclass(frozen=True)
+class CertificateEntry:
+    """One attestor entry verified by a signing certificate: Kyverno ``certificates`` (the user's own PKI:
+    ``cert``/``certChain``) or ``keyless`` (a Fulcio certificate whose identity matches).
+
+    ``options`` are ready for the signature pipeline: the attestor with its identities, roots, and the
+    entry's ``rekor``/``ctlog`` settings. ``trusted_root`` is None there: the verifier supplies the root
+    trustwatch runs with (``--trusted-root``, else the shipped public-good root).
+    """
+
+    kind: CertificateKind
+    options: VerificationOptions
+
+
+AttestorEntry = KeyEntry | CertificateEntry
+
+
 @dataclass(frozen=True)
 class Attestor:
     """``attestors[]``: a set of entries of which ``required_count`` must verify (Kyverno's AttestorSet)."""
 
     count: int | None
-    entries: tuple[KeyEntry, ...]
+    entries: tuple[AttestorEntry, ...]
 
     @property
     def required_count(self) -> int:
@@ -81,7 +102,11 @@ class ImageVerification:
     """One ``verifyImages[]`` entry, legacy ``image``/``key`` syntax already converted to the current one.
 
     ``failure_action`` is the entry's own ``failureAction`` (None when absent); use
-    :func:`exporter.policy.action.effective_action` for the action that applies.
+    :func:`exporter.policy.action.effective_action` for the action that applies. ``repository`` is where
+    signatures are looked for instead of the image's repository (Kyverno ``repository``).
+    ``referrers_only``: only Sigstore bundles and signatures attached as OCI referrers count
+    (``type: SigstoreBundle`` or ``cosignOCI11: true``); otherwise legacy ``.sig``/``.att`` tags and
+    referrers are both searched.
     """
 
     image_references: tuple[str, ...]
@@ -92,6 +117,8 @@ class ImageVerification:
     mutate_digest: bool
     failure_action: Action | None
     use_cache: bool = True
+    repository: str | None = None
+    referrers_only: bool = False
 
     def applies_to(self, image: str) -> bool:
         """Whether this entry verifies ``image`` (as written in the Pod spec).

@@ -1,7 +1,8 @@
 """Turn one decoded ``ClusterPolicy``/``Policy`` object into a validated :class:`KyvernoPolicy`.
 
-Supported: ``verifyImages`` rules with cosign public-key attestors, in both the legacy (``image``/``key``)
-and the current (``imageReferences``/``attestors``) syntax, ``match``/``exclude``, failure actions and
+Supported: ``verifyImages`` rules with cosign attestors (``keys``, ``certificates``, ``keyless``), in both
+the legacy (``image``/``key``) and the current (``imageReferences``/``attestors``) syntax, with ``type``
+Cosign or SigstoreBundle and a signature ``repository``; ``match``/``exclude``, failure actions and
 overrides, ``failurePolicy``, autogen. Anything else Kyverno knows is rejected with the reason, anything it
 does not know is rejected as unknown: a policy must never be weaker than its author believes.
 """
@@ -11,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from exporter.cosign.attestors import AttestorError, CertificateAttestor, KeylessAttestor
+from exporter.cosign.discovery import parse_signature_repository
+from exporter.cosign.options import VerificationOptions
 from exporter.policy.autogen import parse_controllers_annotation, with_autogen_rules
 from exporter.policy.fields import FieldError, Fields, is_empty
 from exporter.policy.match import parse_kind_selector
@@ -23,6 +27,8 @@ from exporter.policy.model import (
     Action,
     ActionOverride,
     Attestor,
+    AttestorEntry,
+    CertificateEntry,
     FailurePolicy,
     ImageVerification,
     KeyEntry,
@@ -39,8 +45,9 @@ from exporter.policy.model import (
     SelectorRequirement,
     frozen_mapping,
 )
-from exporter.registry.reference import normalize_registry
-from exporter.sigstore.keys import KeyLoadError, load_public_keys
+from exporter.registry.reference import InvalidReferenceError, normalize_registry
+from exporter.sigstore import IdentityPolicy
+from exporter.sigstore.keys import KeyLoadError, TrustedKey, load_public_keys
 
 K = TypeVar("K", bound=str)
 API_VERSIONS = frozenset({"kyverno.io/v1", "kyverno.io/v2beta1"})
@@ -66,9 +73,9 @@ _PEM_BLOCK = re.compile(r"-----BEGIN PUBLIC KEY-----.*?-----END PUBLIC KEY-----"
 _SECRET_KEY_REF = re.compile(r"k8s://(?P<namespace>[^/\s]+)/(?P<name>[^/\s]+)")
 
 _NOT_ENFORCED = "trustwatch only enforces verifyImages rules; move this rule to a policy run by Kyverno"
-_KEYLESS = (
-    "keyless (certificate/OIDC identity) verification is not supported; use keys.publicKeys or keys.secret"
-)
+_IN_KEYLESS = "is a field of an attestor entry; move it into attestors[].entries[].keyless"
+# verifyImages types: Cosign looks in legacy tags and referrers; SigstoreBundle only in referrers.
+VERIFICATION_TYPES = {"Cosign": False, "SigstoreBundle": True}
 
 SPEC_UNSUPPORTED = {"applyRules": "only applyRules: All (the default) is supported"}
 WEBHOOK_UNSUPPORTED = {
@@ -112,27 +119,30 @@ _USER_INFO = "matching on the requesting user is not supported; remove it or mat
 BLOCK_UNSUPPORTED = {"subjects": _USER_INFO, "roles": _USER_INFO, "clusterRoles": _USER_INFO}
 VERIFY_UNSUPPORTED = {
     "attestations": "attestation (in-toto predicate) checks are not supported; remove them or use Kyverno",
-    "roots": _KEYLESS,
-    "subject": _KEYLESS,
-    "issuer": _KEYLESS,
-    "additionalExtensions": _KEYLESS,
+    "roots": f"roots {_IN_KEYLESS}",
+    "subject": f"subject {_IN_KEYLESS}",
+    "issuer": f"issuer {_IN_KEYLESS}",
+    "additionalExtensions": f"additionalExtensions {_IN_KEYLESS}",
     "annotations": "signature annotation checks are not supported; remove them",
-    "repository": "signatures in a separate repository are not supported; store them next to the image",
     "imageRegistryCredentials": "per-rule registry credentials are not supported; configure registry "
     "credentials on trustwatch instead",
     "validate": "verifyImages validate (deny) conditions are not supported; remove them",
 }
 ENTRY_UNSUPPORTED = {
-    "certificates": _KEYLESS,
-    "keyless": _KEYLESS,
     "attestor": "nested attestor sets are not supported; flatten them into entries with a count",
-    "repository": VERIFY_UNSUPPORTED["repository"],
+    "repository": "a signature repository per attestor entry is not supported; set repository on the "
+    "verifyImages entry",
     "annotations": VERIFY_UNSUPPORTED["annotations"],
 }
 REKOR_UNSUPPORTED = {
     "url": "trustwatch never contacts a Rekor server: it checks a signature's transparency-log entry "
     "offline, against the log's public key (rekor.pubkey); remove url",
 }
+CTLOG_UNSUPPORTED = {
+    "url": "trustwatch never contacts a certificate transparency log: it checks a certificate's embedded "
+    "SCT offline, against the log's public key (ctlog.pubkey or the trusted root); remove url",
+}
+ENTRY_KINDS = ("keys", "certificates", "keyless")
 KEYS_UNSUPPORTED = {
     "kms": "KMS keys are not supported; put the public key in publicKeys or a Secret",
     "ctlog": "certificate transparency log settings only apply to keyless verification; remove ctlog",
@@ -266,11 +276,25 @@ def _public_key_entries(text: str, path: str, algorithm: str, rekor: Rekor | Non
     return [KeyEntry(block, None, algorithm, rekor) for block in blocks]
 
 
-def _entry(fields: Fields) -> list[KeyEntry]:
-    keys = fields.child("keys")
+def _entry(fields: Fields) -> list[AttestorEntry]:
+    """One ``entries[]`` item: exactly one of ``keys``, ``certificates`` and ``keyless``."""
+    given = [kind for kind in ENTRY_KINDS if fields.raw(kind) is not None]
+    if len(given) > 1:
+        raise FieldError(
+            fields.path, f"give exactly one of keys, certificates and keyless (found {', '.join(given)})"
+        )
+    keys, certificates, keyless = (fields.child(kind) for kind in ENTRY_KINDS)
     fields.finish(ENTRY_UNSUPPORTED)
+    if certificates is not None:
+        return [_certificate_entry(certificates)]
+    if keyless is not None:
+        return [_keyless_entry(keyless)]
     if keys is None:
-        raise FieldError(fields.at("keys"), "is required: trustwatch verifies signatures made with a key")
+        raise FieldError(fields.at("keys"), "is required: give keys, certificates or keyless")
+    return _key_entries(keys)
+
+
+def _key_entries(keys: Fields) -> list[AttestorEntry]:
     algorithm = keys.choice("signatureAlgorithm", SIGNATURE_ALGORITHMS, default="sha256")
     assert algorithm is not None
     rekor = _rekor(keys.child("rekor"))
@@ -286,7 +310,90 @@ def _entry(fields: Fields) -> list[KeyEntry]:
         return [KeyEntry(None, secret, algorithm, rekor)]
     if public_keys is None:
         raise FieldError(keys.at("publicKeys"), "is required (or secret)")
-    return _public_key_entries(public_keys, keys.at("publicKeys"), algorithm, rekor)
+    return list(_public_key_entries(public_keys, keys.at("publicKeys"), algorithm, rekor))
+
+
+def _log_keys(fields: Fields, key: str) -> tuple[TrustedKey, ...]:
+    pem = fields.string(key)
+    if pem is None:
+        return ()
+    check_public_keys(pem, fields.at(key))
+    return load_public_keys(pem)
+
+
+def _signer_options(
+    fields: Fields, build: Callable[[], CertificateAttestor | KeylessAttestor]
+) -> VerificationOptions:
+    """The attestor ``build`` makes, with the entry's ``rekor`` and ``ctlog`` settings (Kyverno's fields).
+
+    ``rekor.pubkey`` and ``ctlog.pubkey`` are trusted in addition to the trusted root's logs;
+    ``rekor.ignoreTlog`` drops the log-entry requirement, ``ctlog.ignoreSCT`` the SCT check;
+    ``ctlog.tsaCertChain`` adds a timestamp authority.
+    """
+    rekor_keys: tuple[TrustedKey, ...] = ()
+    ct_log_keys: tuple[TrustedKey, ...] = ()
+    tsa_chains: tuple[str, ...] = ()
+    ignore_tlog: bool | None = None
+    ignore_sct = False
+    rekor = fields.child("rekor")
+    if rekor is not None:
+        rekor_keys = _log_keys(rekor, "pubkey")
+        ignore_tlog = True if rekor.boolean("ignoreTlog", False) else None
+        rekor.finish(REKOR_UNSUPPORTED)
+    ctlog = fields.child("ctlog")
+    if ctlog is not None:
+        ct_log_keys = _log_keys(ctlog, "pubkey")
+        ignore_sct = ctlog.boolean("ignoreSCT", False)
+        chain = ctlog.string("tsaCertChain")
+        tsa_chains = (chain,) if chain else ()
+        ctlog.finish(CTLOG_UNSUPPORTED)
+    try:
+        attestor = build()
+        fields.finish({})
+        return VerificationOptions(
+            attestors=(attestor,),
+            rekor_keys=rekor_keys,
+            ct_log_keys=ct_log_keys,
+            tsa_chains=tsa_chains,
+            ignore_tlog=ignore_tlog,
+            ignore_sct=ignore_sct,
+        )
+    except AttestorError as exc:
+        raise FieldError(fields.path, str(exc).removeprefix(f"{attestor_name(fields)}: ")) from None
+
+
+def attestor_name(fields: Fields) -> str:
+    """How outcomes name a policy's certificate attestor: its kind (the path is added by messages)."""
+    return fields.path.rsplit(".", 1)[-1]
+
+
+def _certificate_entry(fields: Fields) -> CertificateEntry:
+    """``certificates``: ``cert`` pins the signing certificate, ``certChain`` is what it must chain to."""
+    cert, chain = fields.string("cert"), fields.string("certChain")
+    options = _signer_options(
+        fields, lambda: CertificateAttestor(name=attestor_name(fields), certificate=cert, chain=chain)
+    )
+    return CertificateEntry("certificates", options)
+
+
+def _keyless_entry(fields: Fields) -> CertificateEntry:
+    """``keyless``: one identity from subject/subjectRegExp, issuer/issuerRegExp and additionalExtensions
+    (Kyverno matches subject, issuer and extension values as wildcard patterns), under Fulcio's CAs or
+    ``roots``."""
+    identity = IdentityPolicy(
+        subject=fields.string("subject"),
+        subject_regexp=fields.string("subjectRegExp"),
+        issuer=fields.string("issuer"),
+        issuer_regexp=fields.string("issuerRegExp"),
+        extensions=fields.string_map("additionalExtensions") or {},
+        wildcards=True,
+    )
+    roots = fields.string("roots")
+    options = _signer_options(
+        fields,
+        lambda: KeylessAttestor(name=attestor_name(fields), identities=(identity,), roots=roots),
+    )
+    return CertificateEntry("keyless", options)
 
 
 def _attestor(fields: Fields) -> Attestor:
@@ -325,17 +432,20 @@ def _check_patterns(paths: list[str], patterns: tuple[str, ...]) -> None:
 
 
 def _verification(fields: Fields) -> ImageVerification:
-    verification_type = fields.string("type", default="Cosign")
-    if verification_type != "Cosign":
-        raise FieldError(fields.at("type"), f"only Cosign signatures are supported, not {verification_type}")
+    verification_type = fields.string("type", default="Cosign") or "Cosign"
+    if verification_type not in VERIFICATION_TYPES:
+        raise FieldError(
+            fields.at("type"),
+            f"only Cosign and SigstoreBundle signatures are supported, not {verification_type}",
+        )
     image, references = fields.string("image"), fields.strings("imageReferences")
     if image and references:
         raise FieldError(fields.at("image"), "use either image (legacy) or imageReferences, not both")
     key, attestor_fields = fields.string("key"), fields.objects("attestors")
     if key and attestor_fields:
         raise FieldError(fields.at("key"), "use either key (legacy) or attestors, not both")
-    if fields.boolean("cosignOCI11", False):
-        raise FieldError(fields.at("cosignOCI11"), "OCI 1.1 referrers signatures are not supported")
+    oci11 = fields.boolean("cosignOCI11", False)
+    referrers_only = VERIFICATION_TYPES[verification_type] or oci11
     if key:
         # Legacy form: Kyverno converts it to attestors[0].entries[0].keys.publicKeys.
         attestors: tuple[Attestor, ...] = (
@@ -352,6 +462,8 @@ def _verification(fields: Fields) -> ImageVerification:
         mutate_digest=fields.boolean("mutateDigest", True),
         failure_action=fields.choice("failureAction", ACTIONS),
         use_cache=fields.boolean("useCache", True),
+        repository=_repository(fields),
+        referrers_only=referrers_only,
     )
     fields.finish(VERIFY_UNSUPPORTED)
     references_at = [fields.at("image")] if image else _indexed(fields, "imageReferences", references)
@@ -361,8 +473,22 @@ def _verification(fields: Fields) -> ImageVerification:
     if not result.image_references:
         raise FieldError(fields.at("imageReferences"), "is required: list the images to verify ('*' for all)")
     if not result.attestors:
-        raise FieldError(fields.at("attestors"), "is required: give the key(s) signatures must verify with")
+        raise FieldError(
+            fields.at("attestors"), "is required: give the keys, certificates or keyless identities that sign"
+        )
     return result
+
+
+def _repository(fields: Fields) -> str | None:
+    """``repository``: ``registry/path`` where the signatures are, without tag or digest."""
+    repository = fields.string("repository")
+    if repository is None:
+        return None
+    try:
+        parse_signature_repository(repository)
+    except InvalidReferenceError as exc:
+        raise FieldError(fields.at("repository"), str(exc)) from None
+    return repository
 
 
 def _rule(fields: Fields) -> Rule:
