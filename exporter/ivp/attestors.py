@@ -22,7 +22,7 @@ from exporter.cosign.attestors import (
 from exporter.cosign.options import VerificationOptions
 from exporter.ivp.model import Attestation, CosignAttestor
 from exporter.policy.fields import FieldError, Fields
-from exporter.policy.parse import SIGNATURE_ALGORITHMS, check_public_keys
+from exporter.policy.parse import SIGNATURE_ALGORITHMS, check_public_keys, public_keys_at
 from exporter.sigstore import IdentityPolicy, TrustedRootError, parse_trusted_root
 from exporter.sigstore.keys import HASH_NAMES, HashName, TrustedKey, load_public_keys
 
@@ -113,14 +113,6 @@ def _certificate(name: str, certificate: Fields) -> CertificateAttestor:
     return attestor
 
 
-def _keys(fields: Fields, key: str) -> tuple[TrustedKey, ...]:
-    pem = fields.string(key)
-    if pem is None:
-        return ()
-    check_public_keys(pem, fields.at(key))
-    return load_public_keys(pem)
-
-
 def _options(name: str, cosign: Fields, spec: AttestorSpec) -> VerificationOptions:
     ctlog = cosign.child("ctlog")
     rekor_keys: tuple[TrustedKey, ...] = ()
@@ -130,8 +122,8 @@ def _options(name: str, cosign: Fields, spec: AttestorSpec) -> VerificationOptio
     ignore_sct = False
     if ctlog is not None:
         ctlog.string("url")  # the log is checked offline, against its key: the URL is informational
-        rekor_keys = _keys(ctlog, "rekorPubKey")
-        ct_log_keys = _keys(ctlog, "ctLogPubKey")
+        rekor_keys = public_keys_at(ctlog, "rekorPubKey")
+        ct_log_keys = public_keys_at(ctlog, "ctLogPubKey")
         chain = ctlog.string("tsaCertChain")
         tsa_chains = (chain,) if chain else ()
         if ctlog.boolean("insecureIgnoreTlog", False):

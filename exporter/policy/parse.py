@@ -313,7 +313,9 @@ def _key_entries(keys: Fields) -> list[AttestorEntry]:
     return list(_public_key_entries(public_keys, keys.at("publicKeys"), algorithm, rekor))
 
 
-def _log_keys(fields: Fields, key: str) -> tuple[TrustedKey, ...]:
+def public_keys_at(fields: Fields, key: str) -> tuple[TrustedKey, ...]:
+    """The PEM public keys at ``key`` (none when absent), parsed now: a load error at the field otherwise.
+    Shared with the ImageValidatingPolicy attestors."""
     pem = fields.string(key)
     if pem is None:
         return ()
@@ -337,12 +339,12 @@ def _signer_options(
     ignore_sct = False
     rekor = fields.child("rekor")
     if rekor is not None:
-        rekor_keys = _log_keys(rekor, "pubkey")
+        rekor_keys = public_keys_at(rekor, "pubkey")
         ignore_tlog = True if rekor.boolean("ignoreTlog", False) else None
         rekor.finish(REKOR_UNSUPPORTED)
     ctlog = fields.child("ctlog")
     if ctlog is not None:
-        ct_log_keys = _log_keys(ctlog, "pubkey")
+        ct_log_keys = public_keys_at(ctlog, "pubkey")
         ignore_sct = ctlog.boolean("ignoreSCT", False)
         chain = ctlog.string("tsaCertChain")
         tsa_chains = (chain,) if chain else ()
