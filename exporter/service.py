@@ -376,15 +376,17 @@ class Service:
         )
 
     async def stop(self) -> None:
-        """Stop listening, let in-flight requests finish within the grace period, flush reports, exit."""
-        for runner in self._runners:
-            await runner.cleanup()
+        """Stop listening, let in-flight requests finish and flush reports, all within one grace period."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.grace_period
+        # Every listener drains at once (each bounded by the grace period), not one after the other.
+        await asyncio.gather(*(runner.cleanup() for runner in self._runners), return_exceptions=True)
         if self.writer is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.writer.flush(), self.config.grace_period)
+                await asyncio.wait_for(self.writer.flush(final=True), max(0.0, deadline - loop.time()))
         if self.violations is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.violations.flush(), self.config.grace_period)
+                await asyncio.wait_for(self.violations.flush(), max(0.0, deadline - loop.time()))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -126,12 +126,46 @@ class FlakyBackend:
         self.stored[target] = document
 
 
+async def drain(writer: ReportWriter) -> None:
+    """Flush until nothing is pending (each final flush retries every deferred write once)."""
+    await writer.flush()
+    for _attempt in range(10):
+        if not writer.pending:
+            return
+        await writer.flush(final=True)
+    raise AssertionError("the writer never drained")
+
+
+class PartlyBrokenBackend(FlakyBackend):
+    """Never writes reports of namespace ``broken``; stores the others."""
+
+    def update(self, target: ReportTarget, merge: Merge) -> None:
+        if target.namespace == "broken":
+            raise OSError("File name too long")
+        super().update(target, merge)
+
+
+async def test_an_unwritable_report_delays_no_other() -> None:
+    metrics = ServiceMetrics(CollectorRegistry())
+    backend = PartlyBrokenBackend()
+    writer = ReportWriter(backend, metrics, retry_delay=3600)
+    for number in range(30):
+        writer.submit([result(f"bad{number}", namespace="broken"), result(f"good{number}")])
+    started = asyncio.get_running_loop().time()
+    await writer.flush()
+    assert asyncio.get_running_loop().time() - started < 5  # no backoff slept inline
+    assert len(backend.stored[TARGET]["results"]) == 30
+    assert writer.pending == 30  # the broken report's results wait for their retry
+
+
 async def test_errors_are_retried_then_given_up_and_counted() -> None:
     metrics = ServiceMetrics(CollectorRegistry())
     backend = FlakyBackend(failures=2, conflicts=1)
     writer = ReportWriter(backend, metrics, retry_delay=0.001)
     writer.submit([result("a")])
     await writer.flush()
+    assert writer.pending == 1  # failed once: deferred, not retried inline
+    await drain(writer)
     assert len(backend.stored[TARGET]["results"]) == 1
     assert sample(metrics, "trustwatch_report_writes_total", result="error") == 2
     assert sample(metrics, "trustwatch_report_writes_total", result="conflict") == 1
@@ -139,7 +173,7 @@ async def test_errors_are_retried_then_given_up_and_counted() -> None:
     hopeless = FlakyBackend(failures=10)
     writer = ReportWriter(hopeless, metrics, retry_delay=0.001, max_attempts=3)
     writer.submit([result("a")])
-    await writer.flush()
+    await drain(writer)
     assert hopeless.stored == {}
     assert sample(metrics, "trustwatch_report_writes_total", result="error") == 5
 
@@ -225,7 +259,7 @@ async def test_kubernetes_backend_writes_cluster_reports_and_counts_errors() -> 
         writer = ReportWriter(KubernetesReportBackend(server.api_client()), metrics, retry_delay=0.001)
         server.fail_next(1, status=500)
         writer.submit([result("node-thing", namespace="")])
-        await writer.flush()
+        await drain(writer)
         stored = server.get_object("wgpolicyk8s.io/v1alpha2", "ClusterPolicyReport", TARGET.name)
         assert stored is not None
         assert stored["results"][0]["resources"][0] == {

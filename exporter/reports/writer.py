@@ -7,7 +7,8 @@ cluster-scoped kind for cluster-scoped resources) and read-merge-writes each rep
 * merging replaces only the results with the same resource identity (uid, else kind/namespace/name),
   policy and rule, so replicas writing the same report never erase each other's results;
 * a write conflict (another replica updated the report since it was read) re-reads and merges again;
-* other failures are retried with backoff, then counted as errors and logged.
+* other failures are retried later with backoff (other reports are written meanwhile, so one report
+  that cannot be written delays no other), then counted as errors and logged.
 
 Backends: the Kubernetes API (:mod:`exporter.reports.writer_kube`) and a local directory of YAML files
 (:mod:`exporter.reports.writer_local`) that the local report source reads back.
@@ -245,10 +246,14 @@ class ReportWriter:
         self._retry_delay = retry_delay
         self._wakeup = asyncio.Event()
         self._write_lock = asyncio.Lock()
+        # Failed writes wait here for their retry (loop time, target, results), so one report that cannot
+        # be written never delays the others; failures counts consecutive failed attempts per report.
+        self._deferred: list[tuple[float, ReportTarget, Sequence[AuditResult]]] = []
+        self._failures: dict[ReportTarget, int] = {}
 
     @property
     def pending(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + sum(len(results) for _due, _target, results in self._deferred)
 
     def submit(self, results: Iterable[AuditResult]) -> None:
         """Queue results for writing; when the queue is full they are dropped and counted, never blocking."""
@@ -270,14 +275,18 @@ class ReportWriter:
                 self._wakeup.clear()
                 await self.flush()
         finally:
-            if self._queue:
-                log.warning(
-                    "report writer stopped with results unwritten", extra={"pending": len(self._queue)}
-                )
+            if self.pending:
+                log.warning("report writer stopped with results unwritten", extra={"pending": self.pending})
 
-    async def flush(self) -> None:
-        """Write everything queued right now (in batches); used by run(), at shutdown, and by tests."""
+    async def flush(self, final: bool = False) -> None:
+        """Write everything queued right now (in batches), and the failed writes whose retry is due (all of
+        them, once more, when ``final``: at shutdown); used by run(), at shutdown, and by tests."""
         async with self._write_lock:
+            now = asyncio.get_running_loop().time()
+            due = [entry for entry in self._deferred if final or entry[0] <= now]
+            self._deferred = [entry for entry in self._deferred if not (final or entry[0] <= now)]
+            for _due, target, results in due:
+                await self._write(target, results)
             while self._queue:
                 batch = [self._queue.popleft() for _ in range(min(self._batch_size, len(self._queue)))]
                 self._metrics.report_queue_depth.set(len(self._queue))
@@ -291,7 +300,7 @@ class ReportWriter:
         def merge(existing: Mapping[str, Any] | None) -> dict[str, Any]:
             return merge_report(target, existing, results)
 
-        for attempt in range(1, self._max_attempts + 1):
+        for _conflict in range(self._max_attempts):
             try:
                 await asyncio.to_thread(self._backend.update, target, merge)
             except ReportConflictError:
@@ -299,21 +308,30 @@ class ReportWriter:
                 continue  # someone else wrote it: re-read and merge again straight away
             except Exception as exc:
                 self._metrics.report_writes.labels(result="error").inc()
-                if attempt == self._max_attempts:
-                    log.error(
-                        "giving up writing audit results",
-                        extra={"report": str(target), "results": len(results), "error": str(exc)},
-                    )
-                    return
-                log.warning(
-                    "writing audit results failed; retrying",
-                    extra={"report": str(target), "attempt": attempt, "error": str(exc)},
-                )
-                await asyncio.sleep(self._retry_delay * 2 ** (attempt - 1) * (1 + random.random()))
-                continue
+                self._retry_later(target, results, exc)
+                return
             self._metrics.report_writes.labels(result="success").inc()
+            self._failures.pop(target, None)
             return
         log.error(
             "giving up writing audit results after repeated conflicts",
             extra={"report": str(target), "results": len(results)},
+        )
+
+    def _retry_later(self, target: ReportTarget, results: Sequence[AuditResult], error: Exception) -> None:
+        """Schedule another attempt with exponential backoff, or give up after ``max_attempts``."""
+        attempt = self._failures.get(target, 0) + 1
+        if attempt >= self._max_attempts:
+            self._failures.pop(target, None)
+            log.error(
+                "giving up writing audit results",
+                extra={"report": str(target), "results": len(results), "error": str(error)[:500]},
+            )
+            return
+        self._failures[target] = attempt
+        delay = self._retry_delay * 2 ** (attempt - 1) * (1 + random.random())
+        self._deferred.append((asyncio.get_running_loop().time() + delay, target, results))
+        log.warning(
+            "writing audit results failed; will retry",
+            extra={"report": str(target), "attempt": attempt, "error": str(error)[:500]},
         )

@@ -18,6 +18,7 @@ import yaml
 from exporter.reports.writer import Merge, ReportTarget
 
 LOCK_FILE = ".trustwatch-writer.lock"
+_Dumper: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 def report_path(directory: Path, target: ReportTarget) -> Path:
@@ -40,7 +41,8 @@ class LocalReportBackend:
             try:
                 document = merge(self._read(path))
                 tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-                tmp.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+                # libyaml's emitter, so the watcher's libyaml loader reads back exactly what was written.
+                tmp.write_text(yaml.dump(document, Dumper=_Dumper, sort_keys=False), encoding="utf-8")
                 tmp.replace(path)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
