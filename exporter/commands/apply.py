@@ -235,7 +235,16 @@ def run(args: argparse.Namespace) -> int:
 
     rules = sum(map(rule_count, policies))
     print(f"Applying {rules} policy rule(s) to {len(resources)} resource(s)...\n")
-    decisions, results = asyncio.run(_evaluate(policies, resources, labels, registry_options, args.timeout))
+    evaluated: list[tuple[list[tuple[str, Decision]], list[AuditResult]]] = []
+
+    async def evaluate() -> None:
+        # The result is handed over in a list, not returned: on leaving, asyncio.run (Python 3.11) formats
+        # an error message holding repr() of the main task, whose repr holds its result, and the repr of a
+        # thousand-rule result took minutes.
+        evaluated.append(await _evaluate(policies, resources, labels, registry_options, args.timeout))
+
+    asyncio.run(evaluate())
+    decisions, results = evaluated[0]
     for resource, decision in decisions:
         print(_describe(resource, decision) + "\n")
     print(_summary(results))
