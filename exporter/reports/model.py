@@ -247,8 +247,9 @@ class _ResultParser:
         if not isinstance(policy, str) or not policy:
             raise ReportParseError("no policy")
         status = raw.get("result")
-        if status not in _STATUS_SET:
-            raise ReportParseError(f"policy {policy}: result {status!r} is not one of {', '.join(STATUSES)}")
+        if not isinstance(status, str) or status not in _STATUS_SET:
+            shown = repr(status)[:40]
+            raise ReportParseError(f"policy {policy}: result {shown} is not one of {', '.join(STATUSES)}")
         source = raw.get("source")
         properties = raw.get("properties")
         return Result(
