@@ -9,6 +9,7 @@ bounds what a caller is willing to walk afterwards.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -41,47 +42,69 @@ def parse_json_object(
     if not isinstance(document, dict):
         raise error(f"{what} is not a JSON object")
     if limits is not None:
-        problem = bounds_problem(document, limits)
-        if problem is not None:
-            raise error(f"{what}: {problem}")
+        enforce_limits(document, data, limits, what, error)
     return document
 
 
-def bounds_problem(document: Any, limits: JsonLimits) -> str | None:
+def enforce_limits(
+    document: Any, data: bytes | str, limits: JsonLimits, what: str, error: Callable[[str], Exception]
+) -> None:
+    """Raise ``error("<what>: <problem>")`` when ``document`` (decoded from ``data``) exceeds ``limits``.
+
+    Only a \\uD800-\\uDFFF escape can produce a lone surrogate (raw UTF-8 cannot encode one), so strings
+    are checked for them only when the text has such an escape.
+    """
+    escapes = _SURROGATE_ESCAPE.search(data if isinstance(data, str) else data.decode("latin-1"))
+    problem = bounds_problem(document, limits, check_text=escapes is not None)
+    if problem is not None:
+        raise error(f"{what}: {problem}")
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def bounds_problem(document: Any, limits: JsonLimits, check_text: bool = True) -> str | None:
     """Why ``document`` exceeds ``limits`` (None when it does not), found by an iterative walk, so no
-    depth can exhaust the stack; it also refuses strings that cannot be encoded (lone surrogates)."""
+    depth can exhaust the stack. With ``check_text`` it also refuses strings that cannot be encoded (lone
+    surrogates). The walk touches each value once with as little work as possible: it runs on every
+    admission request."""
     stack: list[tuple[Any, int]] = [(document, 1)]
-    values = 0
+    values = 1
     while stack:
-        value, depth = stack.pop()
-        values += 1
+        container, depth = stack.pop()
+        if depth > limits.max_depth:
+            return f"nested deeper than {limits.max_depth} levels"
+        values += len(container)
         if values > limits.max_values:
             return f"more than {limits.max_values} values"
-        if isinstance(value, dict):
-            if depth > limits.max_depth:
-                return f"nested deeper than {limits.max_depth} levels"
-            for key, item in value.items():
-                problem = _string_problem(key, limits)
-                if problem is not None:
-                    return problem
+        if type(container) is dict:
+            if container and max(map(len, container)) > limits.max_string:
+                return f"a string is longer than {limits.max_string} characters"
+            if check_text and any(map(_unencodable, container)):
+                return _SURROGATE_PROBLEM
+            items: Any = container.values()
+        else:
+            items = container
+        for item in items:
+            kind = type(item)
+            if kind is dict or kind is list:
                 stack.append((item, depth + 1))
-        elif isinstance(value, list):
-            if depth > limits.max_depth:
-                return f"nested deeper than {limits.max_depth} levels"
-            stack.extend((item, depth + 1) for item in value)
-        elif isinstance(value, str):
-            problem = _string_problem(value, limits)
-            if problem is not None:
-                return problem
+            elif kind is str:
+                if len(item) > limits.max_string:
+                    return f"a string is longer than {limits.max_string} characters"
+                if check_text and _unencodable(item):
+                    return _SURROGATE_PROBLEM
     return None
 
 
-def _string_problem(text: str, limits: JsonLimits) -> str | None:
-    if len(text) > limits.max_string:
-        return f"a string is longer than {limits.max_string} characters"
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return "a string holds an unpaired surrogate (\\ud800-\\udfff), which is not text"
-    return None
+_SURROGATE_PROBLEM = "a string holds an unpaired surrogate (\\ud800-\\udfff), which is not text"
+
+
+def _unencodable(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

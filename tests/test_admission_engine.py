@@ -273,7 +273,7 @@ async def test_a_hanging_verification_becomes_an_error_before_the_deadline(
     engine, _sink, metrics = make_engine(policies, verifier, timeout=0.3)
     decision = await run(engine, review_body(workload("Deployment", "d", "prod", "user/test:slow")))
     assert decision.response.allowed is False
-    assert "did not finish within the 0.25s admission deadline" in decision.response.message
+    assert "did not finish within the 0.24s admission deadline" in decision.response.message
     assert [r.status for r in decision.results] == ["error"]
     assert (
         sample(

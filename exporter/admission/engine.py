@@ -62,6 +62,8 @@ MAX_NAMESPACE_LABELS = 2000
 # Distinct registries one request may make us contact: each costs DNS and connections; beyond it, the
 # images of further registries are errors of that request (their failurePolicy decides).
 MAX_REGISTRIES_PER_REQUEST = 10
+# Distinct image messages joined into one rule's result; beyond, "... and N more images".
+MAX_MESSAGES_PER_RULE = 10
 
 
 class Verifier(Protocol):
@@ -110,14 +112,14 @@ class AdmissionConfig:
 
     @property
     def decision_budget(self) -> float:
-        """Seconds available for a decision: the timeout less 10 % (at least 50 ms, at most 1 s)."""
+        """Seconds available for a decision: the timeout less 20 % (at least 50 ms, at most 2 s)."""
         return decision_budget(self.timeout)
 
 
 def decision_budget(timeout: float) -> float:
-    """Seconds available to decide within a webhook ``timeout``: less a margin for the network and the API
-    server of 10 % (at least 50 ms, at most 1 s)."""
-    return timeout - min(1.0, max(0.05, timeout * 0.1))
+    """Seconds available to decide within a webhook ``timeout``: less a margin of 20 % (at least 50 ms, at
+    most 2 s) for the network, the API server, and sending the answer even when the CPU is saturated."""
+    return timeout - min(2.0, max(0.05, timeout * 0.2))
 
 
 @dataclass(frozen=True)
@@ -478,9 +480,8 @@ class AdmissionEngine:
 
     def _error_outcome(self, check: ImageCheck, reason: str) -> ImageOutcome:
         """An ``error`` outcome for ``check`` (counted as an uncached verification error)."""
-        self._metrics.image_verifications.labels(
-            policy=check.policy.name, rule=check.rule.name, result="error", cached="false"
-        ).inc()
+        metric = self._metrics.image_verifications
+        self._children.get(metric, check.policy.name, check.rule.name, "error", "false").inc()
         path = first_entry_path(check.verification)
         return ImageOutcome("error", verification_failed(check.reference, f"{path}: {reason}"))
 
@@ -513,7 +514,10 @@ class AdmissionEngine:
         if not outcomes:
             return RuleResult(plan.policy, plan.rule.name, plan.action, "skip", plan.skip_message)
         worst = max(outcomes, key=lambda outcome: _SEVERITY_ORDER[outcome.status]).status
-        messages = dict.fromkeys(outcome.message for outcome in outcomes if outcome.status == worst)
+        messages = list(dict.fromkeys(outcome.message for outcome in outcomes if outcome.status == worst))
+        if len(messages) > MAX_MESSAGES_PER_RULE:  # keep denials, warnings and reports readable and small
+            more = len(messages) - MAX_MESSAGES_PER_RULE
+            messages = [*messages[:MAX_MESSAGES_PER_RULE], f"... and {more} more images"]
         return RuleResult(plan.policy, plan.rule.name, plan.action, worst, "; ".join(messages))
 
     @staticmethod

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.jsondoc import JsonLimits, parse_json_object
+from exporter.jsondoc import JsonLimits, enforce_limits, parse_json_object
 from exporter.policy.images import CONTAINER_FIELDS, POD_SPEC_PATHS
 
 SUPPORTED_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -61,8 +61,8 @@ class AdmissionResponse:
 
 
 # What a review may hold, far above any real object: the API server caps objects near 1.5 MiB.
-REVIEW_LIMITS = JsonLimits(max_depth=100, max_values=250_000, max_string=256 * 1024)
-MAX_CONTAINERS = 1000  # containers + initContainers + ephemeralContainers of one object
+REVIEW_LIMITS = JsonLimits(max_depth=100, max_values=50_000, max_string=256 * 1024)
+MAX_CONTAINERS = 200  # containers + initContainers + ephemeralContainers of one object
 MAX_IMAGE_LENGTH = 1024  # a reference is at most 255 (name) + 128 (tag) + a digest, in practice
 
 # Kubernetes' own rules for the identifiers that end up as metric labels, report names and messages.
@@ -154,7 +154,9 @@ def parse_review(body: bytes) -> AdmissionRequest:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ReviewError(f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    document = parse_json_object(text, "body", ReviewError, REVIEW_LIMITS)
+    # Typed checks first: they read only known fields (bounded work) and reject most hostile bodies before
+    # the walk over every value (limits) runs.
+    document = parse_json_object(text, "body", ReviewError)
     if document.get("kind") != "AdmissionReview":
         raise ReviewError(f"kind must be AdmissionReview, got {_shown(document.get('kind'))}")
     api_version = document.get("apiVersion")
@@ -185,6 +187,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if namespace:
         _matching(namespace, _DNS_LABEL, "request.namespace", "a namespace name (a DNS label)")
     name = _field(request, "name", str, "request", required=False) or _metadata_name(obj)
+    enforce_limits(document, text, REVIEW_LIMITS, "body", ReviewError)
     return AdmissionRequest(
         api_version=str(api_version),
         uid=uid,

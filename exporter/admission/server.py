@@ -31,6 +31,10 @@ INLINE_PARSE_BYTES = 64 * 1024
 PARSE_THREADS = 2
 
 
+# Rejections answered without reading the whole body.
+_BODY_UNREAD = frozenset({408, 413, 415})
+
+
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"message": message}, status=status)
 
@@ -69,7 +73,12 @@ class WebhookHandlers:
         log.warning(
             "rejected an admission request", extra={"webhook": webhook, "status": status, "reason": message}
         )
-        return _error(status, message)
+        response = _error(status, message)
+        if status in _BODY_UNREAD:
+            # The rest of the body is still on the wire: "Connection: close" tells the client not to send
+            # its next request on this connection, which is closed once the answer is out.
+            response.force_close()
+        return response
 
     async def _handle(self, request: web.Request, webhook: Webhook) -> web.Response:
         loop = asyncio.get_running_loop()

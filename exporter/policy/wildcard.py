@@ -10,11 +10,18 @@ O(len(pattern) x len(name)) steps, and linear time on typical patterns.
 
 from __future__ import annotations
 
+from functools import lru_cache
 
+
+@lru_cache(maxsize=8192)
 def wildcard_match(pattern: str, name: str) -> bool:
-    """Whether ``name`` matches ``pattern`` in full, with Kyverno's ``*`` and ``?`` wildcards."""
+    """Whether ``name`` matches ``pattern`` in full, with Kyverno's ``*`` and ``?`` wildcards.
+
+    Results are cached (bounded): the same few patterns meet the same images on every request."""
     if "*" not in pattern and "?" not in pattern:
         return pattern == name
+    if "?" not in pattern and pattern.count("*") == 1 and pattern.endswith("*"):
+        return name.startswith(pattern[:-1])  # the common "registry/path/*"
     p = n = 0
     star = -1  # position in pattern just after the last '*' seen
     resume = 0  # position in name where that '*' currently stops matching

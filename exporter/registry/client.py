@@ -534,6 +534,8 @@ class RegistryClient:
                     ) from exc
                 last_problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 retry_after = ""
+                if isinstance(exc, aiohttp.ClientConnectorDNSError):
+                    break  # the name did not resolve (or not in time): asking again costs the deadline
             if attempt == MAX_ATTEMPTS:
                 break
             delay = _backoff(attempt, retry_after)

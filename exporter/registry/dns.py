@@ -22,7 +22,7 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
 DNS_THREADS = 4
-DNS_TIMEOUT = 3.0
+DNS_TIMEOUT = 2.0
 
 _Lookup = tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]]
 
