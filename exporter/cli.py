@@ -12,7 +12,7 @@ from exporter import __version__
 
 # Sub-command name -> module under exporter.commands. Modules are imported only to register their flags;
 # they keep heavy imports (kubernetes, aiohttp) inside run() so `trustwatch verify` stays fast.
-COMMANDS = ("serve", "verify", "apply")
+COMMANDS = ("serve", "verify", "verify_attestation", "apply")
 
 
 class _ExactParser(argparse.ArgumentParser):

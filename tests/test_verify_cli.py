@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from exporter.cli import main
-from tests.support.oci_push import attach_referrer
+from tests.support.oci_push import attach_referrer, push_att, push_referrer, push_referrers_index
 from tests.support.registry import (
     HangingServer,
     RegistryServer,
@@ -22,7 +22,7 @@ from tests.support.registry import (
     needs_registry,
     public_pem,
 )
-from tests.support.sigstore_box import SigstoreBox
+from tests.support.sigstore_box import GITHUB_ISSUER, GitHubWorkflow, Identity, SigstoreBox
 
 pytestmark = needs_registry
 
@@ -112,7 +112,7 @@ def test_unsigned_and_invalid_exit_1(
     assert "NOT VERIFIED" in capsys.readouterr().out
     assert main(_cli(registry, files, "--key", files["other"], f"{registry.host}/cli/signed:v1")) == 1
     out = capsys.readouterr().out
-    assert "no valid signature by a trusted key" in out
+    assert "no valid signature by a trusted signer" in out
     two = ["--key", files["key"], "--key", files["other"], "--count", "2"]
     assert main(_cli(registry, files, *two, f"{registry.host}/cli/signed:v1")) == 1
     assert "only 1 of the required 2 attestors signed" in capsys.readouterr().out
@@ -125,7 +125,24 @@ def test_unsigned_and_invalid_exit_1(
         (["--key", "/nonexistent/key.pub", "{image}"], "cannot read key file /nonexistent/key.pub"),
         (["--key", "{garbage}", "{image}"], "not a PEM public key"),
         (["--key", "{key}", "--count", "3", "{image}"], "threshold (count) 3 must be between 1"),
-        (["--key", "{key}", "--require-tlog", "{image}"], "needs a Rekor public key"),
+        (["--key", "{key}", "--require-tlog", "--insecure-ignore-tlog", "{image}"], "contradict each other"),
+        (["{image}"], "give --key, --cert/--cert-chain, or a keyless identity"),
+        (["--certificate-identity", "me@example.com", "{image}"], "needs --certificate-oidc-issuer"),
+        (["--key", "{key}", "--certificate-identity", "a", "{image}"], "give one or the other"),
+        (["--key", "{key}", "--trusted-root", "{garbage}", "{image}"], "garbage.pub"),
+        (["--key", "{key}", "--signature-repository", "r.test/sigs:v1", "{image}"], "--signature-repository"),
+        (
+            [
+                "--certificate-identity",
+                "a",
+                "--certificate-oidc-issuer",
+                "b",
+                "--certificate-identity-regexp",
+                "(",
+                "{image}",
+            ],
+            "certificate-identity-regexp",
+        ),
         (["--key", "{key}", "--timeout", "0", "{image}"], "--timeout must be positive"),
     ],
 )
@@ -351,3 +368,197 @@ def test_a_cosign3_key_signed_bundle_on_a_referrer_verifies(
     # Without that log's key the entry is from an unknown log (the shipped root trusts Sigstore's only).
     assert main(_cli(registry, files, "--key", str(key_file), image)) == 1
     assert "which is not trusted" in capsys.readouterr().out
+
+
+# --- keyless, certificates, signature repository, attestations (a Sigstore of our own) ---------------
+
+WORKFLOW = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.0.0"
+KEYLESS = Identity(WORKFLOW, GITHUB_ISSUER, github=GitHubWorkflow(repository="acme/app", trigger="push"))
+SLSA_V1 = "https://slsa.dev/provenance/v1"
+
+
+@pytest.fixture(scope="module")
+def box_root(sigstore_box: SigstoreBox, tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(sigstore_box.write_trusted_root(tmp_path_factory.mktemp("cli-box") / "trusted_root.json"))
+
+
+@pytest.fixture(scope="module")
+def keyless_images(registry: RegistryServer, sigstore_box: SigstoreBox) -> dict[str, str]:
+    """cli/keyless-sig: a legacy keyless .sig; cli/keyless-bundle: cosign 3's bundle on a referrer, and
+    an SLSA v1 attestation bundle beside it; cli/elsewhere: signed in cli/signatures (another repository);
+    cli/attested: a legacy .att SLSA v0.2 attestation."""
+    images = {}
+    digest = registry.push_image("cli/keyless-sig", "v1")
+    legacy = sigstore_box.legacy_signature(digest, f"{registry.host}/cli/keyless-sig", KEYLESS)
+    registry.push_signature_layers("cli/keyless-sig", digest, [legacy.layer])
+    images["sig"] = f"{registry.host}/cli/keyless-sig:v1"
+    digest = registry.push_image("cli/keyless-bundle", "v1")
+    signed = sigstore_box.image_bundle(digest, KEYLESS, log="rekor-v2", timestamp=True)
+    attested = sigstore_box.image_bundle(digest, KEYLESS, predicate_type=SLSA_V1, predicate={"builder": "ci"})
+    referrers = [
+        push_referrer(
+            registry,
+            "cli/keyless-bundle",
+            digest,
+            bundle.media_type,
+            [SignatureLayerSpec(bundle.json, {}, bundle.media_type)],
+        )
+        for bundle in (signed, attested)
+    ]
+    push_referrers_index(registry, "cli/keyless-bundle", digest, referrers)
+    images["bundle"] = f"{registry.host}/cli/keyless-bundle:v1"
+    digest = registry.push_image("cli/elsewhere", "v1")
+    elsewhere = sigstore_box.legacy_signature(digest, f"{registry.host}/cli/elsewhere", KEYLESS)
+    registry.push_signature_layers("cli/signatures", digest, [elsewhere.layer])
+    images["elsewhere"] = f"{registry.host}/cli/elsewhere:v1"
+    digest = registry.push_image("cli/attested", "v1")
+    statement = sigstore_box.legacy_attestation(digest, f"{registry.host}/cli/attested", KEYLESS)
+    push_att(registry, "cli/attested", digest, [statement.layer])
+    images["attested"] = f"{registry.host}/cli/attested:v1"
+    return images
+
+
+def _keyless(box_root: str, *extra: str) -> list[str]:
+    return ["--trusted-root", box_root, "--certificate-oidc-issuer", GITHUB_ISSUER, *extra]
+
+
+def test_keyless_legacy_sig_verifies_with_its_identity_log_index_and_time(
+    registry: RegistryServer,
+    files: dict[str, str],
+    box_root: str,
+    keyless_images: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = keyless_images["sig"]
+    args = _keyless(box_root, "--certificate-identity", WORKFLOW, "--output", "json", image)
+    assert main(_cli(registry, files, *args)) == 0
+    document = json.loads(capsys.readouterr().out)
+    (signature,) = document["signatures"]
+    assert (signature["format"], signature["place"], signature["timeSource"]) == (
+        "simple-signing",
+        "sig-tag",
+        "tlog",
+    )
+    assert signature["identity"]["subject"] == WORKFLOW
+    assert signature["identity"]["issuer"] == GITHUB_ISSUER
+    assert isinstance(signature["logIndex"], int)
+    assert signature["integratedTime"] == signature["signingTime"]
+    text_args = _keyless(box_root, "--certificate-identity", WORKFLOW, image)
+    assert main(_cli(registry, files, *text_args)) == 0
+    out = capsys.readouterr().out
+    assert f"as {WORKFLOW} from {GITHUB_ISSUER}, logged at index {signature['logIndex']}" in out
+    # another identity, or the shipped public-good root (which does not know this Fulcio), is a no
+    wrong = _keyless(box_root, "--certificate-identity", "https://github.com/acme/other", image)
+    assert main(_cli(registry, files, *wrong)) == 1
+    assert "NOT VERIFIED" in capsys.readouterr().out
+    public_good = ["--certificate-oidc-issuer", GITHUB_ISSUER, "--certificate-identity", WORKFLOW, image]
+    assert main(_cli(registry, files, *public_good)) == 1
+    capsys.readouterr()
+
+
+def test_keyless_bundle_on_a_referrer_with_regexp_and_github_workflow_flags(
+    registry: RegistryServer,
+    files: dict[str, str],
+    box_root: str,
+    keyless_images: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = keyless_images["bundle"]
+    regexp = ["--certificate-identity-regexp", "^https://github.com/acme/"]
+    github = ["--certificate-github-workflow-repository", "acme/app", "--certificate-github-workflow-trigger"]
+    args = _keyless(box_root, *regexp, *github, "push", "--output", "json", image)
+    assert main(_cli(registry, files, *args)) == 0
+    (signature,) = json.loads(capsys.readouterr().out)["signatures"]
+    assert (signature["format"], signature["place"], signature["timeSource"]) == (
+        "bundle-dsse",
+        "referrers-tag",
+        "timestamp-authority",
+    )
+    assert signature["identity"]["extensions"]["githubWorkflowRepository"] == "acme/app"
+    assert main(_cli(registry, files, *_keyless(box_root, *regexp, *github, "release", image))) == 1
+    assert "NOT VERIFIED" in capsys.readouterr().out
+
+
+def test_cert_chain_and_signature_repository(  # noqa: PLR0917
+    registry: RegistryServer,
+    files: dict[str, str],
+    sigstore_box: SigstoreBox,
+    box_root: str,
+    keyless_images: dict[str, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    chain = tmp_path / "chain.pem"
+    chain.write_text(sigstore_box.chain_pem)
+    rogue = tmp_path / "rogue.pem"
+    rogue.write_text(SigstoreBox("cli rogue", now=sigstore_box.now).chain_pem)
+    image = keyless_images["sig"]
+    assert main(_cli(registry, files, "--trusted-root", box_root, "--cert-chain", str(chain), image)) == 0
+    assert "VERIFIED" in capsys.readouterr().out
+    assert main(_cli(registry, files, "--trusted-root", box_root, "--cert-chain", str(rogue), image)) == 1
+    capsys.readouterr()
+    elsewhere = keyless_images["elsewhere"]
+    who = _keyless(box_root, "--certificate-identity", WORKFLOW)
+    assert main(_cli(registry, files, *who, elsewhere)) == 1
+    assert "unsigned" in capsys.readouterr().out
+    repository = ["--signature-repository", f"{registry.host}/cli/signatures"]
+    assert main(_cli(registry, files, *who, *repository, elsewhere)) == 0
+    assert f"sig-tag ({registry.host}/cli/signatures)" in capsys.readouterr().out
+    monkeypatch.setenv("COSIGN_REPOSITORY", f"{registry.host}/cli/signatures")
+    assert main(_cli(registry, files, *who, elsewhere)) == 0
+    capsys.readouterr()
+
+
+def _attestation_cli(registry: RegistryServer, files: dict[str, str], *args: str) -> list[str]:
+    return ["verify-attestation", *_cli(registry, files, *args)[1:]]
+
+
+@pytest.mark.parametrize("kind", ["slsaprovenance1", SLSA_V1])
+def test_verify_attestation_prints_verified_statements_as_json_lines(  # noqa: PLR0917
+    registry: RegistryServer,
+    files: dict[str, str],
+    box_root: str,
+    keyless_images: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+    kind: str,
+) -> None:
+    image = keyless_images["bundle"]
+    who = _keyless(box_root, "--certificate-identity", WORKFLOW)
+    assert main(_attestation_cli(registry, files, "--type", kind, *who, image)) == 0
+    captured = capsys.readouterr()
+    (line,) = captured.out.splitlines()
+    statement = json.loads(line)
+    assert statement["predicateType"] == SLSA_V1
+    assert statement["predicate"] == {"builder": "ci"}
+    assert "referrers-tag" in captured.err
+    assert main(_attestation_cli(registry, files, "--type", "cyclonedx", *who, image)) == 1
+    assert "no https://cyclonedx.org/bom attestation found" in capsys.readouterr().err
+
+
+def test_verify_attestation_reads_legacy_att_and_checks_the_identity(
+    registry: RegistryServer,
+    files: dict[str, str],
+    box_root: str,
+    keyless_images: dict[str, str],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    image = keyless_images["attested"]
+    who = _keyless(box_root, "--certificate-identity", WORKFLOW)
+    assert main(_attestation_cli(registry, files, "--type", "slsaprovenance", *who, image)) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line)["predicateType"] == "https://slsa.dev/provenance/v0.2"
+    other = _keyless(box_root, "--certificate-identity", "someone@example.com")
+    assert main(_attestation_cli(registry, files, "--type", "slsaprovenance", *other, image)) == 1
+    assert "NOT VERIFIED" in capsys.readouterr().err
+    assert main(_attestation_cli(registry, files, "--type", "slsaprovenance", image)) == 2
+
+
+def test_verify_attestation_process_does_not_import_kubernetes(
+    registry: RegistryServer, files: dict[str, str], box_root: str, keyless_images: dict[str, str]
+) -> None:
+    who = _keyless(box_root, "--certificate-identity", WORKFLOW)
+    args = _attestation_cli(registry, files, "--type", "slsaprovenance", *who, keyless_images["attested"])
+    result = _run_process(*args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr.strip().endswith("CLEAN")

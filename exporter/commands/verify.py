@@ -1,4 +1,4 @@
-"""`trustwatch verify IMAGE --key FILE`: check an image's cosign signatures from the command line.
+"""`trustwatch verify IMAGE`: check an image's cosign signatures from the command line, as `cosign verify`.
 
 Exit codes: 0 verified, 1 not verified (unsigned or invalid), 2 error (bad arguments, unreadable key or
 config, registry unreachable). Heavy imports stay inside run() so the command starts fast and never loads
@@ -13,12 +13,8 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any
 
-from exporter.commands.registry_args import (
-    UsageError,
-    add_registry_arguments,
-    build_registry_options,
-    read_text_file,
-)
+from exporter.commands.registry_args import UsageError, add_registry_arguments, build_registry_options
+from exporter.commands.signer_args import add_signer_arguments, build_verification_options
 
 if TYPE_CHECKING:
     from exporter.cosign import VerificationOptions, VerificationOutcome, VerifiedSignature
@@ -32,41 +28,18 @@ EXIT_ERROR = 2
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "verify",
-        help="verify an image's cosign signatures against public keys",
-        description="Verify the cosign key-based signatures of IMAGE. Exit 0 verified, 1 not verified "
-        "(unsigned or invalid signatures), 2 error (bad arguments, unreadable key, registry unreachable).",
+        help="verify an image's cosign signatures (keys, certificates or keyless identities)",
+        description="Verify the cosign signatures of IMAGE, as `cosign verify` does: legacy "
+        "sha256-<hex>.sig tags and Sigstore bundles attached as OCI referrers, signed with a key (--key), a "
+        "certificate of your own PKI (--cert/--cert-chain) or keyless (--certificate-identity and "
+        "--certificate-oidc-issuer). Nothing is fetched but the registry's content: logs and timestamps "
+        "are checked offline against the trusted root. Exit 0 verified, 1 not verified (unsigned or invalid "
+        "signatures), 2 error (bad arguments, unreadable files, registry unreachable).",
     )
     parser.add_argument(
         "image", metavar="IMAGE", help="image reference, e.g. ghcr.io/org/app:1.0 or …@sha256:…"
     )
-    parser.add_argument(
-        "--key",
-        metavar="FILE",
-        action="append",
-        required=True,
-        help="PEM public key file (may hold several keys); repeat for several files",
-    )
-    parser.add_argument(
-        "--count",
-        type=int,
-        default=1,
-        metavar="N",
-        help="how many distinct keys must have signed (default 1)",
-    )
-    parser.add_argument(
-        "--signature-algorithm",
-        choices=("sha256", "sha384", "sha512"),
-        default="sha256",
-        help="hash the signatures were made with (default sha256, as cosign does)",
-    )
-    parser.add_argument(
-        "--rekor-key", metavar="FILE", help="Rekor public key to check signature bundles with"
-    )
-    parser.add_argument(
-        "--require-tlog",
-        action="store_true",
-        help="a signature counts only with a Rekor bundle that verifies (needs --rekor-key)",
-    )
+    add_signer_arguments(parser)
     parser.add_argument(
         "--require-reference",
         action="store_true",
@@ -75,49 +48,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--output", choices=("text", "json"), default="text", help="result format")
     add_registry_arguments(parser, "give up after S seconds of registry traffic")
     parser.set_defaults(run=run)
-
-
-def _verify_options(args: argparse.Namespace) -> VerificationOptions:
-    """One key attestor per key, so that ``--count`` counts distinct keys."""
-    from exporter.cosign import (  # noqa: PLC0415
-        AttestorError,
-        KeyAttestor,
-        KeyLoadError,
-        VerificationOptions,
-        load_public_key,
-        load_public_keys,
-    )
-
-    try:
-        keys = tuple(
-            key for path in args.key for key in load_public_keys(read_text_file(path, "key file"), path)
-        )
-        rekor_keys = (
-            (load_public_key(read_text_file(args.rekor_key, "Rekor key file"), args.rekor_key),)
-            if args.rekor_key
-            else ()
-        )
-        if args.require_tlog and not rekor_keys:
-            raise UsageError(
-                "--require-tlog needs a Rekor public key (--rekor-key) to check log entries with"
-            )
-        attestors = tuple(
-            KeyAttestor(
-                name=key.name,
-                keys=(key,),
-                hash_algorithm=args.signature_algorithm,
-                require_reference=args.require_reference,
-            )
-            for key in keys
-        )
-        return VerificationOptions(
-            attestors=attestors,
-            threshold=args.count,
-            rekor_keys=rekor_keys,
-            ignore_tlog=False if args.require_tlog else None,
-        )
-    except (KeyLoadError, AttestorError) as exc:
-        raise UsageError(str(exc)) from None
 
 
 async def _verify(
@@ -142,13 +72,13 @@ def _as_json(image: str, outcome: VerificationOutcome | None, error: str | None)
         document["digest"] = outcome.digest
     if outcome.status == "verified":
         document["matchedKeys"] = list(outcome.matched_keys)
-        document["signatures"] = [_signature_json(signature) for signature in outcome.signatures]
+        document["signatures"] = [signature_json(signature) for signature in outcome.signatures]
     if outcome.status == "invalid":
         document["reasons"] = list(outcome.reasons)
     return document
 
 
-def _signature_json(signature: VerifiedSignature) -> dict[str, Any]:
+def signature_json(signature: VerifiedSignature) -> dict[str, Any]:
     """Where and how one signature was found and proven (JSON output)."""
     document: dict[str, Any] = {
         "attestor": signature.attestor,
@@ -189,13 +119,13 @@ def _as_text(outcome: VerificationOutcome) -> str:
     if outcome.status == "invalid":
         lines = "".join(f"\n  - {reason}" for reason in outcome.reasons)
         return (
-            f"NOT VERIFIED {outcome.reference}: no valid signature by a trusted key\n"
+            f"NOT VERIFIED {outcome.reference}: no valid signature by a trusted signer\n"
             f"  digest: {outcome.digest}{lines}"
         )
     return f"ERROR {outcome.reference}: {outcome.cause}"
 
 
-def _exit_code(outcome: VerificationOutcome) -> int:
+def exit_code(outcome: VerificationOutcome) -> int:
     if outcome.status == "verified":
         return EXIT_VERIFIED
     if outcome.status == "error":
@@ -208,7 +138,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         reference = parse_reference(args.image)
-        options = _verify_options(args)
+        options = build_verification_options(args)
         registry_options = build_registry_options(args)
     except (InvalidReferenceError, UsageError) as exc:
         if args.output == "json":
@@ -220,4 +150,4 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(_as_json(args.image, outcome, None), indent=2))
     else:
         print(_as_text(outcome))
-    return _exit_code(outcome)
+    return exit_code(outcome)
