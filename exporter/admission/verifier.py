@@ -169,18 +169,19 @@ def _entry_problem(
 ) -> _EntryProblem | None:
     """None when ``entry`` verifies the signatures, else the reason in cosign's words.
 
-    Certificate and keyless entries use the root trustwatch runs with (``trusted_root``; None: the shipped
-    public-good root).
+    Every entry trusts the Sigstore root trustwatch runs with (``trusted_root``; None: the shipped
+    public-good root): its Fulcio CAs for certificates, its Rekor logs and timestamp authorities for the
+    log entries and timestamps of key-signed bundles as of keyless signatures.
     """
     if isinstance(entry, CertificateEntry):
         options = entry.options
-        if options.trusted_root is None and trusted_root is not None:
-            options = dataclasses.replace(options, trusted_root=trusted_root)
     else:
         try:
             options = _entry_options(entry, path)
         except KeyLoadError as exc:
             return _EntryProblem(f"unusable key: {exc}", infrastructure=True)
+    if options.trusted_root is None and trusted_root is not None:
+        options = dataclasses.replace(options, trusted_root=trusted_root)
     outcome = verify_found(found, options)
     if isinstance(outcome, Verified):
         return None
