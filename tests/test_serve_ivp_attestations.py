@@ -4,12 +4,21 @@ verified provenance admits or refuses the image."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 from pathlib import Path
 
 import yaml
+from prometheus_client import CollectorRegistry
 
+from exporter.admission.engine import AdmissionEngine
+from exporter.admission.review import parse_review
+from exporter.admission.verifier import ImageVerifier
+from exporter.metrics import ServiceMetrics
+from exporter.policy.loader import parse_policies
+from exporter.registry import RegistryClient, RegistryOptions
+from exporter.sigstore import TrustedRoot, parse_trusted_root
 from tests.support.admission import review_body, workload
 from tests.support.oci_push import attach_referrer
 from tests.support.registry import RegistryServer, SignatureLayerSpec, needs_registry
@@ -117,3 +126,29 @@ def test_slsa_builder_id_admits_and_refuses(tmp_path: Path, sigstore_box: Sigsto
             built by https://ci.example/untrusted-builder""") in refused["status"]["message"]  # fmt: skip
     assert missing["allowed"] is False
     assert "no SLSA provenance signed by the release workflow" in missing["status"]["message"]
+
+
+def test_a_keyless_attestor_without_a_trusted_root_uses_the_one_trustwatch_runs_with(
+    tmp_path: Path, sigstore_box: SigstoreBox
+) -> None:
+    """``--trusted-root`` (here: the verifier's root) is what keyless attestors trust unless they name one."""
+    policy_document = yaml.safe_load(_policy("{}"))
+    del policy_document["spec"]["attestors"][0]["cosign"]["trustedRoot"]
+    policies = parse_policies(yaml.safe_dump(policy_document), "policy.yaml")
+    root = parse_trusted_root(json.dumps(sigstore_box.trusted_root()).encode(), "box")
+    with RegistryServer(tmp_path / "registry") as registry:
+        trusted = _push(registry, sigstore_box, "trusted", TRUSTED_BUILDER)
+
+        async def decide(trusted_root: TrustedRoot | None) -> bool:
+            options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+            async with RegistryClient(options) as client:
+                metrics = ServiceMetrics(CollectorRegistry())
+                verifier = ImageVerifier(client, metrics, trusted_root=trusted_root)
+                engine = AdmissionEngine(lambda: policies, verifier, metrics)
+                body = review_body(workload("Pod", "trusted", "prod", trusted))
+                decision = await engine.review("mutate", parse_review(body))
+                await verifier.close()
+                return decision.response.allowed
+
+        assert asyncio.run(decide(root)) is True
+        assert asyncio.run(decide(None)) is False  # the shipped public-good root does not trust our box

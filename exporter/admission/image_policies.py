@@ -15,6 +15,7 @@ processes that never need it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Mapping, Sequence
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from exporter.admission.cache import Lookup
 from exporter.admission.messages import IMAGE_VERIFIED, verification_failed
 from exporter.admission.verifier import SIGNATURES_UNREADABLE, Decide, ImageOutcome
-from exporter.cosign import VerificationError, VerificationOutcome, Verified
+from exporter.cosign import VerificationError, VerificationOptions, VerificationOutcome, Verified
 from exporter.cosign.found import FoundArtifacts
 from exporter.cosign.pipeline import verify_found, verify_found_attestations
 from exporter.ivp.evaluate import (
@@ -38,6 +39,7 @@ from exporter.ivp.evaluate import (
 )
 from exporter.ivp.match import RequestAttributes, applicable
 from exporter.ivp.model import Attestation, CosignAttestor, ImageValidatingPolicy
+from exporter.sigstore import TrustedRoot
 
 if TYPE_CHECKING:
     from exporter.admission.engine import Verifier
@@ -48,11 +50,19 @@ log = logging.getLogger(__name__)
 CountVerification = Callable[[ImageValidatingPolicy, str, ImageOutcome, Lookup], None]
 
 
+def _options(attestor: CosignAttestor, trusted_root: TrustedRoot | None) -> VerificationOptions:
+    """The attestor's options; without a ``trustedRoot`` of its own it trusts the root trustwatch runs with
+    (``--trusted-root``), as ClusterPolicy keyless and certificate attestors do."""
+    if attestor.options.trusted_root is None and trusted_root is not None:
+        return dataclasses.replace(attestor.options, trusted_root=trusted_root)
+    return attestor.options
+
+
 def signature_decision(attestor: CosignAttestor) -> Decide:
     """How an attestor decides on an image's signatures (the signature pipeline, no I/O)."""
 
-    def decide(found: FoundArtifacts, display: str) -> ImageOutcome:
-        return _image_outcome(verify_found(found, attestor.options), attestor.name, display)
+    def decide(found: FoundArtifacts, display: str, trusted_root: TrustedRoot | None) -> ImageOutcome:
+        return _image_outcome(verify_found(found, _options(attestor, trusted_root)), attestor.name, display)
 
     return decide
 
@@ -60,8 +70,9 @@ def signature_decision(attestor: CosignAttestor) -> Decide:
 def attestation_decision(attestor: CosignAttestor, attestation: Attestation) -> Decide:
     """How an attestor decides on an image's attestations of one predicate type."""
 
-    def decide(found: FoundArtifacts, display: str) -> ImageOutcome:
-        outcome = verify_found_attestations(found, attestor.options, attestation.predicate_type)
+    def decide(found: FoundArtifacts, display: str, trusted_root: TrustedRoot | None) -> ImageOutcome:
+        options = _options(attestor, trusted_root)
+        outcome = verify_found_attestations(found, options, attestation.predicate_type)
         return _image_outcome(outcome, attestor.name, display)
 
     return decide

@@ -95,8 +95,9 @@ class ImageOutcome:
     predicates: tuple[Any, ...] = ()
 
 
-# Decides from discovered signatures and attestations, given the image as messages show it (no I/O).
-Decide = Callable[[FoundArtifacts, str], ImageOutcome]
+# Decides from discovered signatures and attestations, given the image as messages show it and the Sigstore
+# root trustwatch runs with (``--trusted-root``; None: the shipped one). No I/O.
+Decide = Callable[[FoundArtifacts, str, "TrustedRoot | None"], ImageOutcome]
 
 
 @dataclass(frozen=True)
@@ -337,7 +338,7 @@ class ImageVerifier:
                 reason = f"{path}: {SIGNATURES_UNREADABLE}"
                 outcome = ImageOutcome("error", verification_failed(display, reason), pinned.digest)
             else:
-                outcome = await asyncio.to_thread(decide, found, display)
+                outcome = await asyncio.to_thread(decide, found, display, self._trusted_root)
             self._metrics.image_verification_duration.labels(result=outcome.status).observe(
                 time.perf_counter() - started
             )
