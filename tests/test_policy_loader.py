@@ -613,5 +613,6 @@ def test_error_message_names_source_document_policy_rule_and_path() -> None:
         parse_policies(text, "policies/strict.yaml")
     assert str(caught.value).startswith(
         "policies/strict.yaml, document 2, ClusterPolicy strict, rule verify: "
-        "spec.rules[0].verifyImages[0].attestors[0].entries[0].keyless: an identity needs subject/subjectRegExp"
+        "spec.rules[0].verifyImages[0].attestors[0].entries[0].keyless: "
+        "an identity needs subject/subjectRegExp"
     )
