@@ -33,11 +33,44 @@ from exporter.reports.store import ReportStore
 from exporter.yamldoc import YamlLimitError, load_yaml_documents
 from tests.support.admission import review_body, walkthrough_policy, walkthrough_policy_text, workload
 from tests.support.registry import generate_signing_key, public_pem
+from tests.support.sigstore_box import shared_box
 
 DATA = Path(__file__).parent / "data"
 KEY = public_pem(generate_signing_key())
 POLICY_TEXT = walkthrough_policy_text(KEY)
 POLICY_DOCUMENT = yaml.safe_load(POLICY_TEXT)
+# The same policy with keyless and certificate attestors and every option they take.
+SIGNER_POLICY_DOCUMENT = copy.deepcopy(POLICY_DOCUMENT)
+
+
+def _logs() -> dict[str, Any]:
+    """Fresh rekor/ctlog settings (a shared dict would be dumped as a YAML alias, which policies refuse)."""
+    return {"rekor": {"pubkey": KEY, "ignoreTlog": False}, "ctlog": {"pubkey": KEY, "ignoreSCT": False}}
+
+
+SIGNER_POLICY_DOCUMENT["spec"]["rules"][0]["verifyImages"] = [
+    {
+        "imageReferences": ["*"],
+        "type": "Cosign",
+        "repository": "registry.example/signatures",
+        "attestors": [
+            {
+                "count": 1,
+                "entries": [
+                    {
+                        "keyless": {
+                            "subject": "*@example.com",
+                            "issuerRegExp": "^https://accounts\\.example\\.com$",
+                            "additionalExtensions": {"githubWorkflowTrigger": "push"},
+                            **_logs(),
+                        }
+                    },
+                    {"certificates": {"certChain": shared_box().chain_pem, **_logs()}},
+                ],
+            }
+        ],
+    }
+]
 POLICIES = walkthrough_policy(KEY, **{"docker.io/user/test*": "*"})
 REVIEWS = [
     json.loads(review_body(workload(kind, "w", "prod", "user/test:signed")))
@@ -136,7 +169,7 @@ def test_random_bodies_are_rejected_with_a_reason(body: bytes) -> None:
 
 
 @FUZZ
-@given(mutated([POLICY_DOCUMENT]))
+@given(mutated([POLICY_DOCUMENT, SIGNER_POLICY_DOCUMENT]))
 def test_mutated_policies_load_or_fail_with_a_policy_load_error(document: Any) -> None:
     try:
         text = yaml.safe_dump(document)
