@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.admission import walkthrough_policy_text
+from tests.support.registry import generate_signing_key, public_pem
 from tests.support.serve import ServeProcess, iter_samples, poll
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "reports"
@@ -72,6 +73,21 @@ def test_configuration_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
     raw = " ".join(str(entry.get("message")) for entry in serve.logs)
     assert "trustwatch serve:" in raw
     assert "policy.yaml" in raw
+
+
+def test_an_unusable_trusted_root_stops_start_up_naming_the_file(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(walkthrough_policy_text(public_pem(generate_signing_key())))
+    root = tmp_path / "mine.json"
+    root.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1", "tlogs": 3}')
+    serve = ServeProcess(tmp_path, "--policies", str(policy), "--trusted-root", str(root))
+    with pytest.raises(AssertionError, match="exited"):
+        serve.__enter__()
+    assert serve.process is not None
+    assert serve.process.wait(30) == 2
+    raw = " ".join(str(entry.get("message")) for entry in serve.logs)
+    assert "trustwatch serve:" in raw
+    assert "mine.json" in raw
 
 
 @pytest.mark.parametrize("option", ["--metrics-address", "--webhook-address"])
