@@ -11,7 +11,15 @@ import yaml
 
 from exporter.cli import main
 from tests.support.admission import DATA, walkthrough_policy_text, workload
-from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
+from tests.support.oci_push import attach_referrer
+from tests.support.registry import (
+    RegistryServer,
+    SignatureLayerSpec,
+    generate_signing_key,
+    public_pem,
+    registry_available,
+)
+from tests.support.sigstore_box import GITHUB_ISSUER, Identity, SigstoreBox
 
 needs_registry = pytest.mark.skipif(not registry_available(), reason="needs /usr/bin/docker-registry")
 
@@ -209,3 +217,50 @@ def test_apply_evaluates_image_validating_policies_beside_cluster_policies(
     assert dev_ivp["results"][0]["source"] == "KyvernoImageValidatingPolicy"
     assert dev_ivp["summary"]["fail"] == 1
     assert by_name[("dev", "cpol-check-image-signature")]["summary"]["fail"] == 1
+
+
+@pytest.mark.registry
+@needs_registry
+def test_apply_verifies_keyless_attestors_under_the_trusted_root_given(
+    setup: tuple[RegistryServer, Path],
+    sigstore_box: SigstoreBox,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    registry, _ = setup
+    signer = Identity("release@example.com", GITHUB_ISSUER)
+    digest = registry.push_image("user/keyless", "v1", b"keyless")
+    bundle = sigstore_box.image_bundle(digest, signer)
+    layer = SignatureLayerSpec(bundle.json, {}, bundle.media_type)
+    attach_referrer(registry, "user/keyless", digest, bundle.media_type, [layer])
+    root = sigstore_box.write_trusted_root(tmp_path / "trusted_root.json")
+    keyless = (
+        "      - keyless:\n          subject: '*@example.com'\n          issuer: " + GITHUB_ISSUER + "\n"
+    )
+    policy = tmp_path / "keyless.yaml"
+    policy.write_text(
+        walkthrough_policy_text("").split("    - image: '*'")[0]
+        + "    - imageReferences: ['*']\n      attestors:\n      - entries:\n"
+        + textwrap.indent(keyless, "  ")
+    )
+    resources = write_resources(
+        tmp_path / "pod.yaml", workload("Pod", "app", "prod", f"{registry.host}/user/keyless:v1")
+    )
+    args = [
+        "apply",
+        "--policy",
+        str(policy),
+        "--resource",
+        str(resources),
+        "--insecure-registry",
+        registry.host,
+    ]
+    assert main([*args, "--trusted-root", str(root)]) == 0
+    assert "ADMITTED Pod/prod/app" in capsys.readouterr().out
+    # the shipped public-good root does not know this Fulcio: Enforce in prod denies
+    assert main(args) == 1
+    assert ".attestors[0].entries[0].keyless: no matching signatures" in capsys.readouterr().out
+    broken = tmp_path / "broken.json"
+    broken.write_text("{}")
+    assert main([*args, "--trusted-root", str(broken)]) == 2
+    assert "broken.json" in capsys.readouterr().err

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from exporter.policy.loader import LoadedPolicy
     from exporter.registry import RegistryOptions
     from exporter.reports.writer import AuditResult
+    from exporter.sigstore import TrustedRoot
 
 EXIT_ADMITTED = 0
 EXIT_DENIED = 1
@@ -64,6 +65,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--policy-report", action="store_true", help="also print the PolicyReports the webhook would write"
+    )
+    parser.add_argument(
+        "--trusted-root",
+        metavar="FILE",
+        help="Sigstore trusted_root.json the policies' attestors trust, as serve's --trusted-root (default: "
+        "the public-good root shipped with trustwatch)",
     )
     add_registry_arguments(parser, "decision deadline per resource in seconds")
     parser.set_defaults(run=run)
@@ -133,6 +140,15 @@ def _policies(paths: Sequence[str]) -> list[LoadedPolicy]:
         raise UsageError(str(exc)) from None
 
 
+def _trusted_root(path: str | None) -> TrustedRoot | None:
+    from exporter.sigstore import TrustedRootError, load_trusted_root  # noqa: PLC0415
+
+    try:
+        return load_trusted_root(path) if path else None
+    except TrustedRootError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def _review_body(obj: Mapping[str, Any], number: int) -> bytes:
     import json  # noqa: PLC0415
 
@@ -158,6 +174,8 @@ async def _evaluate(
     labels: Mapping[str, Mapping[str, str]],
     registry_options: RegistryOptions,
     decision_timeout: float,
+    *,
+    trusted_root: TrustedRoot | None,
 ) -> tuple[list[tuple[str, Decision]], list[AuditResult]]:
     from exporter.admission.engine import AdmissionConfig, AdmissionEngine  # noqa: PLC0415
     from exporter.admission.messages import resource_label  # noqa: PLC0415
@@ -171,7 +189,7 @@ async def _evaluate(
     collected: list[AuditResult] = []
     decisions: list[tuple[str, Decision]] = []
     async with RegistryClient(registry_options) as client:
-        verifier = ImageVerifier(client, metrics)
+        verifier = ImageVerifier(client, metrics, trusted_root=trusted_root)
         engine = AdmissionEngine(
             lambda: policies,
             verifier,
@@ -228,6 +246,7 @@ def run(args: argparse.Namespace) -> int:
         resources = _resources(args.resource)
         labels = _namespace_labels(args.namespace_labels)
         registry_options = build_registry_options(args)
+        trusted_root = _trusted_root(args.trusted_root)
     except UsageError as exc:
         print(f"trustwatch apply: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -241,7 +260,11 @@ def run(args: argparse.Namespace) -> int:
         # The result is handed over in a list, not returned: on leaving, asyncio.run (Python 3.11) formats
         # an error message holding repr() of the main task, whose repr holds its result, and the repr of a
         # thousand-rule result took minutes.
-        evaluated.append(await _evaluate(policies, resources, labels, registry_options, args.timeout))
+        evaluated.append(
+            await _evaluate(
+                policies, resources, labels, registry_options, args.timeout, trusted_root=trusted_root
+            )
+        )
 
     asyncio.run(evaluate())
     decisions, results = evaluated[0]
