@@ -158,9 +158,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("insecure_registry", "Registries (HOST[:PORT]) reached over plain HTTP; repeatable.", kind="list"),
     Option(
         "trusted_root",
-        "Sigstore trusted_root.json (Fulcio CAs, Rekor and CT log keys, timestamp authorities) that "
-        "ClusterPolicy/Policy attestors trust, e.g. a private Sigstore (an ImageValidatingPolicy names its "
-        "own in trustedRoot). Default: the public-good root shipped with trustwatch.",
+        "Sigstore trusted_root.json (Fulcio CAs, Rekor and CT log keys, timestamp authorities) that policy "
+        "attestors trust, e.g. a private Sigstore (an ImageValidatingPolicy attestor's own trustedRoot "
+        "wins). Default: the public-good root shipped with trustwatch.",
         kind="path",
     ),
     Option(
