@@ -245,6 +245,23 @@ def test_v03_bundle_tampered_proofs_are_rejected() -> None:
     assert failure.check == "timestamp" and "Mismatch between messages" in failure.reason
 
 
+def test_a_proof_without_checkpoint_counts_only_beside_a_set() -> None:
+    """Bundles v0.1 may carry an inclusion proof without a checkpoint: the SET still vouches for the entry."""
+    material = _bundle_material()
+    proof = material.tlog_entries[0].inclusion_proof
+    assert proof is not None
+    bare = _with_entry(material, inclusion_proof=dataclasses.replace(proof, checkpoint=None))
+    facts = _facts(verify_material(bare, BUNDLE_TRUST))
+    assert not facts.log_entries[0].inclusion_proven and facts.time_source == "tlog"
+    broken = dataclasses.replace(proof, checkpoint=None, hashes=proof.hashes[1:])
+    assert (
+        _failure(verify_material(_with_entry(material, inclusion_proof=broken), BUNDLE_TRUST)).check == "tlog"
+    )
+    unsigned = _with_entry(bare, signed_entry_timestamp=None, integrated_time=None)
+    failure = _failure(verify_material(unsigned, BUNDLE_TRUST))
+    assert failure.check == "tlog" and "no signed checkpoint" in failure.reason
+
+
 def test_v03_bundle_tampered_payload_fails_the_signature() -> None:
     material = _bundle_material()
     assert isinstance(material.signed, SignedEnvelope)

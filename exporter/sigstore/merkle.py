@@ -85,9 +85,8 @@ def verify_checkpoint(
     return f"checkpoint is not signed by the log's key {key.name}"
 
 
-def verify_inclusion(entry: bytes, proof: InclusionProof, key: TrustedKey, key_hint: bytes) -> str | None:
-    """None when ``entry`` is at ``proof.log_index`` of the tree with ``proof.root_hash``, and a checkpoint
-    signed by ``key`` commits to that root; otherwise the reason."""
+def verify_audit_path(entry: bytes, proof: InclusionProof) -> str | None:
+    """None when the audit path leads from ``entry`` at ``proof.log_index`` to ``proof.root_hash``."""
     computed = root_from_inclusion_proof(proof.log_index, proof.tree_size, leaf_hash(entry), proof.hashes)
     if computed is None:
         return (
@@ -95,6 +94,15 @@ def verify_inclusion(entry: bytes, proof: InclusionProof, key: TrustedKey, key_h
         )
     if computed != proof.root_hash:
         return "inclusion proof does not lead to the proof's root hash"
+    return None
+
+
+def verify_inclusion(entry: bytes, proof: InclusionProof, key: TrustedKey, key_hint: bytes) -> str | None:
+    """None when ``entry`` is at ``proof.log_index`` of the tree with ``proof.root_hash``, and a checkpoint
+    signed by ``key`` commits to that root; otherwise the reason."""
+    problem = verify_audit_path(entry, proof)
+    if problem is not None:
+        return problem
     if proof.checkpoint is None:
         return "inclusion proof has no signed checkpoint"
     return verify_checkpoint(proof.checkpoint, key, key_hint, proof.tree_size, proof.root_hash)

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from exporter.sigstore.facts import LogEntryFacts, VerificationFailure
 from exporter.sigstore.keys import PublicKey, TrustedKey, signature_is_valid
 from exporter.sigstore.material import SignedEnvelope, SignedMessage, TlogEntry
-from exporter.sigstore.merkle import verify_inclusion
+from exporter.sigstore.merkle import verify_audit_path, verify_inclusion
 from exporter.sigstore.trusted_root import ValidityWindow
 
 MAX_BODY_BYTES = 256 * 1024
@@ -341,11 +341,19 @@ def verify_entry(
                 "tlog",
                 f"{where}: the log's key was not trusted at the integrated time {integrated.isoformat()}",
             )
-    if entry.inclusion_proof is not None:
-        problem = verify_inclusion(entry.canonicalized_body, entry.inclusion_proof, log.key, log.log_id[:4])
+    proven = False
+    proof = entry.inclusion_proof
+    if proof is not None:
+        if proof.checkpoint is None and integrated is not None:
+            # Bundles v0.1 may carry a proof without a checkpoint: the SET vouches for the entry, and the
+            # path must at least be consistent, but nothing signed commits to its root.
+            problem = verify_audit_path(entry.canonicalized_body, proof)
+        else:
+            problem = verify_inclusion(entry.canonicalized_body, proof, log.key, log.log_id[:4])
+            proven = problem is None
         if problem is not None:
             return VerificationFailure("tlog", f"{where}: {problem}")
     mismatch = match_entry_body(entry, signature, signed, signer)
     if mismatch is not None:
         return VerificationFailure("tlog", f"{where} is not about this signature: {mismatch}")
-    return LogEntryFacts(log.base_url, entry.log_index, integrated, entry.inclusion_proof is not None)
+    return LogEntryFacts(log.base_url, entry.log_index, integrated, proven)
