@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from exporter.admission.verifier import judge
+import pytest
+from prometheus_client import CollectorRegistry
+
+from exporter.admission.verifier import ImageVerifier, judge
 from exporter.cosign.formats.legacy import SIMPLE_SIGNING_MEDIA_TYPE
 from exporter.cosign.found import FoundArtifacts
-from exporter.policy.model import Attestor, ImageVerification, KeyEntry, Rekor
+from exporter.metrics import ServiceMetrics
+from exporter.policy.loader import parse_policies
+from exporter.policy.model import Attestor, ImageVerification, KeyEntry, KyvernoPolicy, Rekor
 from exporter.policy.parse import parse_policy
+from exporter.registry import RegistryClient, RegistryOptions
 from exporter.registry.reference import parse_reference
 from exporter.sigstore import parse_trusted_root
 from tests.support.artifacts import artifact, found, image_signature_bundle, sig_layer
-from tests.support.registry import PrivateKey, generate_signing_key, public_pem
+from tests.support.registry import (
+    PrivateKey,
+    RegistryServer,
+    generate_signing_key,
+    public_pem,
+    registry_available,
+)
 from tests.support.sigstore_box import GITHUB_ISSUER, Identity, SigstoreBox
 
 DIGEST = "sha256:" + "12" * 32
@@ -221,3 +234,49 @@ def test_sigstore_bundle_type_counts_only_referrers(sigstore_box: SigstoreBox) -
         assert "no matching signatures" in legacy.message
     both = _parsed(entry)
     assert judge(_keyless_found(sigstore_box, referrer=False), both, IMAGE, root).status == "pass"
+
+
+REPOSITORY_POLICY = """
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {name: elsewhere}
+spec:
+  rules:
+  - name: r
+    match: {any: [{resources: {kinds: [Pod]}}]}
+    verifyImages:
+    - imageReferences: ['*']
+      repository: REPOSITORY
+      attestors:
+      - entries:
+        - keyless: {subject: release@example.com, issuer: ISSUER}
+"""
+
+
+@pytest.mark.registry
+@pytest.mark.skipif(not registry_available(), reason="needs /usr/bin/docker-registry")
+async def test_the_verifier_reads_signatures_from_the_rules_repository(
+    tmp_path: Path, sigstore_box: SigstoreBox
+) -> None:
+    """Through a real registry: the keyless signature lives in another repository, as cosign writes it with
+    COSIGN_REPOSITORY; the rule's ``repository`` finds it there, under serve's trusted root."""
+    root = parse_trusted_root(json.dumps(sigstore_box.trusted_root()).encode(), "box")
+    async with RegistryServer(tmp_path) as registry:
+        digest = registry.push_image("team/app", "v1")
+        legacy = sigstore_box.legacy_signature(digest, f"{registry.host}/team/app", KEYLESS_SIGNER)
+        registry.push_signature_layers("team/signatures", digest, [legacy.layer])
+        image = f"{registry.host}/team/app:v1"
+        text = REPOSITORY_POLICY.replace("ISSUER", GITHUB_ISSUER)
+        [elsewhere] = parse_policies(text.replace("REPOSITORY", f"{registry.host}/team/signatures"))
+        [beside] = parse_policies(text.replace("REPOSITORY", f"{registry.host}/team/app"))
+        options = RegistryOptions(insecure_registries=frozenset({registry.host}))
+        async with RegistryClient(options) as client:
+            verifier = ImageVerifier(client, ServiceMetrics(CollectorRegistry()), trusted_root=root)
+            for policy, status in ((elsewhere, "pass"), (beside, "fail")):
+                assert isinstance(policy, KyvernoPolicy)
+                rule = policy.rules[0]
+                outcome, _how = await verifier.verify(
+                    policy.version, rule.name, 0, rule.verify_images[0], image
+                )
+                assert outcome.status == status, outcome.message
+            await verifier.close()
