@@ -62,16 +62,21 @@ def test_not_ready_until_first_sync_and_bad_report_files_skipped(tmp_path: Path)
         assert "webhook" not in " ".join(str(entry.get("message")) for entry in serve.logs)
 
 
-def test_configuration_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
-    policy = tmp_path / "policy.yaml"
-    policy.write_text(walkthrough_policy_text("not a key").replace("verifyDigest: true", "notary: {}"))
-    serve = ServeProcess(tmp_path, "--policies", str(policy))
+def _start_up_failure(serve: ServeProcess) -> str:
+    """Start ``serve``, which must stop with exit code 2 before it is up; its log messages, joined."""
     with pytest.raises(AssertionError, match="exited"):
         serve.__enter__()
     assert serve.process is not None
     assert serve.process.wait(30) == 2
     raw = " ".join(str(entry.get("message")) for entry in serve.logs)
     assert "trustwatch serve:" in raw
+    return raw
+
+
+def test_configuration_errors_exit_2_with_the_reason(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(walkthrough_policy_text("not a key").replace("verifyDigest: true", "notary: {}"))
+    raw = _start_up_failure(ServeProcess(tmp_path, "--policies", str(policy)))
     assert "policy.yaml" in raw
 
 
@@ -80,13 +85,7 @@ def test_an_unusable_trusted_root_stops_start_up_naming_the_file(tmp_path: Path)
     policy.write_text(walkthrough_policy_text(public_pem(generate_signing_key())))
     root = tmp_path / "mine.json"
     root.write_text('{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1", "tlogs": 3}')
-    serve = ServeProcess(tmp_path, "--policies", str(policy), "--trusted-root", str(root))
-    with pytest.raises(AssertionError, match="exited"):
-        serve.__enter__()
-    assert serve.process is not None
-    assert serve.process.wait(30) == 2
-    raw = " ".join(str(entry.get("message")) for entry in serve.logs)
-    assert "trustwatch serve:" in raw
+    raw = _start_up_failure(ServeProcess(tmp_path, "--policies", str(policy), "--trusted-root", str(root)))
     assert "mine.json" in raw
 
 
