@@ -606,6 +606,14 @@ EFFECTS: dict[str, Effect] = {
     "spec.rules.verifyImages.mutateDigest": (None, _with(_entry, mutateDigest=False), False),
     "spec.rules.verifyImages.useCache": (None, _with(_entry, useCache=False), False),
     "spec.rules.verifyImages.failureAction": (None, _with(_entry, failureAction="Enforce"), False),
+    "spec.rules.verifyImages.attestations": (
+        None,
+        _with(
+            _entry,
+            attestations=[{"type": "vuln", "attestors": [{"entries": [{"keys": {"publicKeys": PEM_A}}]}]}],
+        ),
+        False,
+    ),
 }
 
 # Fields accepted only with the value(s) that ask for what trustwatch does; the second value is refused.

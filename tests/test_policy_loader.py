@@ -233,7 +233,6 @@ def test_fields_without_effect_are_accepted_only_with_the_value_trustwatch_match
 NO_IDENTITY = {"keyless": {"rekor": {"ignoreTlog": True}}}
 KEYLESS = {"keyless": {"subject": "me@example.com", "issuer": "https://accounts.google.com"}}
 UNSUPPORTED_VERIFY_FIELDS: dict[str, Any] = {
-    "attestations": [{"predicateType": "https://slsa.dev/provenance/v0.2"}],
     "imageRegistryCredentials": {"secrets": ["regcred"]},
     "validate": {"deny": {"conditions": {"any": [{"key": "a", "operator": "Equals", "value": "b"}]}}},
     "annotations": {"env": "prod"},

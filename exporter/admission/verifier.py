@@ -23,6 +23,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
+from exporter.admission.attestations import (
+    NO_MATCHING_ATTESTATIONS,
+    attestation_problem,
+    attestations_not_found,
+)
 from exporter.admission.cache import Lookup, SingleFlightCache
 from exporter.admission.children import BoundedValues
 from exporter.admission.messages import IMAGE_VERIFIED, verification_failed
@@ -37,11 +42,13 @@ from exporter.cosign import (
     Verified,
     load_public_keys,
     verify_found,
+    verify_found_attestations,
 )
 from exporter.cosign.discovery import discover
 from exporter.cosign.found import FoundArtifacts
 from exporter.metrics import ServiceMetrics
 from exporter.policy.model import (
+    AttestationCheck,
     Attestor,
     AttestorEntry,
     CertificateEntry,
@@ -166,9 +173,14 @@ def _entry_kind(entry: AttestorEntry) -> str:
 
 
 def _entry_problem(
-    found: FoundArtifacts, entry: AttestorEntry, path: str, trusted_root: TrustedRoot | None
+    found: FoundArtifacts,
+    entry: AttestorEntry,
+    path: str,
+    trusted_root: TrustedRoot | None,
+    attestation: AttestationCheck | None = None,
 ) -> _EntryProblem | None:
-    """None when ``entry`` verifies the signatures, else the reason in cosign's words.
+    """None when ``entry`` verifies the signatures (or, for ``attestation``, signed statements of its type
+    whose predicates meet its conditions), else the reason in cosign's and Kyverno's words.
 
     Every entry trusts the Sigstore root trustwatch runs with (``trusted_root``; None: the shipped
     public-good root): its Fulcio CAs for certificates, its Rekor logs and timestamp authorities for the
@@ -183,20 +195,36 @@ def _entry_problem(
             return _EntryProblem(f"unusable key: {exc}", infrastructure=True)
     if options.trusted_root is None and trusted_root is not None:
         options = dataclasses.replace(options, trusted_root=trusted_root)
-    outcome = verify_found(found, options)
+    if attestation is None:
+        outcome = verify_found(found, options)
+    else:
+        outcome = verify_found_attestations(found, options, attestation.predicate_type)
     if isinstance(outcome, Verified):
-        return None
+        if attestation is None:
+            return None
+        reason = attestation_problem(attestation, outcome.statements, found.reference.canonical)
+        return None if reason is None else _EntryProblem(reason, infrastructure=False)
     if isinstance(outcome, Unsigned):
+        if attestation is not None:
+            return _EntryProblem(attestations_not_found(attestation.predicate_type), infrastructure=False)
         return _EntryProblem(NO_MATCHING_SIGNATURES, infrastructure=False)
     if isinstance(outcome, VerificationError):
         return _EntryProblem(outcome.cause, infrastructure=True)
-    return _EntryProblem(f"{NO_MATCHING_SIGNATURES}: {'; '.join(outcome.reasons)}", infrastructure=False)
+    what = NO_MATCHING_SIGNATURES if attestation is None else NO_MATCHING_ATTESTATIONS
+    return _EntryProblem(f"{what}: {'; '.join(outcome.reasons)}", infrastructure=False)
 
 
 def _attestor_problem(
-    found: FoundArtifacts, index: int, attestor: Attestor, trusted_root: TrustedRoot | None
+    found: FoundArtifacts,
+    index: int,
+    attestor: Attestor,
+    trusted_root: TrustedRoot | None,
+    *,
+    attestation: AttestationCheck | None = None,
+    prefix: str = "",
 ) -> _EntryProblem | None:
-    """None when at least ``required_count`` entries verify; else every entry's problem at its path.
+    """None when at least ``required_count`` entries verify; else every entry's problem at its path
+    (``prefix`` is ``.attestations[i]`` for an attestation's attestors).
 
     The set fails only when it could not pass even if every entry that hit an infrastructure problem had
     verified; otherwise the outcome is unknown, an error.
@@ -204,8 +232,8 @@ def _attestor_problem(
     problems: list[_EntryProblem] = []
     verified = errored = 0
     for position, entry in enumerate(attestor.entries):
-        path = f".attestors[{index}].entries[{position}]"
-        problem = _entry_problem(found, entry, path, trusted_root)
+        path = f"{prefix}.attestors[{index}].entries[{position}]"
+        problem = _entry_problem(found, entry, path, trusted_root, attestation)
         if problem is None:
             verified += 1
             if verified >= attestor.required_count:
@@ -215,7 +243,7 @@ def _attestor_problem(
         problems.append(
             _EntryProblem(f"{path}.{_entry_kind(entry)}: {problem.reason}", problem.infrastructure)
         )
-    reason = "; ".join(problem.reason for problem in problems) or f".attestors[{index}]: no entries"
+    reason = "; ".join(problem.reason for problem in problems) or f"{prefix}.attestors[{index}]: no entries"
     return _EntryProblem(reason, infrastructure=verified + errored >= attestor.required_count)
 
 
@@ -225,8 +253,9 @@ def judge(
     display: str,
     trusted_root: TrustedRoot | None = None,
 ) -> ImageOutcome:
-    """Pure decision over discovered signatures: every attestor set must pass. A set that definitely fails
-    makes the image ``fail``; otherwise a set that could not be checked makes it ``error``.
+    """Pure decision over discovered signatures: every attestor set must pass, then every attestation's
+    attestor sets (Kyverno checks attestations only once the signatures verified). A set that definitely
+    fails makes the image ``fail``; otherwise a set that could not be checked makes it ``error``.
 
     With ``referrers_only`` (``type: SigstoreBundle``, ``cosignOCI11``) only what is attached as an OCI
     referrer counts; legacy ``.sig``/``.att`` tags are left aside.
@@ -239,6 +268,23 @@ def judge(
         for index, attestor in enumerate(verification.attestors)
         if (problem := _attestor_problem(found, index, attestor, trusted_root)) is not None
     ]
+    if not problems:
+        problems = [
+            problem
+            for number, attestation in enumerate(verification.attestations)
+            for index, attestor in enumerate(attestation.attestors)
+            if (
+                problem := _attestor_problem(
+                    found,
+                    index,
+                    attestor,
+                    trusted_root,
+                    attestation=attestation,
+                    prefix=f".attestations[{number}]",
+                )
+            )
+            is not None
+        ]
     failed = [problem for problem in problems if not problem.infrastructure]
     if failed or problems:
         worst = failed[0] if failed else problems[0]
@@ -412,26 +458,42 @@ class ImageVerifier:
         return outcome
 
     async def _with_secret_keys(self, verification: ImageVerification) -> ImageVerification | str:
-        """``verification`` with keys kept in Secrets filled in, or the failure at its entry's path.
+        """``verification`` with keys kept in Secrets filled in (its attestors' and its attestations'), or
+        the failure at its entry's path.
 
         Without a reader (no cluster) such entries stay empty and fail as unusable keys.
         """
         if self._secret_keys is None:
             return verification
+        attestors = await self._fill_secret_keys(verification.attestors, "")
+        if isinstance(attestors, str):
+            return attestors
+        attestations: list[AttestationCheck] = []
+        for number, attestation in enumerate(verification.attestations):
+            filled = await self._fill_secret_keys(attestation.attestors, f".attestations[{number}]")
+            if isinstance(filled, str):
+                return filled
+            attestations.append(dataclasses.replace(attestation, attestors=filled))
+        return dataclasses.replace(verification, attestors=attestors, attestations=tuple(attestations))
+
+    async def _fill_secret_keys(
+        self, attestor_sets: tuple[Attestor, ...], prefix: str
+    ) -> tuple[Attestor, ...] | str:
+        assert self._secret_keys is not None
         attestors: list[Attestor] = []
-        for i, attestor in enumerate(verification.attestors):
+        for i, attestor in enumerate(attestor_sets):
             entries: list[AttestorEntry] = []
             for j, entry in enumerate(attestor.entries):
                 if isinstance(entry, KeyEntry) and entry.secret is not None and entry.public_keys is None:
                     try:
                         pem = await self._secret_keys(entry.secret)
                     except SecretKeyError as exc:
-                        return f".attestors[{i}].entries[{j}].keys: {exc}"
+                        return f"{prefix}.attestors[{i}].entries[{j}].keys: {exc}"
                     entries.append(dataclasses.replace(entry, public_keys=pem))
                 else:
                     entries.append(entry)
             attestors.append(dataclasses.replace(attestor, entries=tuple(entries)))
-        return dataclasses.replace(verification, attestors=tuple(attestors))
+        return tuple(attestors)
 
     async def close(self) -> None:
         await self._outcomes.close()

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from exporter.cosign.options import VerificationOptions
+from exporter.policy.conditions import ConditionBlock
 from exporter.policy.images import normalize_image
 from exporter.policy.wildcard import wildcard_match
 
@@ -98,6 +99,17 @@ class Attestor:
 
 
 @dataclass(frozen=True)
+class AttestationCheck:
+    """``verifyImages[].attestations[]``: in-toto statements of ``predicate_type`` (cosign short names already
+    expanded to URIs) that ``attestors`` must have signed about the image digest, and whose predicates must
+    all satisfy ``conditions``."""
+
+    predicate_type: str
+    attestors: tuple[Attestor, ...]
+    conditions: tuple[ConditionBlock, ...]
+
+
+@dataclass(frozen=True)
 class ImageVerification:
     """One ``verifyImages[]`` entry, legacy ``image``/``key`` syntax already converted to the current one.
 
@@ -119,6 +131,7 @@ class ImageVerification:
     use_cache: bool = True
     repository: str | None = None
     referrers_only: bool = False
+    attestations: tuple[AttestationCheck, ...] = ()
 
     def applies_to(self, image: str) -> bool:
         """Whether this entry verifies ``image`` (as written in the Pod spec).

@@ -18,14 +18,18 @@ from typing import Any, Generic, TypeVar
 
 from exporter.cosign.attestors import AttestorError, CertificateAttestor, KeylessAttestor
 from exporter.cosign.discovery import parse_signature_repository
+from exporter.cosign.formats.intoto import predicate_type_uri
 from exporter.cosign.options import VerificationOptions
 from exporter.policy.autogen import parse_controllers_annotation, with_autogen_rules
+from exporter.policy.conditions import OPERATORS, Condition, ConditionBlock
+from exporter.policy.expressions import Template, compile_template
 from exporter.policy.fields import FieldError, Fields, is_empty
 from exporter.policy.match import parse_kind_selector
 from exporter.policy.model import (
     AUTOGEN_ANNOTATION,
     Action,
     ActionOverride,
+    AttestationCheck,
     Attestor,
     AttestorEntry,
     CertificateEntry,
@@ -118,7 +122,6 @@ RULE_UNSUPPORTED = {
 _USER_INFO = "matching on the requesting user is not supported; remove it or match on resources only"
 BLOCK_UNSUPPORTED = {"subjects": _USER_INFO, "roles": _USER_INFO, "clusterRoles": _USER_INFO}
 VERIFY_UNSUPPORTED = {
-    "attestations": "attestation (in-toto predicate) checks are not supported; remove them or use Kyverno",
     "roots": f"roots {_IN_KEYLESS}",
     "subject": f"subject {_IN_KEYLESS}",
     "issuer": f"issuer {_IN_KEYLESS}",
@@ -466,6 +469,7 @@ def _verification(fields: Fields) -> ImageVerification:
         use_cache=fields.boolean("useCache", True),
         repository=_repository(fields),
         referrers_only=referrers_only,
+        attestations=tuple(_attestation(item) for item in fields.objects("attestations")),
     )
     fields.finish(VERIFY_UNSUPPORTED)
     references_at = [fields.at("image")] if image else _indexed(fields, "imageReferences", references)
@@ -474,9 +478,10 @@ def _verification(fields: Fields) -> ImageVerification:
     _check_patterns(_indexed(fields, "skipImageReferences", skips), skips)
     if not result.image_references:
         raise FieldError(fields.at("imageReferences"), "is required: list the images to verify ('*' for all)")
-    if not result.attestors:
+    if not result.attestors and not result.attestations:
         raise FieldError(
-            fields.at("attestors"), "is required: give the keys, certificates or keyless identities that sign"
+            fields.at("attestors"),
+            "is required (or attestations): give the keys, certificates or keyless identities that sign",
         )
     return result
 
@@ -491,6 +496,66 @@ def _repository(fields: Fields) -> str | None:
     except InvalidReferenceError as exc:
         raise FieldError(fields.at("repository"), str(exc)) from None
     return repository
+
+
+def _template(fields: Fields, key: str) -> Template:
+    """A condition's ``key`` or ``value``: any JSON value, its ``{{ }}`` variables compiled now."""
+    try:
+        return compile_template(fields.raw(key))
+    except ValueError as exc:
+        raise FieldError(fields.at(key), str(exc)) from None
+
+
+def _condition(fields: Fields) -> Condition:
+    if fields.raw("key") is None:
+        raise FieldError(fields.at("key"), "is required")
+    operator = fields.choice("operator", OPERATORS)
+    if operator is None:
+        raise FieldError(fields.at("operator"), "is required")
+    condition = Condition(
+        key=_template(fields, "key"),
+        operator=operator,
+        value=_template(fields, "value"),
+        message=fields.string("message") or "",
+    )
+    fields.finish({})
+    return condition
+
+
+def _condition_block(fields: Fields) -> ConditionBlock:
+    any_given = fields.raw("any") is not None
+    block = ConditionBlock(
+        any=tuple(_condition(item) for item in fields.objects("any")) if any_given else None,
+        all=tuple(_condition(item) for item in fields.objects("all")),
+    )
+    fields.finish({})
+    if not block.any and not block.all:
+        raise FieldError(fields.path, "needs any or all conditions")
+    return block
+
+
+def _attestation(fields: Fields) -> AttestationCheck:
+    """``attestations[]``: ``type`` (or the deprecated ``predicateType``; cosign short names such as
+    ``slsaprovenance1`` stand for their URIs), the ``attestors`` that must sign it, ``conditions``."""
+    fields.string("name")  # a label for people; Kyverno does not use it either
+    given, deprecated = fields.string("type"), fields.string("predicateType")
+    if given and deprecated and predicate_type_uri(given) != predicate_type_uri(deprecated):
+        raise FieldError(
+            fields.at("predicateType"), "differs from type; predicateType is deprecated: remove it"
+        )
+    predicate_type = given or deprecated
+    if predicate_type is None:
+        raise FieldError(fields.at("type"), "is required: the predicate type of the attestation")
+    attestors = tuple(_attestor(item) for item in fields.objects("attestors"))
+    conditions = tuple(_condition_block(item) for item in fields.objects("conditions"))
+    fields.finish({})
+    if not attestors:
+        raise FieldError(
+            fields.at("attestors"),
+            "is required: give the key(s) the attestation must be signed with (an attestation nobody "
+            "verified proves nothing)",
+        )
+    return AttestationCheck(predicate_type_uri(predicate_type), attestors, conditions)
 
 
 def _rule(fields: Fields) -> Rule:

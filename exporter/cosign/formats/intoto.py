@@ -15,6 +15,19 @@ from exporter.cosign.formats.fields import FormatError, get_list, get_str, load_
 STATEMENT_TYPES = ("https://in-toto.io/Statement/v0.1", "https://in-toto.io/Statement/v1")
 # cosign 3 signs an image as a statement of this type (no predicate).
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
+# cosign's short names for predicate types (``cosign attest --type``), with the URIs statements carry.
+PREDICATE_TYPE_NAMES = {
+    "custom": "https://cosign.sigstore.dev/attestation/v1",
+    "slsaprovenance": "https://slsa.dev/provenance/v0.2",
+    "slsaprovenance02": "https://slsa.dev/provenance/v0.2",
+    "slsaprovenance1": "https://slsa.dev/provenance/v1",
+    "spdx": "https://spdx.dev/Document",
+    "spdxjson": "https://spdx.dev/Document",
+    "cyclonedx": "https://cyclonedx.org/bom",
+    "link": "https://in-toto.io/Link/v1",
+    "vuln": "https://cosign.sigstore.dev/attestation/vuln/v1",
+    "openvex": "https://openvex.dev/ns",
+}
 MAX_STATEMENT_BYTES = 4 * 1024 * 1024
 MAX_SUBJECTS = 1024
 
@@ -32,6 +45,11 @@ class Statement:
         """Whether ``digest`` (``sha256:<hex>``) is one of the subjects."""
         algorithm, _, value = digest.partition(":")
         return algorithm == "sha256" and value.lower() in self.subject_digests
+
+
+def predicate_type_uri(name: str) -> str:
+    """The predicate type URI for a cosign short name (``slsaprovenance1``…); any other text as given."""
+    return PREDICATE_TYPE_NAMES.get(name, name)
 
 
 def parse_statement(payload: bytes) -> Statement:
