@@ -3,8 +3,9 @@ to images as OCI referrers: a message signature over the image digest, or a DSSE
 statement whose subject is the image (cosign 3 signs images as ``https://sigstore.dev/cosign/sign/v1``).
 
 The verification material is a public-key hint (key-signed), an X.509 chain (v0.1/v0.2) or one certificate
-(v0.3), with Rekor entries and RFC 3161 timestamps. Versions differ in what they must carry (v0.1 a signed
-entry timestamp, v0.2+ an inclusion proof); what a policy requires of them is decided by the trust checks.
+(v0.3), with Rekor entries and RFC 3161 timestamps. Versions differ in what each log entry must carry (v0.1
+a signed entry timestamp, v0.2+ an inclusion proof): that is checked here; whether a policy requires a log
+entry at all is decided by the trust checks.
 """
 
 from __future__ import annotations
@@ -36,7 +37,29 @@ MAX_PROOF_HASHES = 64
 _MEDIA_TYPE = re.compile(
     r"application/vnd\.dev\.sigstore\.bundle(?:\+json;version=(0\.[123])|\.v(0\.[123])\+json)"
 )
+_SNAKE_WORD = re.compile(r"_([a-z0-9])")
+MAX_NAME_DEPTH = 12
 _DIGEST_ALGORITHMS = {"SHA2_256": "sha256", "SHA2_384": "sha384", "SHA2_512": "sha512"}
+
+
+def _protobuf_json_names(value: Any, depth: int = 0) -> Any:
+    """``value`` with protobuf field names in their JSON (lowerCamelCase) spelling: protobuf JSON parsers,
+    sigstore-go's among them, accept a bundle written with the proto names (``log_index``) as well. A field
+    given in both spellings is refused, as protojson refuses it. Bundles nest a few levels; nothing deeper
+    than ``MAX_NAME_DEPTH`` is renamed."""
+    if depth > MAX_NAME_DEPTH:
+        return value
+    if isinstance(value, list):
+        return [_protobuf_json_names(item, depth + 1) for item in value]
+    if not isinstance(value, dict):
+        return value
+    renamed: dict[str, Any] = {}
+    for key, item in value.items():
+        name = _SNAKE_WORD.sub(lambda match: match.group(1).upper(), key)
+        if name in renamed:
+            raise FormatError(f"bundle field {name[:60]!r} is given twice (as {key[:60]!r})")
+        renamed[name] = _protobuf_json_names(item, depth + 1)
+    return renamed
 
 
 def bundle_version(media_type: str) -> str | None:
@@ -89,12 +112,18 @@ def _proof(document: dict[str, Any], where: str) -> InclusionProof:
     )
 
 
-def _tlog_entry(document: Any, where: str) -> TlogEntry:
+def _tlog_entry(document: Any, where: str, version: str) -> TlogEntry:
+    """One ``tlogEntries[]`` item. What each version must carry is part of the format, as sigstore-go and
+    sigstore-python read it: v0.1 an inclusion promise (SET), v0.2+ an inclusion proof."""
     if not isinstance(document, dict):
         raise FormatError(f"{where} is not an object")
     kind_version = get_object(document, "kindVersion", where)
     promise = document.get("inclusionPromise")
     proof = document.get("inclusionProof")
+    if version == "0.1" and not isinstance(promise, dict):
+        raise FormatError(f"{where} has no inclusionPromise, which a v0.1 bundle must carry")
+    if version != "0.1" and not isinstance(proof, dict):
+        raise FormatError(f"{where} has no inclusionProof, which a v{version} bundle must carry")
     return TlogEntry(
         log_id=get_b64(get_object(document, "logId", where), "keyId", f"{where}.logId"),
         log_index=get_int(document, "logIndex", where) or 0,
@@ -128,7 +157,7 @@ def _timestamps(material: dict[str, Any]) -> tuple[bytes, ...]:
 
 def parse_bundle(artifact: FoundArtifact, content: bytes, where: str) -> tuple[Candidate, ...]:
     """A bundle blob as candidates (one per DSSE signature); FormatError when it is no bundle we read."""
-    document = load_json(content, "Sigstore bundle", MAX_BUNDLE_BYTES)
+    document = _protobuf_json_names(load_json(content, "Sigstore bundle", MAX_BUNDLE_BYTES))
     media_type = get_str(document, "mediaType", "bundle")
     version = bundle_version(media_type)
     if version is None:
@@ -136,7 +165,7 @@ def parse_bundle(artifact: FoundArtifact, content: bytes, where: str) -> tuple[C
     material = get_object(document, "verificationMaterial", "bundle")
     certificates = _certificates(material)
     entries = tuple(
-        _tlog_entry(entry, f"tlogEntries[{index}]")
+        _tlog_entry(entry, f"tlogEntries[{index}]", version)
         for index, entry in enumerate(
             get_list(material, "tlogEntries", "verificationMaterial", MAX_TLOG_ENTRIES)
         )
