@@ -245,19 +245,19 @@ def match_identity(
 ) -> VerificationFailure | None:
     """None when the certificate's identity satisfies ``policy``; otherwise what differs."""
     subject_required = policy.subject is not None or policy.subject_regexp is not None
-    if subject_required and not any(
+    subject_matches = not subject_required or any(
         _matches(name, policy.subject, policy.subject_regexp, policy.wildcards)
         for name in identity.subject_alternative_names
+    )
+    if not subject_matches or not _matches(
+        identity.issuer, policy.issuer, policy.issuer_regexp, policy.wildcards
     ):
-        found = ", ".join(identity.subject_alternative_names) or "no subject alternative name"
-        return VerificationFailure(
-            "identity", f"certificate identity {found} does not match the expected {policy.describe()}"
-        )
-    if not _matches(identity.issuer, policy.issuer, policy.issuer_regexp, policy.wildcards):
+        # cosign's (and so Kyverno's) wording, with what was expected added.
         return VerificationFailure(
             "identity",
-            f"certificate OIDC issuer {identity.issuer or '(none)'} does not match the expected "
-            f"{policy.describe()}",
+            "none of the expected identities matched what was in the certificate, got subjects "
+            f"[{', '.join(identity.subject_alternative_names)}] with issuer {identity.issuer or ''}"
+            f" (expected {policy.describe()})",
         )
     for name, expected in sorted(policy.extensions.items()):
         found_value = _extension_value(certificate, identity, name)
