@@ -245,7 +245,7 @@ def test_container_flags_are_ones_trustwatch_serve_accepts() -> None:
     assert "--webhook=on" in args and "--label-mode=detailed" in args
 
 
-def test_webhook_configurations_follow_the_issue() -> None:
+def test_webhook_configurations_send_pods_and_controllers_with_the_safe_defaults() -> None:
     hooks = list(webhooks(render()))
     assert len(hooks) == 2
     for kind, hook in hooks:

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from exporter.policy import KyvernoPolicy, effective_action
-from tests.test_policy_builders import load, policy, rule, seed_policy, verification
+from tests.test_policy_builders import load, policy, rule, verification, walkthrough_policy
 
 
 def _action(parsed: KyvernoPolicy, namespace: str | None, labels: dict[str, str] | None = None) -> str:
@@ -19,10 +19,10 @@ def _action(parsed: KyvernoPolicy, namespace: str | None, labels: dict[str, str]
     ("namespace", "expected"),
     [("dev", "Audit"), ("prod", "Enforce"), ("production", "Audit"), (None, "Audit")],
 )
-def test_seed_policy_dev_audits_prod_enforces(namespace: str | None, expected: str) -> None:
-    seed = seed_policy()
-    for generated in seed.rules:
-        assert effective_action(seed, generated, None, namespace, {}) == expected
+def test_walkthrough_policy_dev_audits_prod_enforces(namespace: str | None, expected: str) -> None:
+    walkthrough = walkthrough_policy()
+    for generated in walkthrough.rules:
+        assert effective_action(walkthrough, generated, None, namespace, {}) == expected
 
 
 def test_default_action_is_audit() -> None:

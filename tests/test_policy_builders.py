@@ -11,7 +11,7 @@ import pytest
 from exporter.policy import KyvernoPolicy, PolicyLoadError, ResourceInfo, parse_policies
 
 POLICY_DIR = Path(__file__).parent / "data" / "policies"
-SEED_POLICY = POLICY_DIR / "check-image-signature.yaml"
+WALKTHROUGH_POLICY = POLICY_DIR / "check-image-signature.yaml"
 AUTOGEN_ANNOTATION = "pod-policies.kyverno.io/autogen-controllers"
 # The kinds of an autogen-<rule> for Kyverno's default controllers, in Kyverno's (sorted-by-kind) order.
 CONTROLLER_KINDS = (
@@ -23,7 +23,7 @@ CONTROLLER_KINDS = (
     "apps/v1/StatefulSet",
 )
 
-# Generated test keys (public halves only); the first is the one in the seed policy file.
+# Generated test keys (public halves only); the first is the one in the walkthrough policy file.
 PUBLIC_KEY = """-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEOtsS35ZALk2z401w2i/63UsQwgmB
 vWERNWWF+mkvLuTJitTY6L4pLyFd+TdSi0OSkZB+uyt7wWavhFq6vQCrJA==
@@ -77,8 +77,9 @@ def policy(
 
 
 def load(document: dict[str, Any]) -> KyvernoPolicy:
-    """Parse one policy document (as JSON, which is YAML too)."""
+    """Parse one Kyverno policy document (as JSON, which is YAML too)."""
     (parsed,) = parse_policies(json.dumps(document), "test.yaml")
+    assert isinstance(parsed, KyvernoPolicy), f"{document.get('kind')} is not a ClusterPolicy/Policy"
     return parsed
 
 
@@ -89,9 +90,10 @@ def load_error(document: dict[str, Any]) -> PolicyLoadError:
     return caught.value
 
 
-def seed_policy() -> KyvernoPolicy:
-    """The issue's seed ClusterPolicy."""
-    (parsed,) = parse_policies(SEED_POLICY.read_text(), str(SEED_POLICY))
+def walkthrough_policy() -> KyvernoPolicy:
+    """The walkthrough ClusterPolicy (tests/data/policies: no annotations, a generated test key)."""
+    (parsed,) = parse_policies(WALKTHROUGH_POLICY.read_text(), str(WALKTHROUGH_POLICY))
+    assert isinstance(parsed, KyvernoPolicy)
     return parsed
 
 

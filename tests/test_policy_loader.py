@@ -1,4 +1,4 @@
-"""Parsing Kyverno policies: the seed policy, both verifyImages syntaxes, and every rejection."""
+"""Parsing Kyverno policies: the walkthrough policy, both verifyImages syntaxes, and every rejection."""
 
 from __future__ import annotations
 
@@ -27,22 +27,26 @@ from tests.test_policy_builders import (
     load_error,
     policy,
     rule,
-    seed_policy,
     verification,
+    walkthrough_policy,
 )
 
 
-def test_seed_policy_parses_with_defaults_and_legacy_key_converted() -> None:
-    seed = seed_policy()
-    assert (seed.kind, seed.name, seed.namespace) == ("ClusterPolicy", "check-image-signature", None)
-    assert seed.validation_failure_action == "Audit"
-    assert seed.failure_policy == "Fail"
-    assert [(o.action, o.namespaces, o.namespace_selector) for o in seed.overrides] == [
+def test_walkthrough_policy_parses_with_defaults_and_legacy_key_converted() -> None:
+    walkthrough = walkthrough_policy()
+    assert (walkthrough.kind, walkthrough.name, walkthrough.namespace) == (
+        "ClusterPolicy",
+        "check-image-signature",
+        None,
+    )
+    assert walkthrough.validation_failure_action == "Audit"
+    assert walkthrough.failure_policy == "Fail"
+    assert [(o.action, o.namespaces, o.namespace_selector) for o in walkthrough.overrides] == [
         ("Enforce", ("prod",), None)
     ]
-    assert seed.report_name == "cpol-check-image-signature"
-    assert (seed.severity, seed.category, seed.scored) == (None, None, True)
-    original = seed.rules[0]
+    assert walkthrough.report_name == "cpol-check-image-signature"
+    assert (walkthrough.severity, walkthrough.category, walkthrough.scored) == (None, None, True)
+    original = walkthrough.rules[0]
     assert original.name == "verify-image" and not original.is_autogen
     (check,) = original.verify_images
     assert check.image_references == ("*",)
@@ -56,8 +60,8 @@ def test_seed_policy_parses_with_defaults_and_legacy_key_converted() -> None:
     )
 
 
-def test_seed_policy_gets_kyverno_autogen_rules() -> None:
-    rules = seed_policy().rules
+def test_walkthrough_policy_gets_kyverno_autogen_rules() -> None:
+    rules = walkthrough_policy().rules
     assert [r.name for r in rules] == ["verify-image", "autogen-verify-image", "autogen-cronjob-verify-image"]
     assert [(r.is_autogen, r.autogen_of) for r in rules[1:]] == [(True, "verify-image")] * 2
     assert rules[1].match.any[0].kinds == CONTROLLER_KINDS
@@ -580,10 +584,10 @@ def test_duplicate_policies_are_rejected_within_and_across_files(tmp_path: Path)
 def test_directory_loading_follows_configmap_layout(tmp_path: Path) -> None:
     data = tmp_path / "..2026_11_26_14_00_00.1"
     data.mkdir()
-    (data / "seed.yaml").write_text((POLICY_DIR / "check-image-signature.yaml").read_text())
+    (data / "policy.yaml").write_text((POLICY_DIR / "check-image-signature.yaml").read_text())
     (data / "notes.md").write_text("ignored: not a policy suffix")
     (tmp_path / "..data").symlink_to(data.name)
-    (tmp_path / "seed.yaml").symlink_to("..data/seed.yaml")
+    (tmp_path / "policy.yaml").symlink_to("..data/policy.yaml")
     (tmp_path / "notes.md").symlink_to("..data/notes.md")
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "other.json").write_text(json.dumps(policy(name="other")))

@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 from exporter.policy import ResourceInfo, plan_review
-from tests.test_policy_builders import load, pod_spec, policy, rule, seed_policy, verification, workload
+from tests.test_policy_builders import (
+    load,
+    pod_spec,
+    policy,
+    rule,
+    verification,
+    walkthrough_policy,
+    workload,
+)
 
 
 def _info(obj: dict[str, object], namespace_labels: dict[str, str] | None = None) -> ResourceInfo:
     return ResourceInfo.from_object(obj, namespace_labels=namespace_labels)
 
 
-def test_seed_walkthrough_deployment_in_prod_and_dev() -> None:
-    seed = seed_policy()
+def test_walkthrough_deployment_in_prod_and_dev() -> None:
+    walkthrough = walkthrough_policy()
     for namespace, action in (("prod", "Enforce"), ("dev", "Audit")):
         obj = workload("Deployment", pod_spec("user/test:unsigned"), namespace=namespace, name="unsigned")
-        (plan,) = plan_review([seed], _info(obj), obj)
+        (plan,) = plan_review([walkthrough], _info(obj), obj)
         assert (plan.policy.name, plan.rule.name, plan.action) == (
             "check-image-signature",
             "autogen-verify-image",
@@ -27,11 +35,11 @@ def test_seed_walkthrough_deployment_in_prod_and_dev() -> None:
 
 
 def test_pod_and_cronjob_hit_their_own_rules() -> None:
-    seed = seed_policy()
+    walkthrough = walkthrough_policy()
     pod = workload("Pod", pod_spec("a:1"))
     cronjob = workload("CronJob", pod_spec("a:1"))
-    assert [p.rule.name for p in plan_review([seed], _info(pod), pod)] == ["verify-image"]
-    (plan,) = plan_review([seed], _info(cronjob), cronjob)
+    assert [p.rule.name for p in plan_review([walkthrough], _info(pod), pod)] == ["verify-image"]
+    (plan,) = plan_review([walkthrough], _info(cronjob), cronjob)
     assert plan.rule.name == "autogen-cronjob-verify-image"
     assert plan.checks[0].image.pointer == "/spec/jobTemplate/spec/template/spec/containers/0/image"
 
@@ -77,11 +85,11 @@ def test_matched_rule_without_covered_images_is_a_skip() -> None:
 
 def test_invalid_image_is_a_rule_error_that_says_why() -> None:
     obj = workload("Pod", pod_spec("Bad Image"))
-    (plan,) = plan_review([seed_policy()], _info(obj), obj)
+    (plan,) = plan_review([walkthrough_policy()], _info(obj), obj)
     assert not plan.skipped
     assert plan.error == "failed to extract images: invalid image Bad Image: it contains whitespace"
     upper = workload("Pod", pod_spec("ghcr.io/Org/App:1"))
-    (plan,) = plan_review([seed_policy()], _info(upper), upper)
+    (plan,) = plan_review([walkthrough_policy()], _info(upper), upper)
     assert plan.error is not None and plan.error.startswith(
         "failed to extract images: invalid image ghcr.io/Org/App:1: "
     )
@@ -152,9 +160,9 @@ def test_without_namespace_labels_a_selector_decision_is_an_error_with_the_stric
 
 
 def test_without_namespace_labels_rules_that_do_not_need_them_are_planned_as_usual() -> None:
-    seed = seed_policy()  # overrides by namespace name only
+    walkthrough = walkthrough_policy()  # overrides by namespace name only
     pod = workload("Pod", pod_spec("user/test:unsigned"), namespace="prod")
-    (plan,) = plan_review([seed], _unknown_labels(pod), pod)
+    (plan,) = plan_review([walkthrough], _unknown_labels(pod), pod)
     assert (plan.action, plan.error, len(plan.checks)) == ("Enforce", None, 1)
     # a rule with no image to verify is a skip whatever the labels say
     override = {"action": "Enforce", "namespaceSelector": {"matchLabels": {"tier": "critical"}}}

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from exporter.metrics import ServiceMetrics
 from exporter.policy import PolicyLoadError
 from exporter.policy.reload import PolicyReloader
-from tests.test_policy_builders import SEED_POLICY, policy
+from tests.test_policy_builders import WALKTHROUGH_POLICY, policy
 
 
 def _metrics() -> ServiceMetrics:
@@ -39,7 +39,7 @@ def _names(reloader: PolicyReloader) -> list[str]:
 def policy_dir(tmp_path: Path) -> Path:
     directory = tmp_path / "policies"
     directory.mkdir()
-    (directory / "seed.yaml").write_text(SEED_POLICY.read_text())
+    (directory / "policy.yaml").write_text(WALKTHROUGH_POLICY.read_text())
     return directory
 
 
@@ -80,7 +80,7 @@ def test_no_change_no_reload(policy_dir: Path) -> None:
 def test_valid_change_is_swapped_in(policy_dir: Path) -> None:
     reloader = PolicyReloader([policy_dir], _metrics())
     first = reloader.load_initial()
-    _replace(policy_dir / "seed.yaml", yaml.safe_dump(policy(name="replacement")))
+    _replace(policy_dir / "policy.yaml", yaml.safe_dump(policy(name="replacement")))
     assert reloader.check_once() is True
     assert _names(reloader) == ["replacement"]
     assert reloader.current().version != first.version
@@ -90,7 +90,7 @@ def test_valid_change_is_swapped_in(policy_dir: Path) -> None:
 def test_in_place_edit_is_detected(policy_dir: Path) -> None:
     reloader = PolicyReloader([policy_dir], _metrics())
     reloader.load_initial()
-    target = policy_dir / "seed.yaml"
+    target = policy_dir / "policy.yaml"
     before = target.stat()
     target.write_text(yaml.safe_dump(policy(name="edited")))
     os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
@@ -108,7 +108,7 @@ def test_invalid_change_keeps_last_good_set_and_is_reported_once(
     keyless["spec"]["rules"][0]["verifyImages"][0]["attestors"][0]["entries"][0] = {
         "keyless": {"rekor": {"ignoreTlog": True}}
     }
-    _replace(policy_dir / "seed.yaml", yaml.safe_dump(keyless))
+    _replace(policy_dir / "policy.yaml", yaml.safe_dump(keyless))
     assert reloader.check_once() is False
     assert reloader.check_once() is False
     assert reloader.current() is good
@@ -118,10 +118,10 @@ def test_invalid_change_keeps_last_good_set_and_is_reported_once(
     assert "keeping the last good" in record.getMessage()
     assert "entries[0].keyless" in record.__dict__["error"]
     # a second, different broken version counts again; the fix is picked up
-    _replace(policy_dir / "seed.yaml", "kind: [\n")
+    _replace(policy_dir / "policy.yaml", "kind: [\n")
     assert reloader.check_once() is False
     assert _value(metrics, "trustwatch_policy_load_errors_total") == 2
-    _replace(policy_dir / "seed.yaml", yaml.safe_dump(policy(name="fixed")))
+    _replace(policy_dir / "policy.yaml", yaml.safe_dump(policy(name="fixed")))
     assert reloader.check_once() is True
     assert _names(reloader) == ["fixed"]
     assert _value(metrics, "trustwatch_policy_last_load_success") == 1
@@ -134,7 +134,7 @@ def test_added_and_removed_files(policy_dir: Path) -> None:
     (policy_dir / "extra.yml").write_text(yaml.safe_dump(policy(name="extra")))
     assert reloader.check_once() is True
     assert sorted(_names(reloader)) == ["check-image-signature", "extra"]
-    (policy_dir / "seed.yaml").unlink()
+    (policy_dir / "policy.yaml").unlink()
     (policy_dir / "extra.yml").unlink()
     assert reloader.check_once() is True
     assert _names(reloader) == []
@@ -149,16 +149,16 @@ def test_a_file_emptied_of_its_policies_is_refused(
     (policy_dir / "other.yaml").write_text(yaml.safe_dump(policy(name="other")))
     reloader = PolicyReloader([policy_dir], metrics)
     good = reloader.load_initial()
-    _replace(policy_dir / "seed.yaml", emptied)
+    _replace(policy_dir / "policy.yaml", emptied)
     assert reloader.check_once() is False
     assert reloader.current() is good
     assert _value(metrics, "trustwatch_policy_load_errors_total") == 1
     assert _value(metrics, "trustwatch_policy_last_load_success") == 0
     (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
-    assert "seed.yaml: holds no policy any more" in record.__dict__["error"]
+    assert "policy.yaml: holds no policy any more" in record.__dict__["error"]
     assert "delete the file" in record.__dict__["error"]
     # deleting the file is the deliberate way to remove its policies
-    (policy_dir / "seed.yaml").unlink()
+    (policy_dir / "policy.yaml").unlink()
     assert reloader.check_once() is True
     assert _names(reloader) == ["other"]
     assert _value(metrics, "trustwatch_policy_last_load_success") == 1
@@ -169,14 +169,14 @@ def test_files_that_never_held_policies_may_stay_empty(policy_dir: Path) -> None
     reloader.load_initial()
     (policy_dir / "placeholder.yaml").write_text("")
     assert reloader.check_once() is True
-    _replace(policy_dir / "seed.yaml", yaml.safe_dump(policy(name="replacement")))
+    _replace(policy_dir / "policy.yaml", yaml.safe_dump(policy(name="replacement")))
     assert reloader.check_once() is True
     assert _names(reloader) == ["replacement"]
 
 
 def test_missing_source_keeps_last_good_set(tmp_path: Path) -> None:
     single = tmp_path / "policy.yaml"
-    single.write_text(SEED_POLICY.read_text())
+    single.write_text(WALKTHROUGH_POLICY.read_text())
     metrics = _metrics()
     reloader = PolicyReloader([single], metrics)
     good = reloader.load_initial()
@@ -225,7 +225,7 @@ async def test_run_polls_until_cancelled(policy_dir: Path) -> None:
     reloader = PolicyReloader([policy_dir], _metrics(), interval=0.01)
     reloader.load_initial()
     task = asyncio.create_task(reloader.run())
-    _replace(policy_dir / "seed.yaml", yaml.safe_dump(policy(name="polled")))
+    _replace(policy_dir / "policy.yaml", yaml.safe_dump(policy(name="polled")))
 
     try:
         await _poll_until_names(reloader, ["polled"])
@@ -254,7 +254,7 @@ async def test_run_survives_an_unexpected_error(policy_dir: Path, caplog: pytest
         return real_check()
 
     reloader.check_once = flaky_check  # type: ignore[method-assign]
-    _replace(policy_dir / "seed.yaml", yaml.safe_dump(policy(name="after-error")))
+    _replace(policy_dir / "policy.yaml", yaml.safe_dump(policy(name="after-error")))
     task = asyncio.create_task(reloader.run())
     try:
         await _poll_until_names(reloader, ["after-error"])
