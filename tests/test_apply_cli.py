@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -264,3 +268,31 @@ def test_apply_verifies_keyless_attestors_under_the_trusted_root_given(
     broken.write_text("{}")
     assert main([*args, "--trusted-root", str(broken)]) == 2
     assert "broken.json" in capsys.readouterr().err
+
+
+def test_a_registry_error_names_its_cause_on_stderr(tmp_path: Path) -> None:
+    """The denial says the registry could not be read and points at the log; run as a command, apply's
+    log is stderr, and it names the image and the error."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(walkthrough_policy_text(public_pem(generate_signing_key())))
+    with socket.socket() as closed:  # bound, never listening: connections to it are refused at once
+        closed.bind(("127.0.0.1", 0))
+        host = f"127.0.0.1:{closed.getsockname()[1]}"
+        resources = write_resources(
+            tmp_path / "r.yaml", workload("Deployment", "app", "prod", f"{host}/user/test:1")
+        )
+        command = ["apply", "--policy", str(policy), "--resource", str(resources)]
+        command += ["--insecure-registry", host]
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        )
+    assert done.returncode == 1, done.stderr
+    assert "could not be reached" in done.stdout and "details in trustwatch's log" in done.stdout
+    (line,) = [line for line in done.stderr.splitlines() if "cannot resolve the image's digest" in line]
+    assert f"image='{host}/user/test:1'" in line
+    assert "error=" in line and f"http://{host}/v2/user/test/manifests/1: " in line

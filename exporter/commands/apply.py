@@ -2,14 +2,16 @@
 
 Each resource is reviewed as a CREATE by the same engine the webhook runs (images verified against the
 real registries), and the decision is printed as the API server would act on it: denied with Kyverno's
-message, or admitted with its warnings and digest pins. ``--policy-report`` also prints the PolicyReports
-the webhook would write. Exit codes: 0 nothing denied, 1 an Enforce rule denied a resource, 2 error.
+message, or admitted with its warnings and digest pins. ``--policy-report`` also prints the results as
+PolicyReports, for every resource (the webhook reports only what was admitted). Exit codes: 0 nothing
+denied, 1 an Enforce rule denied a resource, 2 error.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +40,7 @@ MAX_RESOURCES = 1000
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "apply",
-        help="evaluate resources against Kyverno verifyImages policies offline",
+        help="evaluate resources against ClusterPolicies and ImageValidatingPolicies offline",
         description="Review each resource as a CREATE against the policies, verifying its images in their "
         "registries. Exit 0 when nothing is denied, 1 when an Enforce rule denies a resource, 2 on error.",
     )
@@ -64,7 +66,10 @@ def register(subparsers: Any) -> None:
         help="YAML mapping of namespace name to its labels, for namespaceSelector matching",
     )
     parser.add_argument(
-        "--policy-report", action="store_true", help="also print the PolicyReports the webhook would write"
+        "--policy-report",
+        action="store_true",
+        help="also print the results as PolicyReports (of every resource, admitted or denied, as "
+        "kyverno apply reports them)",
     )
     parser.add_argument(
         "--trusted-root",
@@ -252,6 +257,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_ERROR
     from exporter.policy.loader import rule_count  # noqa: PLC0415
 
+    if not logging.getLogger().handlers:
+        # Denial messages leave registry errors out ("details in trustwatch's log"): the log is stderr here,
+        # with the fields that say what failed. A process embedding apply keeps its own logging.
+        from exporter import logs  # noqa: PLC0415
+
+        logs.configure("warning")
     rules = sum(map(rule_count, policies))
     print(f"Applying {rules} policy rule(s) to {len(resources)} resource(s)...\n")
     evaluated: list[tuple[list[tuple[str, Decision]], list[AuditResult]]] = []
