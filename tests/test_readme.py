@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import subprocess
 from pathlib import Path
 
 from exporter.admission.review import parse_review
+from exporter.cli import build_parser
 from exporter.config import describe_options
 from exporter.policy.loader import load_policy_paths
 from tests.support.serve import ServeProcess, poll
@@ -43,6 +45,41 @@ def test_example_files_the_readme_uses_are_valid() -> None:
 def test_every_linked_document_exists() -> None:
     for target in re.findall(r"\]\(((?:docs|examples|tests)/[^)#]+)\)", README):
         assert (ROOT / target).exists(), f"README links to missing {target}"
+
+
+def _table_rows(heading: str) -> list[str]:
+    """The first cell of every row of the table under README's ``## heading``."""
+    section = README.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `")]
+
+
+def test_commands_table_lists_every_command() -> None:
+    parser = build_parser()
+    (subparsers,) = [action for action in parser._actions if isinstance(action, argparse._SubParsersAction)]
+    listed = {cell.strip("`").split()[1] for cell in _table_rows("Commands")}
+    assert listed == set(subparsers.choices), "README's command table and `trustwatch --help` disagree"
+
+
+def test_documentation_index_lists_every_document() -> None:
+    section = README.split("\n## Documentation\n", 1)[1].split("\n## ", 1)[0]
+    listed = set(re.findall(r"^- \[docs/([^\]]+\.md)\]", section, re.MULTILINE))
+    assert listed == {path.name for path in (ROOT / "docs").glob("*.md")}
+
+
+def test_layout_table_names_every_package_of_exporter() -> None:
+    (row,) = [line for line in README.splitlines() if line.startswith("| `exporter/` |")]
+    packages = {path.parent.name for path in (ROOT / "exporter").glob("*/__init__.py")}
+    missing = {name for name in packages if f"`{name}/`" not in row}
+    assert not missing, f"README's layout table does not name exporter/{sorted(missing)}"
+
+
+def test_examples_are_what_trustwatch_embeds() -> None:
+    """README shows examples/; `trustwatch serve` serves exporter/defaults/: they must be the same files."""
+
+    def files(root: Path) -> dict[Path, bytes]:
+        return {path.relative_to(root): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+    assert files(ROOT / "examples") == files(ROOT / "exporter" / "defaults")
 
 
 def _quick_start_blocks() -> list[str]:

@@ -84,7 +84,9 @@ def add_signer_arguments(parser: argparse.ArgumentParser) -> None:
         "default: the public-good root shipped with trustwatch",
     )
     trust.add_argument(
-        "--rekor-key", metavar="FILE", help="Rekor public key trusted in addition to the trusted root's"
+        "--rekor-key",
+        metavar="FILE",
+        help="Rekor public key log entries must verify with, instead of the trusted root's logs",
     )
     trust.add_argument(
         "--require-tlog",

@@ -18,8 +18,8 @@ class VerificationOptions:
     ``attestors``: who may sign; ``threshold`` of them (distinct attestors, Kyverno's ``count``) must have
     signed. ``trusted_root``: Fulcio CAs, Rekor and CT log keys, TSAs (default: the shipped public-good root,
     see :func:`exporter.sigstore.public_good_root`). ``rekor_keys``, ``ct_log_keys`` and ``tsa_chains`` come
-    from a policy's ``rekor.pubkey``, ``ctlog.pubkey`` and ``ctlog.tsaCertChain`` and are trusted in
-    addition to the root's.
+    from a policy's ``rekor.pubkey``, ``ctlog.pubkey`` and ``ctlog.tsaCertChain`` and replace the root's
+    material of the same kind (see :class:`exporter.sigstore.TrustPolicy`).
 
     ``ignore_tlog``: ``None`` keeps the per-format default — a Rekor entry or an RFC 3161 timestamp is
     required for keyless and certificate signatures and for key-signed bundles (cosign 3 always logs them),

@@ -331,9 +331,9 @@ def _signer_options(
 ) -> VerificationOptions:
     """The attestor ``build`` makes, with the entry's ``rekor`` and ``ctlog`` settings (Kyverno's fields).
 
-    ``rekor.pubkey`` and ``ctlog.pubkey`` are trusted in addition to the trusted root's logs;
-    ``rekor.ignoreTlog`` drops the log-entry requirement, ``ctlog.ignoreSCT`` the SCT check;
-    ``ctlog.tsaCertChain`` adds a timestamp authority.
+    ``rekor.pubkey``, ``ctlog.pubkey`` and ``ctlog.tsaCertChain`` replace the trusted root's Rekor logs, CT
+    logs and timestamp authorities (a private deployment); ``rekor.ignoreTlog`` drops the log-entry
+    requirement, ``ctlog.ignoreSCT`` the SCT check.
     """
     rekor_keys: tuple[TrustedKey, ...] = ()
     ct_log_keys: tuple[TrustedKey, ...] = ()
