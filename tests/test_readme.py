@@ -11,6 +11,7 @@ from pathlib import Path
 from exporter.admission.review import parse_review
 from exporter.cli import build_parser
 from exporter.config import describe_options
+from exporter.policy import KyvernoPolicy
 from exporter.policy.loader import load_policy_paths
 from tests.support.serve import ServeProcess, poll
 
@@ -38,7 +39,7 @@ def test_example_files_the_readme_uses_are_valid() -> None:
     review = parse_review((ROOT / "examples" / "admission" / "pod-review.json").read_bytes())
     assert (review.namespace, review.operation) == ("prod", "CREATE")
     (policy,) = load_policy_paths([ROOT / "examples" / "policies"])
-    assert policy.name == "check-image-signature"
+    assert isinstance(policy, KyvernoPolicy) and policy.name == "check-image-signature"
     assert {rule.name for rule in policy.rules} >= {"verify-image", "autogen-verify-image"}
 
 
