@@ -203,3 +203,13 @@ def test_load_errors_name_the_field(attestation: dict[str, Any], path: str, word
     error_path, message = _error(attestation)
     assert error_path == path
     assert words in message
+
+
+def test_an_attestor_that_cannot_be_used_is_an_error_not_a_failure() -> None:
+    unreadable = [{"entries": [{"keys": {"secret": {"name": "cosign", "namespace": "keys"}}}]}]
+    check = checking({"type": SLSA, "attestors": unreadable})
+    outcome = judge(image(attested(BUILDER)), check, IMAGE)
+    assert outcome.status == "error"
+    assert ".attestations[0].attestors[0].entries[0].keys: unusable key: the key in Secret keys/cosign" in (
+        outcome.message
+    )
