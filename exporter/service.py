@@ -34,6 +34,7 @@ from exporter.admission.violations_kube import KubernetesViolationBackend
 from exporter.cluster import ClusterConnection, ClusterUnavailableError, connect
 from exporter.config import ServeConfig, split_address
 from exporter.listen import start_site
+from exporter.memory import keep_large_allocations_returnable
 from exporter.metrics import ServiceMetrics
 from exporter.namespaces import NamespaceLabels
 from exporter.policy.loader import PolicyLoadError
@@ -395,6 +396,7 @@ class Service:
 
 async def run(config: ServeConfig) -> int:
     """Run until SIGTERM or SIGINT; returns the exit code."""
+    keep_large_allocations_returnable()  # memory returns to the system after bursts (docs/admission.md)
     metrics = ServiceMetrics()
     metrics.build_info.info({"version": __version__})
     try:
