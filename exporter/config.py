@@ -304,8 +304,7 @@ def _in_bounds(option: Option, value: float, where: str) -> Any:
     if option.bounds is not None:
         low, high = option.bounds
         if value > high or value < low or (option.low_open and value == low):
-            low_text = f"more than {low:g}" if option.low_open else f"at least {low:g}"
-            raise ConfigError(f"{where}: {value:g} is out of range; use {low_text} and at most {high:g}")
+            raise ConfigError(f"{where}: {value:g} is out of range; use {_range(option)}")
     return value
 
 
@@ -394,11 +393,22 @@ def _reject_unknown_environment(env: Mapping[str, str]) -> None:
     )
 
 
+def _accepted(option: Option) -> str:
+    """`` Accepted: more than 0, at most 30.`` for an option with bounds, else ''."""
+    return f" Accepted: {_range(option)}." if option.bounds is not None else ""
+
+
+def _range(option: Option) -> str:
+    assert option.bounds is not None
+    low, high = option.bounds
+    return f"{'more than' if option.low_open else 'at least'} {low:g}, at most {high:g}"
+
+
 def describe_options(options: Sequence[Option] = OPTIONS) -> str:
     """A Markdown table of every option, for the README (a test keeps the README current)."""
     lines = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
     for option in options:
         default = "" if option.default is None else f"`{option.default}`"
         flags = ", ".join(f"`{flag}`" for flag in (option.flag, *option.aliases))
-        lines.append(f"| {flags} | `{option.env}` | {default} | {option.help} |")
+        lines.append(f"| {flags} | `{option.env}` | {default} | {option.help}{_accepted(option)} |")
     return "\n".join(lines)

@@ -112,7 +112,7 @@ def test_split_address() -> None:
     [
         (
             ("--timeout", "0"),
-            "--timeout (from command line): 0 is out of range; use more than 0 and at most 30",
+            "--timeout (from command line): 0 is out of range; use more than 0, at most 30",
         ),
         (("--timeout", "-5"), "--timeout (from command line): -5 is out of range"),
         (("--timeout", "nan"), "--timeout (from command line): nan is not a finite number"),
