@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter
@@ -119,3 +120,27 @@ def test_metric_children_are_memoised_up_to_a_bound() -> None:
     children.get(counter, "y").inc()  # beyond the bound: still the right child, just not memoised
     children.get(counter, "y").inc()
     assert registry.get_sample_value("c_total", {"a": "y"}) == 2
+
+
+async def test_a_computation_failing_after_every_caller_gave_up_logs_no_traceback() -> None:
+    """asyncio logs "Task exception was never retrieved" for a failed task nobody awaited; under attack
+    that was one traceback per lookup. The cache marks the failure as seen."""
+    cache: SingleFlightCache[str] = SingleFlightCache(ttl=60, max_entries=10)
+    release = asyncio.Event()
+
+    async def compute() -> str:
+        await release.wait()
+        raise OSError("registry unreachable")
+
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(cache.get_or_compute("k", compute), 0.01)
+    reported: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    task, _how = cache.lookup("k", compute)
+    assert isinstance(task, asyncio.Task)
+    release.set()
+    await asyncio.wait([task])
+    del task
+    gc.collect()
+    assert not reported
