@@ -118,8 +118,23 @@ def test_the_quick_start_runs_in_order_as_a_newcomer_types_it(tmp_path: Path) ->
         assert typed(look.split("\n#", 1)[0]) == before
 
 
+INTERNAL = re.compile(r"\bthe issue'?s?\b|\bissue #?\d+|\bseed policy\b|\bby the lead\b", re.IGNORECASE)
+
+
 def test_user_docs_speak_to_users_not_about_how_the_work_was_organised() -> None:
-    internal = re.compile(r"\bthe issue'?s?\b|\bissue #?\d+|\bseed policy\b", re.IGNORECASE)
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
-        found = internal.findall(path.read_text(encoding="utf-8"))
+        found = INTERNAL.findall(path.read_text(encoding="utf-8"))
         assert not found, f"{path.name}: {found}"
+
+
+def test_skip_reasons_speak_to_users() -> None:
+    """A skipped test tells whoever runs the suite what is missing, in the same words as the docs."""
+    skip = re.compile(r"(?:reason=|pytest\.skip\()\s*f?(\"[^\"]*\"|'[^']*')")
+    reasons = [
+        (path.name, reason)
+        for path in sorted((ROOT / "tests").rglob("*.py"))
+        for reason in skip.findall(path.read_text(encoding="utf-8"))
+    ]
+    assert reasons, "no skip reason found: the pattern is stale"
+    internal = [(name, reason) for name, reason in reasons if INTERNAL.search(reason)]
+    assert not internal, internal
