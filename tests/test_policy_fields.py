@@ -599,6 +599,13 @@ EFFECTS: dict[str, Effect] = {
         _with(_entry, repository="ghcr.io/acme/signed-signatures"),
         False,
     ),
+    # The signed images' key signature carries no annotations: requiring one makes it not count.
+    "spec.rules.verifyImages.annotations": (None, _with(_entry, annotations={"env": "prod"}), False),
+    "spec.rules.verifyImages.attestors.entries.annotations": (
+        None,
+        lambda d: _entry(d)["attestors"][0]["entries"][0].update(annotations={"env": "prod"}),
+        False,
+    ),
     "spec.rules.verifyImages.type": (None, _with(_entry, type="SigstoreBundle"), False),
     "spec.rules.verifyImages.cosignOCI11": (None, _with(_entry, cosignOCI11=True), False),
     "spec.rules.verifyImages.required": (None, _with(_entry, required=False), False),

@@ -239,7 +239,6 @@ KEYLESS = {"keyless": {"subject": "me@example.com", "issuer": "https://accounts.
 UNSUPPORTED_VERIFY_FIELDS: dict[str, Any] = {
     "imageRegistryCredentials": {"secrets": ["regcred"]},
     "validate": {"deny": {"conditions": {"any": [{"key": "a", "operator": "Equals", "value": "b"}]}}},
-    "annotations": {"env": "prod"},
 }
 LEGACY_KEYLESS_FIELDS = {
     "roots": "-----BEGIN CERTIFICATE-----",
@@ -305,7 +304,7 @@ def test_legacy_keyless_fields(field: str) -> None:
         ({"keys": {"publicKeys": PUBLIC_KEY}, **KEYLESS}, "entries[0]"),
         ({"attestor": {"entries": [{"keys": {"publicKeys": PUBLIC_KEY}}]}}, "entries[0].attestor"),
         ({"keys": {"publicKeys": PUBLIC_KEY}, "repository": "x/y"}, "entries[0].repository"),
-        ({"keys": {"publicKeys": PUBLIC_KEY}, "annotations": {"a": "b"}}, "entries[0].annotations"),
+        ({"keys": {"publicKeys": PUBLIC_KEY}, "annotations": {"a": 1}}, "entries[0].annotations.a"),
         ({"keys": {"kms": "gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k"}}, "entries[0].keys.kms"),
         ({"keys": {"publicKeys": PUBLIC_KEY, "ctlog": {"ignoreSCT": True}}}, "entries[0].keys.ctlog"),
         (

@@ -146,7 +146,12 @@ def _entry_options(entry: KeyEntry, name: str) -> VerificationOptions:
         attestor = KeyAttestor(
             name=name, keys=_keys(entry.public_keys), hash_algorithm=_hash_name(entry.signature_algorithm)
         )
-        return VerificationOptions(attestors=(attestor,), rekor_keys=rekor_keys, ignore_tlog=ignore_tlog)
+        return VerificationOptions(
+            attestors=(attestor,),
+            rekor_keys=rekor_keys,
+            ignore_tlog=ignore_tlog,
+            annotations=entry.annotations,
+        )
     except AttestorError as exc:
         raise KeyLoadError(str(exc)) from None
 

@@ -50,9 +50,17 @@ from exporter.sigstore.keys import (
 
 
 def check_candidate(
-    candidate: Candidate, found: FoundArtifacts, options: VerificationOptions, now: datetime | None
+    candidate: Candidate,
+    found: FoundArtifacts,
+    options: VerificationOptions,
+    now: datetime | None,
+    *,
+    image_signature: bool,
 ) -> tuple[list[VerifiedSignature], str]:
-    """The signatures this candidate makes for each attestor, or (none and) why it makes none."""
+    """The signatures this candidate makes for each attestor, or (none and) why it makes none.
+
+    ``image_signature``: the candidate is checked as an image signature, so ``options.annotations`` apply.
+    """
     verified: list[VerifiedSignature] = []
     unmatched_keys: list[str] = []
     problems: list[str] = []
@@ -70,7 +78,30 @@ def check_candidate(
             problems.append(result if len(options.attestors) == 1 else f"{attestor.name}: {result}")
     if unmatched_keys:
         problems.insert(0, f"does not verify with any trusted key ({', '.join(unmatched_keys)})")
+    if verified and image_signature and options.annotations:
+        problem = annotation_problem(candidate.claim, options.annotations)
+        if problem is not None:
+            return [], f"signed by {', '.join(s.attestor for s in verified)} but {problem}"
     return verified, "; ".join(problems)
+
+
+def annotation_problem(
+    claim: SimpleSigningPayload | Statement | str | None, required: tuple[tuple[str, str], ...]
+) -> str | None:
+    """None when every required ``key=value`` is in the signed payload's ``optional`` section (cosign's
+    claim check); otherwise cosign's "missing or incorrect annotation", saying which."""
+    wanted = ", ".join(f"{key}={value}" for key, value in required)
+    if not isinstance(claim, SimpleSigningPayload):
+        return (
+            f"missing or incorrect annotation: {wanted} required, and a Sigstore bundle signature carries "
+            "no annotations (sign with a simple-signing payload: cosign sign -a key=value)"
+        )
+    signed = dict(claim.annotations)
+    wrong = [f"{key}={value}" for key, value in required if signed.get(key) != value]
+    if not wrong:
+        return None
+    found = ", ".join(f"{key}={value}" for key, value in claim.annotations) or "none"
+    return f"missing or incorrect annotation {', '.join(wrong)} (signed annotations: {found})"[:400]
 
 
 def _claim_problem(candidate: Candidate, found: FoundArtifacts, require_reference: bool) -> str | None:

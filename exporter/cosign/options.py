@@ -41,6 +41,7 @@ class VerificationOptions:
     ignore_tlog: bool | None = None
     ignore_sct: bool = False
     signature_repository: str | None = None
+    annotations: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.attestors:

@@ -149,7 +149,9 @@ def _decide(
     signatures: list[VerifiedSignature] = []
     statements: list[VerifiedStatement] = []
     for candidate in candidates:
-        verified, problems = check_candidate(candidate, found, options, now)
+        verified, problems = check_candidate(
+            candidate, found, options, now, image_signature=predicate_type is None
+        )
         signatures.extend(verified)
         if verified and candidate.statement is not None and predicate_type is not None:
             statement = candidate.statement

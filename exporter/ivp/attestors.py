@@ -30,7 +30,6 @@ NOTARY = "Notary (Notation) signatures are not supported; use a cosign attestor"
 COSIGN_UNSUPPORTED = {
     "tuf": "a TUF repository for the trusted root is not supported; give the trusted_root.json in "
     "trustedRoot, or rely on the shipped public-good root",
-    "annotations": "signature annotation checks are not supported for ImageValidatingPolicies; remove them",
 }
 KEY_UNSUPPORTED = {
     "kms": "KMS keys are not supported; put the public key PEM in data",
@@ -153,6 +152,7 @@ def _options(name: str, cosign: Fields, spec: AttestorSpec) -> VerificationOptio
         ignore_tlog=ignore_tlog,
         ignore_sct=ignore_sct,
         signature_repository=repository,
+        annotations=tuple(sorted((cosign.string_map("annotations") or {}).items())),
     )
 
 

@@ -56,13 +56,15 @@ class KeyEntry:
     """One attestor entry verified with a public key: exactly one of ``public_keys`` and ``secret`` is set.
 
     ``public_keys`` holds exactly ONE PEM ``PUBLIC KEY`` block: like Kyverno, the loader expands a block of
-    several keys into one entry per key, so entry indexes in messages match Kyverno's.
+    several keys into one entry per key, so entry indexes in messages match Kyverno's. ``annotations``
+    must be in each signature's simple-signing payload (see :class:`exporter.cosign.VerificationOptions`).
     """
 
     public_keys: str | None
     secret: SecretRef | None
     signature_algorithm: str
     rekor: Rekor | None
+    annotations: tuple[tuple[str, str], ...] = ()
 
 
 CertificateKind = Literal["certificates", "keyless"]

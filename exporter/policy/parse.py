@@ -126,7 +126,6 @@ VERIFY_UNSUPPORTED = {
     "subject": f"subject {_IN_KEYLESS}",
     "issuer": f"issuer {_IN_KEYLESS}",
     "additionalExtensions": f"additionalExtensions {_IN_KEYLESS}",
-    "annotations": "signature annotation checks are not supported; remove them",
     "imageRegistryCredentials": "per-rule registry credentials are not supported; configure registry "
     "credentials on trustwatch instead",
     "validate": "verifyImages validate (deny) conditions are not supported; remove them",
@@ -135,8 +134,12 @@ ENTRY_UNSUPPORTED = {
     "attestor": "nested attestor sets are not supported; flatten them into entries with a count",
     "repository": "a signature repository per attestor entry is not supported; set repository on the "
     "verifyImages entry",
-    "annotations": VERIFY_UNSUPPORTED["annotations"],
 }
+ATTESTATION_ANNOTATIONS = (
+    "annotations are checked on image signatures only (cosign reads them from the simple-signing payload, "
+    "which attestations do not have); move them to the verifyImages attestors or remove them"
+)
+Annotations = tuple[tuple[str, str], ...]
 REKOR_UNSUPPORTED = {
     "url": "trustwatch never contacts a Rekor server: it checks a signature's transparency-log entry "
     "offline, against the log's public key (rekor.pubkey); remove url",
@@ -258,13 +261,15 @@ def check_public_keys(pem_text: str, path: str) -> None:
         raise FieldError(path, str(exc).removeprefix("public keys: ").removeprefix("public key: ")) from None
 
 
-def _public_key_entries(text: str, path: str, algorithm: str, rekor: Rekor | None) -> list[KeyEntry]:
+def _public_key_entries(
+    text: str, path: str, algorithm: str, rekor: Rekor | None, annotations: Annotations = ()
+) -> list[KeyEntry]:
     """One entry per PEM block (Kyverno expands multi-key blocks), or a Secret for ``k8s://ns/name``."""
     stripped = text.strip()
     reference = _SECRET_KEY_REF.fullmatch(stripped)
     if reference:
         secret = SecretRef(name=reference["name"], namespace=reference["namespace"])
-        return [KeyEntry(None, secret, algorithm, rekor)]
+        return [KeyEntry(None, secret, algorithm, rekor, annotations)]
     if "://" in stripped and "-----BEGIN" not in stripped:
         raise FieldError(
             path, "key references other than k8s://<namespace>/<secret> (KMS, files) are not supported"
@@ -276,11 +281,23 @@ def _public_key_entries(text: str, path: str, algorithm: str, rekor: Rekor | Non
         )
     for block in blocks:
         check_public_keys(block, path)
-    return [KeyEntry(block, None, algorithm, rekor) for block in blocks]
+    return [KeyEntry(block, None, algorithm, rekor, annotations) for block in blocks]
 
 
-def _entry(fields: Fields) -> list[AttestorEntry]:
+def _entry_annotations(fields: Fields, inherited: Annotations | None) -> Annotations:
+    """An entry's ``annotations`` over the ``verifyImages`` entry's (``inherited``; None for attestation
+    attestors, where annotations are a load error): the entry's value wins for a key both give."""
+    own = fields.string_map("annotations")
+    if inherited is None:
+        if own:
+            raise FieldError(fields.at("annotations"), ATTESTATION_ANNOTATIONS)
+        return ()
+    return tuple(sorted({**dict(inherited), **(own or {})}.items()))
+
+
+def _entry(fields: Fields, inherited: Annotations | None) -> list[AttestorEntry]:
     """One ``entries[]`` item: exactly one of ``keys``, ``certificates`` and ``keyless``."""
+    annotations = _entry_annotations(fields, inherited)
     given = [kind for kind in ENTRY_KINDS if fields.raw(kind) is not None]
     if len(given) > 1:
         raise FieldError(
@@ -289,15 +306,15 @@ def _entry(fields: Fields) -> list[AttestorEntry]:
     keys, certificates, keyless = (fields.child(kind) for kind in ENTRY_KINDS)
     fields.finish(ENTRY_UNSUPPORTED)
     if certificates is not None:
-        return [_certificate_entry(certificates)]
+        return [_certificate_entry(certificates, annotations)]
     if keyless is not None:
-        return [_keyless_entry(keyless)]
+        return [_keyless_entry(keyless, annotations)]
     if keys is None:
         raise FieldError(fields.at("keys"), "is required: give keys, certificates or keyless")
-    return _key_entries(keys)
+    return _key_entries(keys, annotations)
 
 
-def _key_entries(keys: Fields) -> list[AttestorEntry]:
+def _key_entries(keys: Fields, annotations: Annotations) -> list[AttestorEntry]:
     algorithm = keys.choice("signatureAlgorithm", SIGNATURE_ALGORITHMS, default="sha256")
     assert algorithm is not None
     rekor = _rekor(keys.child("rekor"))
@@ -310,10 +327,10 @@ def _key_entries(keys: Fields) -> list[AttestorEntry]:
             name=secret_fields.required_string("name"), namespace=secret_fields.required_string("namespace")
         )
         secret_fields.finish({})
-        return [KeyEntry(None, secret, algorithm, rekor)]
+        return [KeyEntry(None, secret, algorithm, rekor, annotations)]
     if public_keys is None:
         raise FieldError(keys.at("publicKeys"), "is required (or secret)")
-    return list(_public_key_entries(public_keys, keys.at("publicKeys"), algorithm, rekor))
+    return list(_public_key_entries(public_keys, keys.at("publicKeys"), algorithm, rekor, annotations))
 
 
 def public_keys_at(fields: Fields, key: str) -> tuple[TrustedKey, ...]:
@@ -327,7 +344,7 @@ def public_keys_at(fields: Fields, key: str) -> tuple[TrustedKey, ...]:
 
 
 def _signer_options(
-    fields: Fields, build: Callable[[], CertificateAttestor | KeylessAttestor]
+    fields: Fields, build: Callable[[], CertificateAttestor | KeylessAttestor], annotations: Annotations
 ) -> VerificationOptions:
     """The attestor ``build`` makes, with the entry's ``rekor`` and ``ctlog`` settings (Kyverno's fields).
 
@@ -362,6 +379,7 @@ def _signer_options(
             tsa_chains=tsa_chains,
             ignore_tlog=ignore_tlog,
             ignore_sct=ignore_sct,
+            annotations=annotations,
         )
     except AttestorError as exc:
         raise FieldError(fields.path, str(exc).removeprefix(f"{attestor_name(fields)}: ")) from None
@@ -372,16 +390,18 @@ def attestor_name(fields: Fields) -> str:
     return fields.path.rsplit(".", 1)[-1]
 
 
-def _certificate_entry(fields: Fields) -> CertificateEntry:
+def _certificate_entry(fields: Fields, annotations: Annotations) -> CertificateEntry:
     """``certificates``: ``cert`` pins the signing certificate, ``certChain`` is what it must chain to."""
     cert, chain = fields.string("cert"), fields.string("certChain")
     options = _signer_options(
-        fields, lambda: CertificateAttestor(name=attestor_name(fields), certificate=cert, chain=chain)
+        fields,
+        lambda: CertificateAttestor(name=attestor_name(fields), certificate=cert, chain=chain),
+        annotations,
     )
     return CertificateEntry("certificates", options)
 
 
-def _keyless_entry(fields: Fields) -> CertificateEntry:
+def _keyless_entry(fields: Fields, annotations: Annotations) -> CertificateEntry:
     """``keyless``: one identity from subject/subjectRegExp, issuer/issuerRegExp and additionalExtensions
     (Kyverno matches subject, issuer and extension values as wildcard patterns), under Fulcio's CAs or
     ``roots``."""
@@ -397,13 +417,18 @@ def _keyless_entry(fields: Fields) -> CertificateEntry:
     options = _signer_options(
         fields,
         lambda: KeylessAttestor(name=attestor_name(fields), identities=(identity,), roots=roots),
+        annotations,
     )
     return CertificateEntry("keyless", options)
 
 
-def _attestor(fields: Fields) -> Attestor:
+def _attestor(fields: Fields, annotations: Annotations | None) -> Attestor:
+    """``annotations``: the ``verifyImages`` entry's, which every entry must also meet (None: attestation
+    attestors, which take none)."""
     count = fields.integer("count", minimum=1)
-    entries = [key for entry in fields.objects("entries", required=True) for key in _entry(entry)]
+    entries = [
+        key for entry in fields.objects("entries", required=True) for key in _entry(entry, annotations)
+    ]
     fields.finish({})
     if not entries:
         raise FieldError(fields.at("entries"), "needs at least one entry")
@@ -446,6 +471,7 @@ def _verification(fields: Fields) -> ImageVerification:
     image, references = fields.string("image"), fields.strings("imageReferences")
     if image and references:
         raise FieldError(fields.at("image"), "use either image (legacy) or imageReferences, not both")
+    annotations: Annotations = tuple(sorted((fields.string_map("annotations") or {}).items()))
     key, attestor_fields = fields.string("key"), fields.objects("attestors")
     if key and attestor_fields:
         raise FieldError(fields.at("key"), "use either key (legacy) or attestors, not both")
@@ -454,10 +480,13 @@ def _verification(fields: Fields) -> ImageVerification:
     if key:
         # Legacy form: Kyverno converts it to attestors[0].entries[0].keys.publicKeys.
         attestors: tuple[Attestor, ...] = (
-            Attestor(count=None, entries=tuple(_public_key_entries(key, fields.at("key"), "sha256", None))),
+            Attestor(
+                count=None,
+                entries=tuple(_public_key_entries(key, fields.at("key"), "sha256", None, annotations)),
+            ),
         )
     else:
-        attestors = tuple(_attestor(item) for item in attestor_fields)
+        attestors = tuple(_attestor(item, annotations) for item in attestor_fields)
     result = ImageVerification(
         image_references=(image,) if image else references,
         skip_image_references=fields.strings("skipImageReferences"),
@@ -546,7 +575,7 @@ def _attestation(fields: Fields) -> AttestationCheck:
     predicate_type = given or deprecated
     if predicate_type is None:
         raise FieldError(fields.at("type"), "is required: the predicate type of the attestation")
-    attestors = tuple(_attestor(item) for item in fields.objects("attestors"))
+    attestors = tuple(_attestor(item, None) for item in fields.objects("attestors"))
     conditions = tuple(_condition_block(item) for item in fields.objects("conditions"))
     fields.finish({})
     if not attestors:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from exporter.jsondoc import parse_json_object
 
@@ -15,11 +15,16 @@ class PayloadError(ValueError):
 
 @dataclass(frozen=True)
 class SimpleSigningPayload:
-    """The fields of ``critical`` that verification checks."""
+    """The fields of ``critical`` that verification checks, and the string entries of ``optional``.
+
+    ``annotations`` are what ``cosign sign -a key=value`` put in ``optional`` (sorted key/value pairs);
+    entries whose value is not a string are left out, as no ``key=value`` requirement can equal them.
+    """
 
     docker_manifest_digest: str
     docker_reference: str | None
     type: str
+    annotations: tuple[tuple[str, str], ...] = field(default=())
 
 
 def parse_payload(payload: bytes) -> SimpleSigningPayload:
@@ -37,8 +42,15 @@ def parse_payload(payload: bytes) -> SimpleSigningPayload:
         raise PayloadError("payload has no critical.image.docker-manifest-digest")
     identity = critical.get("identity")
     reference = identity.get("docker-reference") if isinstance(identity, dict) else None
+    optional = document.get("optional")
+    annotations = (
+        tuple(sorted((k, v) for k, v in optional.items() if isinstance(v, str)))
+        if isinstance(optional, dict)
+        else ()
+    )
     return SimpleSigningPayload(
         docker_manifest_digest=digest,
         docker_reference=reference if isinstance(reference, str) else None,
         type=kind,
+        annotations=annotations,
     )
