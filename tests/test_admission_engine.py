@@ -63,7 +63,15 @@ class ScriptedVerifier:
         return ImageOutcome("fail", verification_failed(shown, NO_SIGNATURES), DIGEST), "hit"
 
     async def verify_decided(
-        self, policy_version: str, slot: str, image: str, path: str, decide: Decide
+        self,
+        policy_version: str,
+        slot: str,
+        image: str,
+        path: str,
+        decide: Decide,
+        *,
+        signature_repository: str | None = None,
+        tag_prefix: str = "",
     ) -> tuple[ImageOutcome, Lookup]:
         """The same script for ImageValidatingPolicy checks (``decide`` needs discovered artifacts)."""
         return await self.verify(policy_version, slot, 0, PLACEHOLDER, image)

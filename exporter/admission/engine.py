@@ -76,7 +76,15 @@ class Verifier(Protocol):
     ) -> tuple[ImageOutcome, Lookup]: ...
 
     async def verify_decided(
-        self, policy_version: str, slot: str, image: str, path: str, decide: Decide
+        self,
+        policy_version: str,
+        slot: str,
+        image: str,
+        path: str,
+        decide: Decide,
+        *,
+        signature_repository: str | None = None,
+        tag_prefix: str = "",
     ) -> tuple[ImageOutcome, Lookup]: ...
 
 

@@ -217,21 +217,25 @@ class ImagePolicyRunner:
             self._conclusions.move_to_end(key)
         return outcome
 
-    def _wanted(self, ready: Prepared) -> list[tuple[VerificationKey, str, str, Decide]]:
-        """(key, cache slot, image, decision) of every verification the policy's functions may ask for."""
+    def _wanted(self, ready: Prepared) -> list[tuple[VerificationKey, str, str, Decide, CosignAttestor]]:
+        """(key, cache slot, image, decision, attestor) of every verification the policy's functions may ask
+        for."""
         policy = ready.policy
-        wanted: list[tuple[VerificationKey, str, str, Decide]] = []
+        wanted: list[tuple[VerificationKey, str, str, Decide, CosignAttestor]] = []
         for image in ready.images:
             for attestor in policy.attestors:
                 if policy.verifies_signatures:
                     key: VerificationKey = (image.reference, attestor.name)
-                    wanted.append((key, signature_slot(attestor), image.image, signature_decision(attestor)))
+                    decide = signature_decision(attestor)
+                    wanted.append((key, signature_slot(attestor), image.image, decide, attestor))
                 if not policy.verifies_attestations:
                     continue
                 for attestation in policy.attestations:
                     key = (image.reference, attestor.name, attestation.name)
                     decide = attestation_decision(attestor, attestation)
-                    wanted.append((key, attestation_slot(attestor, attestation), image.image, decide))
+                    wanted.append(
+                        (key, attestation_slot(attestor, attestation), image.image, decide, attestor)
+                    )
         return wanted
 
     async def _verify_pairs(
@@ -244,13 +248,13 @@ class ImagePolicyRunner:
             if ready.outcome is not None:
                 continue
             policy = ready.policy
-            for key, slot, image, decide in self._wanted(ready):
+            for key, slot, image, decide, attestor in self._wanted(ready):
                 hit = self._verifier.cached(policy.version, slot, 0, image)
                 if hit is not None:
                     self._count(policy, slot, hit, "hit")
                     found[key] = _signature(hit)
                 elif (id(ready), key) not in tasks:
-                    verification = self._verify(policy, slot, image, decide)
+                    verification = self._verify(policy, slot, image, decide, attestor)
                     tasks[(id(ready), key)] = asyncio.ensure_future(verification)
         if not tasks:
             return results, True
@@ -263,10 +267,18 @@ class ImagePolicyRunner:
         return results, cached
 
     async def _verify(
-        self, policy: ImageValidatingPolicy, slot: str, image: str, decide: Decide
+        self, policy: ImageValidatingPolicy, slot: str, image: str, decide: Decide, attestor: CosignAttestor
     ) -> tuple[ImageOutcome, Lookup]:
         path = "attestors." + slot.rsplit(":", 1)[-1]
-        outcome, how = await self._verifier.verify_decided(policy.version, slot, image, path, decide)
+        outcome, how = await self._verifier.verify_decided(
+            policy.version,
+            slot,
+            image,
+            path,
+            decide,
+            signature_repository=attestor.options.signature_repository,
+            tag_prefix=attestor.options.signature_tag_prefix,
+        )
         self._count(policy, slot, outcome, how)
         return outcome, how
 

@@ -372,16 +372,27 @@ class ImageVerifier:
         )
 
     async def verify_decided(
-        self, policy_version: str, slot: str, image: str, path: str, decide: Decide
+        self,
+        policy_version: str,
+        slot: str,
+        image: str,
+        path: str,
+        decide: Decide,
+        *,
+        signature_repository: str | None = None,
+        tag_prefix: str = "",
     ) -> tuple[ImageOutcome, Lookup]:
         """Like :meth:`verify`, for callers that decide themselves (ImageValidatingPolicy attestors and
         attestations): the same digest resolution, single-flight cache (under ``slot`` where :meth:`verify`
         uses the rule, index 0), discovery and metrics; ``decide`` turns the discovered artifacts into the
-        outcome. ``path`` prefixes registry failures in messages."""
+        outcome. ``path`` prefixes registry failures in messages. ``signature_repository`` and ``tag_prefix``
+        say where discovery looks (the attestor's ``source``)."""
 
         async def compute(pinned: ImageReference, display: str) -> ImageOutcome:
             started = time.perf_counter()
-            found = await discover(self._client, pinned)
+            found = await discover(
+                self._client, pinned, signature_repository=signature_repository, tag_prefix=tag_prefix
+            )
             if isinstance(found, VerificationError):
                 log.warning(
                     "cannot read the image's signatures", extra={"image": display, "error": found.cause}

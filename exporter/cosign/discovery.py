@@ -17,6 +17,7 @@ there".
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -73,6 +74,24 @@ def sig_tag(digest: str) -> str:
 def att_tag(digest: str) -> str:
     """cosign's attestation tag for ``digest``: ``sha256-<hex>.att``."""
     return referrers_tag(digest) + ".att"
+
+
+# A tag is at most 128 characters of [A-Za-z0-9_.-], not starting with '.' or '-' (OCI distribution spec).
+_TAG_PREFIX = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+MAX_TAG_PREFIX = 128 - len("sha256-") - 64 - len(".sig")  # a tag is at most 128 characters
+
+
+def tag_prefix_problem(prefix: str) -> str | None:
+    """None when ``prefix`` + ``sha256-<hex>.sig`` is a valid tag (cosign's attachment tag prefix); else why
+    it is not."""
+    if len(prefix) > MAX_TAG_PREFIX:
+        return f"is {len(prefix)} characters; a tag prefix may have at most {MAX_TAG_PREFIX}"
+    if prefix and not _TAG_PREFIX.fullmatch(prefix):
+        return (
+            f"{prefix[:80]!r} cannot start a tag: use letters, digits, '_', '.' and '-', not starting "
+            "with '.' or '-'"
+        )
+    return None
 
 
 def referrers_tag(digest: str) -> str:
@@ -293,13 +312,17 @@ async def discover(
     reference: ImageReference,
     *,
     signature_repository: str | None = None,
+    tag_prefix: str = "",
     artifact_types: Collection[str] = SIGNATURE_ARTIFACT_TYPES,
 ) -> FoundArtifacts | VerificationError:
     """Everything signed about ``reference``'s digest, from every place at once, within one deadline.
 
     ``signature_repository`` looks in that repository instead of the image's (Kyverno ``repository``,
-    cosign ``COSIGN_REPOSITORY``). ``artifact_types`` are the referrer types worth fetching; with exactly one
-    the referrers API is asked to filter (registries that don't are filtered here).
+    cosign ``COSIGN_REPOSITORY``). ``tag_prefix`` comes before cosign's legacy tags
+    (``<prefix>sha256-<hex>.sig`` and ``.att``; Kyverno ``source.tagPrefix``, cosign
+    ``--attachment-tag-prefix``); the OCI referrers tag fallback has no prefix.
+    ``artifact_types`` are the referrer types worth fetching; with exactly one the referrers API is asked
+    to filter (registries that don't are filtered here).
     """
     try:
         where = (
@@ -311,8 +334,8 @@ async def discover(
         try:
             digest = await client.resolve_digest(reference)
             places = await _all(
-                _legacy_tag(client, where, "sig-tag", sig_tag(digest)),
-                _legacy_tag(client, where, "att-tag", att_tag(digest)),
+                _legacy_tag(client, where, "sig-tag", tag_prefix + sig_tag(digest)),
+                _legacy_tag(client, where, "att-tag", tag_prefix + att_tag(digest)),
                 _referrers(client, where, digest, frozenset(artifact_types)),
             )
             layers = [layer for place in places for layer in place.layers]

@@ -30,6 +30,13 @@ class VerificationOptions:
 
     ``signature_repository`` looks for signatures and attestations in another repository (Kyverno
     ``repository``, cosign's ``COSIGN_REPOSITORY``): ``registry/path`` without tag or digest.
+    ``signature_tag_prefix`` comes before cosign's legacy ``sha256-<hex>.sig``/``.att`` tags (Kyverno
+    ``source.tagPrefix``, cosign ``--attachment-tag-prefix``).
+
+    ``annotations`` (Kyverno ``annotations``, cosign ``verify -a key=value``): every pair must be present
+    and equal in a signature's simple-signing payload ``optional`` section, or that signature does not
+    count. A Sigstore bundle signature has no such payload, so it never carries them. Attestations are not
+    checked against them (as cosign).
     """
 
     attestors: tuple[AttestorSpec, ...]
@@ -41,6 +48,7 @@ class VerificationOptions:
     ignore_tlog: bool | None = None
     ignore_sct: bool = False
     signature_repository: str | None = None
+    signature_tag_prefix: str = ""
     annotations: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:

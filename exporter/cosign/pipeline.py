@@ -46,7 +46,12 @@ async def verify_image(
     ``options.threshold`` distinct attestors signed; ``Unsigned`` when nothing was found; ``Invalid`` with a
     rejection per candidate otherwise; ``VerificationError`` for registry trouble.
     """
-    found = await discover(client, reference, signature_repository=options.signature_repository)
+    found = await discover(
+        client,
+        reference,
+        signature_repository=options.signature_repository,
+        tag_prefix=options.signature_tag_prefix,
+    )
     if isinstance(found, VerificationError):
         return found
     return verify_found(found, options)
@@ -61,7 +66,12 @@ async def verify_attestations(
     statement of that type whose signature verified for an attestor and whose subject is the image digest
     (the policy layer evaluates conditions on them); ``Unsigned`` when no attestation of that type exists.
     """
-    found = await discover(client, reference, signature_repository=options.signature_repository)
+    found = await discover(
+        client,
+        reference,
+        signature_repository=options.signature_repository,
+        tag_prefix=options.signature_tag_prefix,
+    )
     if isinstance(found, VerificationError):
         return found
     return verify_found_attestations(found, options, predicate_type)

@@ -19,10 +19,12 @@ from exporter.cosign.attestors import (
     KeyAttestor,
     KeylessAttestor,
 )
+from exporter.cosign.discovery import parse_signature_repository, tag_prefix_problem
 from exporter.cosign.options import VerificationOptions
 from exporter.ivp.model import Attestation, CosignAttestor
 from exporter.policy.fields import FieldError, Fields
 from exporter.policy.parse import SIGNATURE_ALGORITHMS, check_public_keys, public_keys_at
+from exporter.registry.reference import InvalidReferenceError
 from exporter.sigstore import IdentityPolicy, TrustedRootError, parse_trusted_root
 from exporter.sigstore.keys import HASH_NAMES, HashName, TrustedKey, load_public_keys
 
@@ -37,7 +39,6 @@ KEY_UNSUPPORTED = {
     "secretRef": "keys in Secrets are not supported for ImageValidatingPolicies; put the PEM in data",
 }
 SOURCE_UNSUPPORTED = {
-    "tagPrefix": "a signature tag prefix is not supported; remove tagPrefix",
     "PullSecrets": "per-source pull secrets are not supported; registry access comes from trustwatch's "
     "registry settings",
 }
@@ -131,11 +132,10 @@ def _options(name: str, cosign: Fields, spec: AttestorSpec) -> VerificationOptio
             ignore_tlog = False  # as for ClusterPolicy key attestors: a Rekor key requires the log entry
         ignore_sct = ctlog.boolean("insecureIgnoreSCT", False)
         ctlog.finish({})
-    repository = None
+    repository, tag_prefix = None, ""
     source = cosign.child("source")
     if source is not None:
-        repository = source.string("repository")
-        source.finish(SOURCE_UNSUPPORTED)
+        repository, tag_prefix = _source(source)
     trusted_root = None
     root_text = cosign.string("trustedRoot")
     if root_text is not None:
@@ -152,8 +152,25 @@ def _options(name: str, cosign: Fields, spec: AttestorSpec) -> VerificationOptio
         ignore_tlog=ignore_tlog,
         ignore_sct=ignore_sct,
         signature_repository=repository,
+        signature_tag_prefix=tag_prefix,
         annotations=tuple(sorted((cosign.string_map("annotations") or {}).items())),
     )
+
+
+def _source(source: Fields) -> tuple[str | None, str]:
+    """``source``: the repository signatures are read from, and cosign's tag prefix; both checked at load."""
+    repository = source.string("repository")
+    tag_prefix = source.string("tagPrefix") or ""
+    source.finish(SOURCE_UNSUPPORTED)
+    if repository is not None:
+        try:
+            parse_signature_repository(repository)
+        except InvalidReferenceError as exc:
+            raise FieldError(source.at("repository"), str(exc)) from None
+    problem = tag_prefix_problem(tag_prefix)
+    if problem is not None:
+        raise FieldError(source.at("tagPrefix"), problem)
+    return repository, tag_prefix
 
 
 def parse_attestor(fields: Fields, name: str) -> CosignAttestor:

@@ -568,14 +568,15 @@ class RegistryServer:
         *,
         append: bool = True,
         suffix: str = ".sig",
+        prefix: str = "",
     ) -> str:
         """Write ``repo:sha256-<hex>.sig`` (or ``.att`` with ``suffix=".att"``) with these layers, after any
-        already there, as cosign does.
+        already there, as cosign does; ``prefix`` goes before the tag (cosign ``--attachment-tag-prefix``).
 
         Layers may hold anything (bad payloads, missing annotations): this is how tests build bad input.
         Returns the manifest digest.
         """
-        tag = image_digest.replace(":", "-", 1) + suffix
+        tag = prefix + image_digest.replace(":", "-", 1) + suffix
         entries: list[tuple[str, bytes, Mapping[str, str]]] = []
         existing = self.get_manifest(repo, tag) if append else None
         if existing is not None:
