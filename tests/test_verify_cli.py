@@ -562,3 +562,26 @@ def test_verify_attestation_process_does_not_import_kubernetes(
     result = _run_process(*args)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stderr.strip().endswith("CLEAN")
+
+
+def test_annotations_flag_requires_each_pair_in_the_signed_payload(
+    registry: RegistryServer,
+    files: dict[str, str],
+    sigstore_box: SigstoreBox,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    digest = registry.push_image("cli/annotated", "v1")
+    signer = ec.generate_private_key(ec.SECP256R1())
+    signed = sigstore_box.legacy_signature(
+        digest, f"{registry.host}/cli/annotated", signer, optional={"env": "prod", "url": "a=b"}
+    )
+    registry.push_signature_layers("cli/annotated", digest, [signed.layer])
+    key = Path(files["key"]).with_name("annotated.pub")
+    key.write_text(public_pem(signer))
+    image = f"{registry.host}/cli/annotated:v1"
+    assert main(_cli(registry, files, "--key", str(key), "-a", "env=prod", "-a", "url=a=b", image)) == 0
+    assert capsys.readouterr().out.startswith("VERIFIED")
+    assert main(_cli(registry, files, "--key", str(key), "--annotations", "env=dev", image)) == 1
+    assert "missing or incorrect annotation env=dev" in capsys.readouterr().out
+    assert main(_cli(registry, files, "--key", str(key), "-a", "env", image)) == 2
+    assert "--annotations: expected KEY=VALUE, got 'env'" in capsys.readouterr().err

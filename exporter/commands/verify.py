@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 from typing import TYPE_CHECKING, Any
@@ -44,6 +45,15 @@ def register(subparsers: Any) -> None:
         "--require-reference",
         action="store_true",
         help="also require the signed docker-reference to name IMAGE's repository",
+    )
+    parser.add_argument(
+        "-a",
+        "--annotations",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a signature counts only if its signed payload carries this annotation (repeatable), as "
+        "`cosign verify -a`",
     )
     parser.add_argument("--output", choices=("text", "json"), default="text", help="result format")
     add_registry_arguments(parser, "give up after S seconds of registry traffic")
@@ -125,6 +135,17 @@ def _as_text(outcome: VerificationOutcome) -> str:
     return f"ERROR {outcome.reference}: {outcome.cause}"
 
 
+def parse_annotations(pairs: list[str]) -> tuple[tuple[str, str], ...]:
+    """``KEY=VALUE`` flags as sorted pairs (the value may hold '='); UsageError for one without '='."""
+    annotations: dict[str, str] = {}
+    for pair in pairs:
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise UsageError(f"--annotations: expected KEY=VALUE, got {pair!r}")
+        annotations[key] = value
+    return tuple(sorted(annotations.items()))
+
+
 def exit_code(outcome: VerificationOutcome) -> int:
     if outcome.status == "verified":
         return EXIT_VERIFIED
@@ -138,7 +159,9 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         reference = parse_reference(args.image)
-        options = build_verification_options(args)
+        options = dataclasses.replace(
+            build_verification_options(args), annotations=parse_annotations(args.annotations)
+        )
         registry_options = build_registry_options(args)
     except (InvalidReferenceError, UsageError) as exc:
         if args.output == "json":
