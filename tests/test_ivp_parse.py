@@ -412,6 +412,7 @@ def test_keyless_certificate_and_trust_settings_become_verification_options() ->
     assert identity.subject_regexp == "^https://github.com/org/.*$"
     assert keyless.options.ignore_sct and keyless.options.ignore_tlog is None and keyless.options.rekor_keys
     assert keyless.options.signature_repository == "registry.example/signatures"
+    assert keyless.options.rekor_url == "https://rekor.example" and pki.options.rekor_url is None
     [certificate] = pki.options.attestors
     assert isinstance(certificate, CertificateAttestor) and certificate.chain == CERTIFICATE
     assert [(a.name, a.predicate_type, a.kind) for a in policy.attestations] == [

@@ -66,10 +66,10 @@ def rogue_chain() -> str:
 
 
 @functools.cache
-def bare_root() -> TrustedRoot:
-    """The box's Fulcio CA only: the Rekor, CT log and TSA keys must come from the policy's rekor/ctlog."""
+def logs_root() -> TrustedRoot:
+    """The box's Fulcio CA and Rekor logs only: the CT log and TSA keys must come from the policy's ctlog."""
     document = box().trusted_root()
-    document["tlogs"], document["ctlogs"], document["timestampAuthorities"] = [], [], []
+    document["ctlogs"], document["timestampAuthorities"] = [], []
     return parse_trusted_root(json.dumps(document).encode(), "policy-fields root")
 
 
@@ -106,7 +106,7 @@ class JudgingVerifier:
     """The engine's verifier with the real attestor logic: images whose repository contains ``signed``
     carry a signature by KEY_A and the keyless signatures of :func:`keyless_layers` (their signatures are
     looked for in the rule's ``repository`` when it names one); ``slow`` images take longer than any
-    deadline here. Certificates and keyless identities are judged with :func:`bare_root`."""
+    deadline here. Certificates and keyless identities are judged with :func:`logs_root`."""
 
     def __init__(self) -> None:
         self.cached_calls = 0
@@ -131,7 +131,7 @@ class JudgingVerifier:
             layers = [sig_layer(KEY_A, digest, reference.repository_path)]
             layers += keyless_layers(digest, reference.repository_path)
         signatures = found(reference.with_digest(digest), digest, *layers)
-        return judge(signatures, verification, reference.canonical, bare_root()), "miss"
+        return judge(signatures, verification, reference.canonical, logs_root()), "miss"
 
 
 def _labelled(obj: Doc, **annotations: str) -> Doc:
@@ -345,7 +345,8 @@ def _set_entries(*pems: str, count: int | None = None) -> Callable[[Doc], None]:
 def _signer_entry(kind: str, **fields: Any) -> Callable[[Doc], None]:
     """Replace the attestors by one ``kind`` entry (keyless or certificates) with ``fields``; None drops one.
 
-    The defaults verify the "signed" images' Rekor-logged keyless signature under :func:`bare_root`.
+    The defaults verify the "signed" images' Rekor-logged keyless signature under :func:`logs_root`.
+    ``rekor.pubkey`` ``PEM_B`` is a log that logged nothing here; ``ELSEWHERE`` is no log of the root.
     """
 
     def change(doc: Doc) -> None:
@@ -369,16 +370,22 @@ def _signer_effects(kind: str) -> dict[str, Effect]:
     unlogged = {"subject": UNLOGGED.san} if kind == "keyless" else {}
     stamped = {"subject": STAMPED.san} if kind == "keyless" else {}
     no_ctlog_key = _signer_entry(kind, ctlog=None)
+    untrusted_log = {"pubkey": PEM_B}  # the logged signature does not count
     return {
-        f"{at}.rekor": (_signer_entry(kind, rekor=None), _signer_entry(kind), False),
+        f"{at}.rekor": (_signer_entry(kind, rekor=None), _signer_entry(kind, rekor={"pubkey": PEM_B}), False),
         f"{at}.rekor.pubkey": (
             _signer_entry(kind, rekor={}),
-            _signer_entry(kind, rekor={"pubkey": rekor_pem()}),
+            _signer_entry(kind, rekor={"pubkey": PEM_B}),
+            False,
+        ),
+        f"{at}.rekor.url": (
+            _signer_entry(kind, rekor={"url": box().rekor.base_url + "/"}),
+            _signer_entry(kind, rekor={"url": ELSEWHERE}),
             False,
         ),
         f"{at}.rekor.ignoreTlog": (
-            _signer_entry(kind, rekor=None, **unlogged),
-            _signer_entry(kind, rekor={"ignoreTlog": True}, **unlogged),
+            _signer_entry(kind, rekor=untrusted_log, **unlogged),
+            _signer_entry(kind, rekor={**untrusted_log, "ignoreTlog": True}, **unlogged),
             False,
         ),
         f"{at}.ctlog": (no_ctlog_key, _signer_entry(kind), False),
@@ -389,9 +396,12 @@ def _signer_effects(kind: str) -> dict[str, Effect]:
         ),
         f"{at}.ctlog.ignoreSCT": (no_ctlog_key, _signer_entry(kind, ctlog={"ignoreSCT": True}), False),
         f"{at}.ctlog.tsaCertChain": (
-            _signer_entry(kind, rekor=None, **stamped),
+            _signer_entry(kind, rekor=untrusted_log, **stamped),
             _signer_entry(
-                kind, rekor=None, ctlog={"pubkey": ctlog_pem(), "tsaCertChain": tsa_chain()}, **stamped
+                kind,
+                rekor=untrusted_log,
+                ctlog={"pubkey": ctlog_pem(), "tsaCertChain": tsa_chain()},
+                **stamped,
             ),
             False,
         ),
@@ -401,6 +411,7 @@ def _signer_effects(kind: str) -> dict[str, Effect]:
 _ENFORCE = _with(_spec, validationFailureAction="Enforce")
 _SECRET = _secret("cosign", "keys")
 _REKOR = _with(_keys, rekor={"pubkey": PEM_B})
+ELSEWHERE = "https://rekor.elsewhere.test"
 
 # field -> (change to the base policy that sets it up, change that must alter behaviour, slow request)
 Effect = tuple[Callable[[Doc], None] | None, Callable[[Doc], None], bool]
@@ -537,6 +548,12 @@ EFFECTS: dict[str, Effect] = {
     ),
     "spec.rules.verifyImages.attestors.entries.keys.rekor": (None, _REKOR, False),
     "spec.rules.verifyImages.attestors.entries.keys.rekor.pubkey": (None, _REKOR, False),
+    # A legacy key signature's log entry is checked when a URL names the log; no log of the root is there.
+    "spec.rules.verifyImages.attestors.entries.keys.rekor.url": (
+        _with(_keys, rekor={"url": box().rekor.base_url}),
+        _with(_keys, rekor={"url": ELSEWHERE}),
+        False,
+    ),
     "spec.rules.verifyImages.attestors.entries.keys.rekor.ignoreTlog": (
         _REKOR,
         _with(_keys, rekor={"pubkey": PEM_B, "ignoreTlog": True}),

@@ -290,7 +290,7 @@ def test_legacy_keyless_fields(field: str) -> None:
             "entries[0].keyless",
         ),
         (
-            {"keyless": {**KEYLESS["keyless"], "rekor": {"url": "https://rekor.sigstore.dev"}}},
+            {"keyless": {**KEYLESS["keyless"], "rekor": {"url": "rekor.sigstore.dev"}}},
             "entries[0].keyless.rekor.url",
         ),
         (
@@ -312,7 +312,7 @@ def test_legacy_keyless_fields(field: str) -> None:
             "entries[0].keys.rekor.bogus",
         ),
         (
-            {"keys": {"publicKeys": PUBLIC_KEY, "rekor": {"url": "https://rekor.sigstore.dev"}}},
+            {"keys": {"publicKeys": PUBLIC_KEY, "rekor": {"url": "file:///rekor"}}},
             "entries[0].keys.rekor.url",
         ),
         ({"keys": {"publicKeys": "awskms:///arn:aws:kms:key"}}, "entries[0].keys.publicKeys"),

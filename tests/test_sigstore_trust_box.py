@@ -148,6 +148,31 @@ def test_ignore_sct_accepts_a_certificate_without_one(sigstore_box: SigstoreBox,
     assert isinstance(facts, SignerFacts) and not facts.sct_verified
 
 
+def test_rekor_url_keeps_only_the_roots_log_at_that_url(
+    sigstore_box: SigstoreBox, trust: TrustPolicy
+) -> None:
+    """Kyverno ``rekor.url``: an entry counts only from the trusted root's log at that URL (scheme, host and
+    path compared, a trailing slash dropped); with explicit Rekor keys the URL only names the log."""
+    v1, v2 = sigstore_box.rekor.base_url, sigstore_box.rekor_v2.base_url
+    signed = _bundle(sigstore_box, "dsse")
+    for url in (v1, v1.upper().replace("HTTPS", "https") + "/"):
+        facts = _ours(signed, dataclasses.replace(trust, rekor_url=url))
+        assert isinstance(facts, SignerFacts) and facts.log_entries[0].log_url == v1, url
+    other_log = _ours(signed, dataclasses.replace(trust, rekor_url=v2))
+    assert isinstance(other_log, VerificationFailure) and other_log.check == "tlog"
+    assert "not trusted" in other_log.reason
+    absent = _ours(signed, dataclasses.replace(trust, rekor_url="https://rekor.elsewhere.test"))
+    assert isinstance(absent, VerificationFailure) and absent.check == "tlog"
+    assert absent.reason == (
+        "no transparency log at https://rekor.elsewhere.test in the trusted root; give rekor.pubkey or a "
+        "trusted root that lists it"
+    )
+    key = load_public_key(sigstore_box.rekor_public_pem, "rekor.pub")
+    named = dataclasses.replace(trust, rekor_keys=(key,), rekor_url="https://rekor.private.test")
+    facts = _ours(signed, named)
+    assert isinstance(facts, SignerFacts) and facts.log_entries[0].log_url == "https://rekor.private.test"
+
+
 def test_expired_certificate_without_any_log_or_timestamp(
     sigstore_box: SigstoreBox, trust: TrustPolicy
 ) -> None:

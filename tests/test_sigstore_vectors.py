@@ -160,6 +160,25 @@ def test_explicit_rekor_key_replaces_the_roots_logs() -> None:
     assert failure.check == "tlog" and "not trusted" in failure.reason
 
 
+@pytest.mark.parametrize("case", ["ci-keyless-fulcio-rekor-2023", "rs-bundle-v03-dsse-2026"])
+def test_rekor_url_of_the_public_good_log_accepts_its_entries_and_another_url_refuses(case: str) -> None:
+    identities: tuple[IdentityPolicy, ...] = ()
+    if case in KEYLESS:
+        material, trust = _keyless(case), PUBLIC_GOOD
+    else:
+        material, trust, identities = _bundle_material(), BUNDLE_TRUST, (KUBEWARDEN,)
+    public_good = dataclasses.replace(trust, rekor_url="https://rekor.sigstore.dev")
+    facts = _facts(verify_material(material, public_good, identities))
+    assert facts.log_entries[0].log_url == "https://rekor.sigstore.dev"
+    staging = dataclasses.replace(trust, rekor_url="https://rekor.sigstage.dev")
+    failure = _failure(verify_material(material, staging, identities))
+    assert failure.check == "tlog" and "no transparency log at https://rekor.sigstage.dev" in failure.reason
+    # The Rekor v2 log of the same root is a log of its own: its URL does not accept a v1 entry.
+    other = dataclasses.replace(trust, rekor_url="https://log2025-1.rekor.sigstore.dev")
+    failure = _failure(verify_material(material, other, identities))
+    assert failure.check == "tlog" and "not trusted" in failure.reason
+
+
 def test_explicit_ct_log_key_replaces_the_roots_ct_logs() -> None:
     ctfe = load_public_key((VECTORS / "_trust/ctfe-2022.pub").read_text(), "ctfe")
     material = _keyless("ci-keyless-fulcio-rekor-2023")

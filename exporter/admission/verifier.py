@@ -149,6 +149,7 @@ def _entry_options(entry: KeyEntry, name: str) -> VerificationOptions:
         return VerificationOptions(
             attestors=(attestor,),
             rekor_keys=rekor_keys,
+            rekor_url=entry.rekor.url if entry.rekor is not None else None,
             ignore_tlog=ignore_tlog,
             annotations=entry.annotations,
         )

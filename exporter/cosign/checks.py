@@ -238,8 +238,10 @@ def _check_with_key(
         )
     required = _tlog_required(candidate, options, keyed=True)
     # Proofs are skipped when the policy ignores the log, and for a legacy layer unless the policy names a
-    # Rekor key (today's behaviour for key-signed .sig layers); a bundle's proofs are always checked.
-    legacy_unchecked = not candidate.is_bundle and not required and not options.rekor_keys
+    # Rekor key or URL (today's behaviour for key-signed .sig layers); a bundle's proofs are always checked.
+    legacy_unchecked = (
+        not candidate.is_bundle and not required and not options.rekor_keys and options.rekor_url is None
+    )
     if options.ignore_tlog or legacy_unchecked:
         return _signature_facts(candidate, attestor, found, key=signers[0].name)
     problems: list[str] = []
@@ -277,6 +279,7 @@ def _trust(
         require_tlog=require_tlog,
         require_sct=not options.ignore_sct,
         rekor_keys=options.rekor_keys,
+        rekor_url=options.rekor_url,
         ctlog_keys=options.ct_log_keys,
         tsa_chains=tuple(_pem_certificates(chain, "TSA certificate chain") for chain in options.tsa_chains),
         certificate_roots=roots,

@@ -19,7 +19,8 @@ class VerificationOptions:
     signed. ``trusted_root``: Fulcio CAs, Rekor and CT log keys, TSAs (default: the shipped public-good root,
     see :func:`exporter.sigstore.public_good_root`). ``rekor_keys``, ``ct_log_keys`` and ``tsa_chains`` come
     from a policy's ``rekor.pubkey``, ``ctlog.pubkey`` and ``ctlog.tsaCertChain`` and replace the root's
-    material of the same kind (see :class:`exporter.sigstore.TrustPolicy`).
+    material of the same kind (see :class:`exporter.sigstore.TrustPolicy`). ``rekor_url`` (Kyverno
+    ``rekor.url``, ImageValidatingPolicy ``ctlog.url``) keeps only the root's log at that URL.
 
     ``ignore_tlog``: ``None`` keeps the per-format default — a Rekor entry or an RFC 3161 timestamp is
     required for keyless and certificate signatures and for key-signed bundles (cosign 3 always logs them),
@@ -43,6 +44,7 @@ class VerificationOptions:
     threshold: int = 1
     trusted_root: TrustedRoot | None = None
     rekor_keys: tuple[TrustedKey, ...] = ()
+    rekor_url: str | None = None
     ct_log_keys: tuple[TrustedKey, ...] = ()
     tsa_chains: tuple[str, ...] = ()
     ignore_tlog: bool | None = None

@@ -23,7 +23,7 @@ from exporter.cosign.discovery import parse_signature_repository, tag_prefix_pro
 from exporter.cosign.options import VerificationOptions
 from exporter.ivp.model import Attestation, CosignAttestor
 from exporter.policy.fields import FieldError, Fields
-from exporter.policy.parse import SIGNATURE_ALGORITHMS, check_public_keys, public_keys_at
+from exporter.policy.parse import SIGNATURE_ALGORITHMS, check_public_keys, public_keys_at, rekor_url_at
 from exporter.registry.reference import InvalidReferenceError
 from exporter.sigstore import IdentityPolicy, TrustedRootError, parse_trusted_root
 from exporter.sigstore.keys import HASH_NAMES, HashName, TrustedKey, load_public_keys
@@ -116,12 +116,13 @@ def _certificate(name: str, certificate: Fields) -> CertificateAttestor:
 def _options(name: str, cosign: Fields, spec: AttestorSpec) -> VerificationOptions:
     ctlog = cosign.child("ctlog")
     rekor_keys: tuple[TrustedKey, ...] = ()
+    rekor_url: str | None = None
     ct_log_keys: tuple[TrustedKey, ...] = ()
     tsa_chains: tuple[str, ...] = ()
     ignore_tlog: bool | None = None
     ignore_sct = False
     if ctlog is not None:
-        ctlog.string("url")  # the log is checked offline, against its key: the URL is informational
+        rekor_url = rekor_url_at(ctlog)  # the Rekor log whose entries count (IVP names it ctlog.url)
         rekor_keys = public_keys_at(ctlog, "rekorPubKey")
         ct_log_keys = public_keys_at(ctlog, "ctLogPubKey")
         chain = ctlog.string("tsaCertChain")
@@ -147,6 +148,7 @@ def _options(name: str, cosign: Fields, spec: AttestorSpec) -> VerificationOptio
         attestors=(spec,),
         trusted_root=trusted_root,
         rekor_keys=rekor_keys,
+        rekor_url=rekor_url,
         ct_log_keys=ct_log_keys,
         tsa_chains=tsa_chains,
         ignore_tlog=ignore_tlog,

@@ -36,11 +36,13 @@ class Rekor:
     """``keys.rekor``: transparency-log settings of a key attestor.
 
     ``pubkey`` is None when not given; how the log is checked is the verifier's decision (see
-    docs/policies.md). There is no ``url``: entries are checked offline, a Rekor server is never contacted.
+    docs/policies.md). ``url`` names the trusted root's log whose entries count (never contacted: entries
+    are checked offline).
     """
 
     pubkey: str | None
     ignore_tlog: bool
+    url: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+from urllib.parse import urlsplit
 
 from exporter.cosign.attestors import AttestorError, CertificateAttestor, KeylessAttestor
 from exporter.cosign.discovery import parse_signature_repository
@@ -140,10 +141,6 @@ ATTESTATION_ANNOTATIONS = (
     "which attestations do not have); move them to the verifyImages attestors or remove them"
 )
 Annotations = tuple[tuple[str, str], ...]
-REKOR_UNSUPPORTED = {
-    "url": "trustwatch never contacts a Rekor server: it checks a signature's transparency-log entry "
-    "offline, against the log's public key (rekor.pubkey); remove url",
-}
 CTLOG_UNSUPPORTED = {
     "url": "trustwatch never contacts a certificate transparency log: it checks a certificate's embedded "
     "SCT offline, against the log's public key (ctlog.pubkey or the trusted root); remove url",
@@ -246,11 +243,26 @@ def _match_block(fields: Fields, *, is_match: bool) -> MatchBlock:
 def _rekor(fields: Fields | None) -> Rekor | None:
     if fields is None:
         return None
-    rekor = Rekor(pubkey=fields.string("pubkey"), ignore_tlog=fields.boolean("ignoreTlog", False))
-    fields.finish(REKOR_UNSUPPORTED)
+    rekor = Rekor(
+        pubkey=fields.string("pubkey"),
+        ignore_tlog=fields.boolean("ignoreTlog", False),
+        url=rekor_url_at(fields),
+    )
+    fields.finish({})
     if rekor.pubkey:
         check_public_keys(rekor.pubkey, fields.at("pubkey"))
     return rekor
+
+
+def rekor_url_at(fields: Fields) -> str | None:
+    """``url`` of a Rekor setting: an absolute http(s) URL, the ``baseUrl`` of a log in the trusted root."""
+    url = fields.string("url")
+    parts = urlsplit(url) if url is not None else None
+    if parts is not None and (parts.scheme not in ("http", "https") or not parts.netloc):
+        raise FieldError(
+            fields.at("url"), f"expected an http(s) URL such as https://rekor.sigstore.dev, got {url!r}"
+        )
+    return url
 
 
 def check_public_keys(pem_text: str, path: str) -> None:
@@ -349,10 +361,12 @@ def _signer_options(
     """The attestor ``build`` makes, with the entry's ``rekor`` and ``ctlog`` settings (Kyverno's fields).
 
     ``rekor.pubkey``, ``ctlog.pubkey`` and ``ctlog.tsaCertChain`` replace the trusted root's Rekor logs, CT
-    logs and timestamp authorities (a private deployment); ``rekor.ignoreTlog`` drops the log-entry
+    logs and timestamp authorities (a private deployment); ``rekor.url`` keeps the root's log at that URL;
+    ``rekor.ignoreTlog`` drops the log-entry
     requirement, ``ctlog.ignoreSCT`` the SCT check.
     """
     rekor_keys: tuple[TrustedKey, ...] = ()
+    rekor_url: str | None = None
     ct_log_keys: tuple[TrustedKey, ...] = ()
     tsa_chains: tuple[str, ...] = ()
     ignore_tlog: bool | None = None
@@ -360,8 +374,9 @@ def _signer_options(
     rekor = fields.child("rekor")
     if rekor is not None:
         rekor_keys = public_keys_at(rekor, "pubkey")
+        rekor_url = rekor_url_at(rekor)
         ignore_tlog = True if rekor.boolean("ignoreTlog", False) else None
-        rekor.finish(REKOR_UNSUPPORTED)
+        rekor.finish({})
     ctlog = fields.child("ctlog")
     if ctlog is not None:
         ct_log_keys = public_keys_at(ctlog, "pubkey")
@@ -375,6 +390,7 @@ def _signer_options(
         return VerificationOptions(
             attestors=(attestor,),
             rekor_keys=rekor_keys,
+            rekor_url=rekor_url,
             ct_log_keys=ct_log_keys,
             tsa_chains=tsa_chains,
             ignore_tlog=ignore_tlog,

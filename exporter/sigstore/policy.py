@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from urllib.parse import urlsplit
 
 from cryptography import x509
 
@@ -31,6 +32,9 @@ class TrustPolicy:
     verified Rekor entry for this signature must exist. Without one, the signing time must come from an
     RFC 3161 timestamp, or, when neither is required nor present, certificates must be valid *now*.
     ``require_sct`` (Kyverno ``ctlog.ignoreSCT: false``): a Fulcio certificate's embedded SCT must verify.
+    ``rekor_url`` (Kyverno ``rekor.url``, ImageValidatingPolicy ``ctlog.url``): only entries of the trusted
+    root's logs whose ``baseUrl`` is this URL count (compared by :func:`log_url`); with ``rekor_keys`` the
+    keys are the log and the URL only names it.
     """
 
     trusted_root: TrustedRoot
@@ -41,6 +45,13 @@ class TrustPolicy:
     tsa_chains: tuple[tuple[x509.Certificate, ...], ...] = ()
     certificate_roots: tuple[x509.Certificate, ...] = ()
     certificate_intermediates: tuple[x509.Certificate, ...] = ()
+    rekor_url: str | None = None
+
+
+def log_url(url: str) -> str:
+    """A log URL as compared with a trusted root's ``baseUrl``: scheme, host and path, no trailing slash."""
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{parts.netloc.lower()}{parts.path.rstrip('/')}"
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from exporter.sigstore.facts import (
 from exporter.sigstore.identity import certificate_identity, match_identity
 from exporter.sigstore.keys import TrustedKey, digest_signature_is_valid, load_public_key, signature_is_valid
 from exporter.sigstore.material import SignedEnvelope, SignedMessage, SigningMaterial
-from exporter.sigstore.policy import IdentityPolicy, TrustPolicy
+from exporter.sigstore.policy import IdentityPolicy, TrustPolicy, log_url
 from exporter.sigstore.rekor import RekorLog, Signer, verify_entry
 from exporter.sigstore.sct import CtLogKey, verify_embedded_sct
 from exporter.sigstore.timestamps import (
@@ -39,9 +39,16 @@ MAX_TLOG_ENTRIES = 8
 
 
 def _rekor_logs(trust: TrustPolicy) -> tuple[RekorLog, ...]:
+    """The logs whose entries count: the policy's keys, else the trusted root's (at ``rekor_url``, if set)."""
     if trust.rekor_keys:
-        return tuple(RekorLog(bytes.fromhex(key.fingerprint), key) for key in trust.rekor_keys)
-    return tuple(RekorLog(log.log_id, log.key, log.base_url, log.valid) for log in trust.trusted_root.tlogs)
+        name = trust.rekor_url or ""
+        return tuple(RekorLog(bytes.fromhex(key.fingerprint), key, name) for key in trust.rekor_keys)
+    wanted = None if trust.rekor_url is None else log_url(trust.rekor_url)
+    return tuple(
+        RekorLog(log.log_id, log.key, log.base_url, log.valid)
+        for log in trust.trusted_root.tlogs
+        if wanted is None or log_url(log.base_url) == wanted
+    )
 
 
 def _ct_logs(trust: TrustPolicy) -> tuple[CtLogKey, ...]:
@@ -92,6 +99,12 @@ def _log_entries(
     if len(material.tlog_entries) > MAX_TLOG_ENTRIES:
         return VerificationFailure("tlog", f"more than {MAX_TLOG_ENTRIES} transparency-log entries")
     logs = _rekor_logs(trust)
+    if trust.rekor_url is not None and not logs:
+        return VerificationFailure(
+            "tlog",
+            f"no transparency log at {trust.rekor_url} in the trusted root; give rekor.pubkey or a trusted "
+            "root that lists it",
+        )
     verified = []
     for entry in material.tlog_entries:
         facts = verify_entry(entry, logs, material.signature, material.signed, signer)
