@@ -5,8 +5,6 @@ entries, timestamps, identity), with the per-format transparency-log defaults.""
 from __future__ import annotations
 
 import hashlib
-import threading
-from collections import OrderedDict
 from collections.abc import Iterable
 from datetime import datetime
 from functools import cache, lru_cache
@@ -42,6 +40,7 @@ from exporter.sigstore import (
     public_good_root,
     verify_material,
 )
+from exporter.sigstore.cache import BoundedCache
 from exporter.sigstore.keys import (
     TrustedKey,
     digest_signature_is_valid,
@@ -183,8 +182,7 @@ def _signature_facts(
 # The same (key, content, signature) is checked again for every attestor and policy rule: remember verdicts,
 # keyed by a digest so that large payloads or signatures never sit in memory.
 MAX_CACHED_VERDICTS = 4096
-_verdicts: OrderedDict[bytes, bool] = OrderedDict()
-_verdicts_lock = threading.Lock()  # verification may run on worker threads
+_verdicts: BoundedCache[bytes, bool] = BoundedCache(MAX_CACHED_VERDICTS)  # shared with worker threads
 
 
 def _key_signed(key: TrustedKey, candidate: Candidate, hash_name: str) -> bool:
@@ -198,11 +196,9 @@ def _key_signed(key: TrustedKey, candidate: Candidate, hash_name: str) -> bool:
             )
         )
     ).digest()
-    with _verdicts_lock:
-        verdict = _verdicts.get(cache_key)
-        if verdict is not None:
-            _verdicts.move_to_end(cache_key)
-            return verdict
+    cached = _verdicts.get(cache_key)
+    if cached is not None:
+        return cached
     signed = candidate.signed
     if isinstance(signed, SignedEnvelope):
         verdict = signature_is_valid(
@@ -214,10 +210,7 @@ def _key_signed(key: TrustedKey, candidate: Candidate, hash_name: str) -> bool:
         verdict = signed.algorithm == hash_name and digest_signature_is_valid(
             key, signed.digest, candidate.signature, hash_name
         )
-    with _verdicts_lock:
-        _verdicts[cache_key] = verdict
-        if len(_verdicts) > MAX_CACHED_VERDICTS:
-            _verdicts.popitem(last=False)
+    _verdicts.put(cache_key, verdict)
     return verdict
 
 

@@ -7,8 +7,6 @@ Outcomes are values; registry trouble is a ``VerificationError``, never a fail.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from datetime import datetime
 
 from exporter.cosign.checks import check_candidate
@@ -30,6 +28,7 @@ from exporter.cosign.outcomes import (
 from exporter.registry.client import RegistryClient
 from exporter.registry.reference import ImageReference
 from exporter.sigstore import SignedEnvelope
+from exporter.sigstore.cache import BoundedCache
 
 __all__ = ["verify_attestations", "verify_found", "verify_found_attestations", "verify_image"]
 
@@ -116,21 +115,16 @@ def verify_found_attestations(
 
 # Admission asks about the same discovery once per attestor entry, one right after the other: parse it once
 # (keyed by identity). Entries pin their discovery's blobs in memory, so keep only a few.
-_parsed_cache: OrderedDict[int, tuple[FoundArtifacts, Parsed]] = OrderedDict()
-_parsed_lock = threading.Lock()
 MAX_PARSED = 8
+_parsed_cache: BoundedCache[int, tuple[FoundArtifacts, Parsed]] = BoundedCache(MAX_PARSED)
 
 
 def _parsed(found: FoundArtifacts) -> Parsed:
-    with _parsed_lock:
-        hit = _parsed_cache.get(id(found))
-        if hit is not None and hit[0] is found:
-            return hit[1]
+    hit = _parsed_cache.get(id(found))
+    if hit is not None and hit[0] is found:
+        return hit[1]
     parsed = parse_found(found)
-    with _parsed_lock:
-        _parsed_cache[id(found)] = (found, parsed)
-        while len(_parsed_cache) > MAX_PARSED:
-            _parsed_cache.popitem(last=False)
+    _parsed_cache.put(id(found), (found, parsed))
     return parsed
 
 
