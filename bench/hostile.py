@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.support.admission import walkthrough_policy_text
 from tests.support.hostile import CATEGORIES, Outcome, drive, requests
+from tests.support.probe import Prober, ProbeResults
 from tests.support.registry import generate_signing_key, public_pem
-from tests.support.serve import ServeProcess
+from tests.support.serve import ServeProcess, iter_samples
 
 TIMEOUT = 10.0
 IMAGE = "127.0.0.1:9/user/test:v1"
@@ -80,9 +82,26 @@ async def slowloris(host: str, port: int, context: ssl.SSLContext, count: int) -
     await asyncio.gather(*(one() for _ in range(count)))
 
 
-def run(
-    workdir: Path, counts: dict[str, int], quiet: float, attack: bool
-) -> tuple[Outcome, list[float], float]:
+@dataclass
+class Run:
+    """What one run measured."""
+
+    outcome: Outcome
+    probes: ProbeResults
+    rss: list[float]  # MB: before, right after, after the quiet period
+    wall: float
+    loop_lag: dict[float, float]  # cumulative trustwatch_event_loop_lag_seconds buckets: le -> count
+
+
+def loop_lag_buckets(serve: ServeProcess) -> dict[float, float]:
+    return {
+        float(labels["le"]): value
+        for labels, value in iter_samples(serve.metric_families(), "trustwatch_event_loop_lag_seconds")
+        if "le" in labels
+    }
+
+
+def run(workdir: Path, counts: dict[str, int], quiet: float, attack: bool) -> Run:
     policy = workdir / "policy.yaml"
     policy.write_text(
         walkthrough_policy_text(public_pem(generate_signing_key()), **{"docker.io/user/test*": "*"})
@@ -94,14 +113,14 @@ def run(
         context = ssl.create_default_context(cafile=str(serve.ca_file))
         port = int(serve.webhook_url.rsplit(":", 1)[1])
         webhook = f"https://localhost:{port}"
-        probes = [webhook + "/healthz", serve.metrics_url + "/healthz", serve.metrics_url + "/metrics"]
+        probes = [serve.metrics_url + "/healthz", serve.metrics_url + "/metrics", webhook + "/healthz"]
         traffic = requests(counts, IMAGE)
         rss = [rss_mb(serve.process.pid)]
         started = time.perf_counter()
 
         async def go() -> Outcome:
             jobs: list[Coroutine[Any, Any, Any]] = [
-                drive(webhook, probes, context, traffic, deadline=TIMEOUT, concurrency=20)
+                drive(webhook, context, traffic, deadline=TIMEOUT, concurrency=20)
             ]
             if attack:
                 jobs.append(slowloris("127.0.0.1", port, context, 200))
@@ -110,17 +129,19 @@ def run(
             outcome: Outcome = results[0]
             return outcome
 
-        outcome = asyncio.run(go())
+        with Prober(probes, serve.ca_file) as prober:
+            outcome = asyncio.run(go())
         wall = time.perf_counter() - started
         rss.append(rss_mb(serve.process.pid))
+        lag = loop_lag_buckets(serve)
         time.sleep(quiet)
         rss.append(rss_mb(serve.process.pid))
-    return outcome, rss, wall
+    return Run(outcome, prober.results, rss, wall, lag)
 
 
-def report(name: str, outcome: Outcome, rss: list[float], wall: float) -> None:
+def report(name: str, measured: Run) -> None:
+    outcome, probes, rss, wall = measured.outcome, measured.probes, measured.rss, measured.wall
     total = sum(sum(counter.values()) for counter in outcome.statuses.values())
-    probes = sorted(outcome.healthz)
     print(f"\n### {name}: {total} requests in {wall:.0f} s ({total / wall:.0f}/s)\n")
     print("| category | answers by status |\n|---|---|")
     for category, counter in sorted(outcome.statuses.items()):
@@ -132,10 +153,20 @@ def report(name: str, outcome: Outcome, rss: list[float], wall: float) -> None:
         f"answer latency p50 {latencies[len(latencies) // 2]:.3f} s, p99 "
         f"{latencies[int(len(latencies) * 0.99)]:.3f} s, max {latencies[-1]:.3f} s"
     )
+    for url, values in probes.latencies.items():
+        path = url.split("//", 1)[1].split("/", 1)[1]
+        port = "webhook port" if url.startswith("https") else "status port"
+        latencies = sorted(values)
+        print(
+            f"{port} /{path}: {len(latencies)} probes, failed {probes.failures[url]}, p50 "
+            f"{latencies[len(latencies) // 2]:.3f} s, p99 {latencies[int(len(latencies) * 0.99)]:.3f} s, "
+            f"> 1 s: {sum(p > 1 for p in latencies)}, max {latencies[-1]:.3f} s"
+        )
+    beats = measured.loop_lag[float("inf")]
+    late = {le: beats - count for le, count in measured.loop_lag.items() if le in (0.1, 0.25, 1.0)}
     print(
-        f"/healthz + /metrics probes: {len(probes)}, failed {outcome.healthz_failures}, p50 "
-        f"{probes[len(probes) // 2]:.3f} s, p99 {probes[int(len(probes) * 0.99)]:.3f} s, "
-        f"> 1 s: {sum(p > 1 for p in probes)}, max {probes[-1]:.3f} s"
+        f"main event loop (server side): {beats:.0f} beats; later than 0.1 s: {late[0.1]:.0f}, "
+        f"0.25 s: {late[0.25]:.0f}, 1 s: {late[1.0]:.0f}"
     )
     print(f"RSS: before {rss[0]:.0f} MB, after {rss[1]:.0f} MB, after the quiet period {rss[2]:.0f} MB")
 
@@ -154,10 +185,10 @@ def main() -> None:
     print(f"# bench/hostile.py on {machine}: --requests {args.requests} --quiet {args.quiet:g}")
     with tempfile.TemporaryDirectory() as valid_dir, tempfile.TemporaryDirectory() as attack_dir:
         valid = run(Path(valid_dir), {"valid": args.requests}, args.quiet, attack=False)
-        report("valid traffic only", *valid)
+        report("valid traffic only", valid)
         hostile = run(Path(attack_dir), attack_counts, args.quiet, attack=True)
-        report("attack", *hostile)
-    ratio = hostile[1][2] / valid[1][2]
+        report("attack", hostile)
+    ratio = hostile.rss[2] / valid.rss[2]
     print(f"\nRSS after the quiet period, attack / valid: {ratio:.2f} (target <= 1.20)")
 
 

@@ -199,6 +199,12 @@ CERTIFICATE_EXPIRY = _spec(
     "Unix time at which the webhook's serving certificate expires.",
 )
 BUILD_INFO = _spec("build", "info", "trustwatch version.", "version")
+EVENT_LOOP_LAG = _spec(
+    "event_loop_lag_seconds",
+    "histogram",
+    "How late the event loop ran a timer due every 0.25 s: time during which no admission review, watch "
+    "event or report write could make progress.",
+)
 
 # --- report watcher (instrumented) ----------------------------------------------------------------------
 WATCH_UP = _spec(
@@ -355,4 +361,5 @@ class ServiceMetrics:
         self.watch_restarts = _counter(WATCH_RESTARTS, reg)
         self.watch_last_event = _gauge(WATCH_LAST_EVENT, reg)
         self.report_files_skipped = _gauge(REPORT_FILES_SKIPPED, reg)
+        self.event_loop_lag = _histogram(EVENT_LOOP_LAG, reg)
         self.build_info = Info(BUILD_INFO.name, BUILD_INFO.documentation, registry=reg)

@@ -19,7 +19,7 @@ from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -33,6 +33,7 @@ from exporter.admission.violations import ViolationRecorder
 from exporter.admission.violations_kube import KubernetesViolationBackend
 from exporter.cluster import ClusterConnection, ClusterUnavailableError, connect
 from exporter.config import ServeConfig, split_address
+from exporter.heartbeat import LoopHeartbeat
 from exporter.listen import start_site
 from exporter.memory import keep_large_allocations_returnable
 from exporter.metrics import ServiceMetrics
@@ -54,6 +55,7 @@ from exporter.reports.writer_kube import KubernetesReportBackend
 from exporter.reports.writer_local import LocalReportBackend
 from exporter.sigstore import TrustedRoot, TrustedRootError, load_trusted_root
 from exporter.status_server import Readiness, build_status_app
+from exporter.status_thread import ThreadedServer
 
 log = logging.getLogger(__name__)
 
@@ -171,13 +173,33 @@ def reports_config(config: ServeConfig) -> ReportsConfig:
     )
 
 
+class Listener(Protocol):
+    """A started server: ``cleanup`` stops accepting and drains in-flight requests."""
+
+    async def cleanup(self) -> None: ...
+
+
 async def _listen(
-    app: web.Application, address: str, option: str, grace: float, ssl_context: ssl.SSLContext | None = None
-) -> tuple[web.AppRunner, str]:
-    """Serve ``app`` on ``address``; returns the runner and the URL actually bound."""
+    app: web.Application,
+    address: str,
+    option: str,
+    grace: float,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    own_thread: str | None = None,
+) -> tuple[Listener, str]:
+    """Serve ``app`` on ``address`` (on a thread so named, with an event loop of its own, if
+    ``own_thread``); returns the listener and the URL actually bound."""
     host, port = split_address(address, option)
+    listener: Listener
     try:
-        runner, bound = await start_site(app, host, port, ssl_context=ssl_context, shutdown_timeout=grace)
+        if own_thread is not None:
+            listener = threaded = ThreadedServer(own_thread)
+            bound = await threaded.start(app, host, port, shutdown_timeout=grace)
+        else:
+            listener, bound = await start_site(
+                app, host, port, ssl_context=ssl_context, shutdown_timeout=grace
+            )
     except OSError as exc:
         busy = exc.errno == errno.EADDRINUSE
         hint = f"another process is using it: stop that process or choose a free address with {option}"
@@ -187,7 +209,7 @@ async def _listen(
         ) from exc
     scheme = "https" if ssl_context is not None else "http"
     display_host = f"[{host}]" if ":" in host else host
-    return runner, f"{scheme}://{display_host}:{bound}"
+    return listener, f"{scheme}://{display_host}:{bound}"
 
 
 @dataclass(frozen=True)
@@ -210,7 +232,8 @@ class Service:
         self.readiness = Readiness()
         self.store = ReportStore()
         self._tasks: list[asyncio.Task[None]] = []
-        self._runners: list[web.AppRunner] = []
+        self._listeners: list[Listener] = []
+        self.heartbeat = LoopHeartbeat(metrics.event_loop_lag)
         self.writer: ReportWriter | None = None
         self.violations: ViolationRecorder | None = None
         self._resources = contextlib.AsyncExitStack()
@@ -239,14 +262,19 @@ class Service:
         reports.scheme()  # fail fast on a bad custom label list
         # Everything that can be wrong in the configuration is checked before anything listens.
         webhook_inputs = self._prepare_webhook() if plan.webhook else None
+        self._spawn("event-loop-heartbeat", self.heartbeat.run())
         # The report families are rendered by their own fast path, not through the registry.
-        runner, url = await _listen(
-            build_status_app(self.metrics.registry, self.readiness, ReportExposition(self.store, reports)),
+        status_app = build_status_app(
+            self.metrics.registry, self.readiness, self.heartbeat, ReportExposition(self.store, reports)
+        )
+        listener, url = await _listen(
+            status_app,
             config.metrics_address,
             "--metrics-address",
             config.grace_period,
+            own_thread="trustwatch-status",
         )
-        self._runners.append(runner)
+        self._listeners.append(listener)
         log.info("status server listening", extra={"url": url})
         self._start_report_sources(reports)
         if webhook_inputs is not None:
@@ -364,14 +392,14 @@ class Service:
             namespace_labels=namespaces.labels_of,
         )
         self._spawn("tls-reloader", certificate.watch(POLL_INTERVAL))
-        runner, url = await _listen(
+        listener, url = await _listen(
             build_webhook_app(engine, self.metrics, ready=lambda: namespaces.loaded),
             config.webhook_address,
             "--webhook-address",
             config.grace_period,
             certificate.context,
         )
-        self._runners.insert(0, runner)  # stopped first on shutdown
+        self._listeners.insert(0, listener)  # stopped first on shutdown
         log.info(
             "admission webhook listening", extra={"url": url, "policies": [str(p) for p in plan.policies]}
         )
@@ -381,7 +409,7 @@ class Service:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.grace_period
         # Every listener drains at once (each bounded by the grace period), not one after the other.
-        await asyncio.gather(*(runner.cleanup() for runner in self._runners), return_exceptions=True)
+        await asyncio.gather(*(listener.cleanup() for listener in self._listeners), return_exceptions=True)
         if self.writer is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.writer.flush(final=True), max(0.0, deadline - loop.time()))

@@ -1,5 +1,7 @@
 """The plain-HTTP status server: ``/metrics`` for Prometheus, ``/healthz`` and ``/readyz`` for the kubelet.
 
+It runs on a thread of its own (:mod:`exporter.status_thread`), so everything it reads must be safe to read
+from there. ``/healthz`` fails when the main event loop has stopped beating (:mod:`exporter.heartbeat`).
 Readiness is the conjunction of named checks registered by the components (a report source is ready after
 its first full sync), and ``/readyz`` says which check is not ready yet, and what each one has to report
 (report APIs missing from the cluster, report files skipped as unreadable) even when it is ready.
@@ -19,6 +21,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import ALLOWUTF8, ESCAPING_HEADER_TAG, UNDERSCORES
 from prometheus_client.registry import Collector
 
+from exporter.heartbeat import STALL_LIMIT, LoopHeartbeat
 from exporter.reports.exposition import ReportExposition
 
 ReadinessCheck = Callable[[], tuple[bool, str]]
@@ -26,7 +29,11 @@ ReadinessCheck = Callable[[], tuple[bool, str]]
 
 @dataclass
 class Readiness:
-    """Named readiness checks; the process is ready when every one of them is."""
+    """Named readiness checks; the process is ready when every one of them is.
+
+    Checks run on the status server's thread: each must only read values that the main loop replaces
+    whole (or copy collections in one C-level step, such as ``dict(d)``), never iterate live ones.
+    """
 
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
 
@@ -90,17 +97,27 @@ class _Joined(Collector):
 
 
 def build_status_app(
-    registry: CollectorRegistry, readiness: Readiness, reports: ReportExposition | None = None
+    registry: CollectorRegistry,
+    readiness: Readiness,
+    heartbeat: LoopHeartbeat,
+    reports: ReportExposition | None = None,
 ) -> web.Application:
     """The aiohttp application behind the metrics address; ``reports`` adds the report families."""
 
     async def metrics(request: web.Request) -> web.Response:
-        # Off the event loop: at cluster scale a scrape is tens of milliseconds the webhook should not wait.
+        # Off this loop: at cluster scale a scrape takes tens of milliseconds, during which probes would wait.
         accept = request.headers.get("Accept", "")
         body, content_type = await asyncio.to_thread(render_metrics, registry, reports, accept)
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def healthz(_request: web.Request) -> web.Response:
+        silence = heartbeat.silence()
+        if silence > STALL_LIMIT:
+            return web.Response(
+                status=503,
+                text=f"the event loop has not run for {silence:.0f} s: the process is stuck; restart it "
+                "and look in its log for what ran last\n",
+            )
         return web.Response(text="ok\n")
 
     async def readyz(_request: web.Request) -> web.Response:

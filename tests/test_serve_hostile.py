@@ -1,7 +1,7 @@
 """A real ``trustwatch serve`` over TLS under hostile traffic: a few hundred requests of each category
 (deep nesting, compressed bodies, wrong types, odd encodings, many containers, many registries, label
 values that would break or bloat metrics, oversized bodies) plus slow clients. Nothing is answered 500,
-every answer comes before the deadline, /healthz and /metrics stay responsive throughout, metric labels
+every answer comes before the deadline, /healthz and /metrics answer within 1 s throughout, metric labels
 stay bounded, and the process then stops within its grace period."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.admission import walkthrough_policy_text
 from tests.support.hostile import CATEGORIES, Outcome, drive, requests
+from tests.support.probe import Prober
 from tests.support.registry import generate_signing_key, public_pem
 from tests.support.serve import ServeProcess
 
@@ -71,17 +72,18 @@ def test_hostile_traffic_never_gets_a_500_or_a_late_answer(tmp_path: Path) -> No
         context = ssl.create_default_context(cafile=str(serve.ca_file))
         port = int(serve.webhook_url.rsplit(":", 1)[1])
         webhook = f"https://localhost:{port}"
-        probes = [webhook + "/healthz", serve.metrics_url + "/healthz", serve.metrics_url + "/metrics"]
+        status_probes = [serve.metrics_url + "/healthz", serve.metrics_url + "/metrics"]
 
         async def attack() -> tuple[Outcome, int]:
             traffic = requests(PER_CATEGORY, IMAGE)
             outcome, closed = await asyncio.gather(
-                drive(webhook, probes, context, traffic, deadline=TIMEOUT, concurrency=20),
+                drive(webhook, context, traffic, deadline=TIMEOUT, concurrency=20),
                 slowloris("127.0.0.1", port, context, 50),
             )
             return outcome, closed
 
-        outcome, closed = asyncio.run(attack())
+        with Prober([*status_probes, webhook + "/healthz"], serve.ca_file) as prober:
+            outcome, closed = asyncio.run(attack())
         statuses = {category: dict(counter) for category, counter in outcome.statuses.items()}
         assert outcome.total("500") == 0, statuses
         assert outcome.total("no-answer") == 0, statuses
@@ -96,13 +98,16 @@ def test_hostile_traffic_never_gets_a_500_or_a_late_answer(tmp_path: Path) -> No
         assert statuses["valid"] == {"200": PER_CATEGORY["valid"]}
         assert set(statuses["compressed"]) == {"415"}
         assert set(statuses["wrong-types"]) == {"400"}
-        # /healthz (webhook and status server) and /metrics, probed every 0.2 s, all answer. On this shared
-        # test machine (the client and the rest of the suite compete with the server for 2 cores) the bound
-        # is 90 % within 1 s and none over 5 s; bench/hostile.py measures latency on its own.
-        probes_sorted = sorted(outcome.healthz)
-        assert outcome.healthz_failures == 0
-        assert probes_sorted[int(len(probes_sorted) * 0.9)] < 1.0, probes_sorted[-10:]
-        assert probes_sorted[-1] < 5.0, probes_sorted[-10:]
+        # /healthz and /metrics, probed every 0.2 s from another process as the kubelet and Prometheus do,
+        # all answer within 1 s: the status server has an event loop of its own.
+        results = prober.results
+        assert not results.failures, results.failures
+        for url in status_probes:
+            assert max(results.latencies[url]) < 1.0, (url, sorted(results.latencies[url])[-10:])
+        # The webhook port's /healthz waits in the same queue as the reviews: answered, and mostly fast.
+        on_webhook = sorted(results.latencies[webhook + "/healthz"])
+        assert on_webhook[int(len(on_webhook) * 0.9)] < 1.0, on_webhook[-10:]
+        assert on_webhook[-1] < TIMEOUT, on_webhook[-10:]
         assert closed == 50  # every slow client was cut by the header timeout
         # Metrics still scrape, with bounded, valid labels.
         status, text = serve.get("/metrics")

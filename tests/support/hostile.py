@@ -1,15 +1,14 @@
-"""Hostile AdmissionReview traffic, by category, and a driver that fires it at a webhook while probing
-``/healthz``: shared by the end-to-end test (a few hundred requests per category) and bench/hostile.py
-(the full attack).
+"""Hostile AdmissionReview traffic, by category, and a driver that fires it at a webhook: shared by the
+end-to-end test (a few hundred requests per category) and bench/hostile.py (the full attack).
 
 Every request is a complete HTTP request (body and headers); ``drive`` records each answer's status and
-latency, how many came after the deadline or never, and the worst ``/healthz`` latency seen meanwhile.
+latency, and how many came after the deadline or never. ``/healthz`` is probed meanwhile from another
+process (:mod:`tests.support.probe`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import gzip
 import json
@@ -203,8 +202,6 @@ class Outcome:
     statuses: dict[str, Counter[str]] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     late: Counter[str] = field(default_factory=Counter)
-    healthz: list[float] = field(default_factory=list)
-    healthz_failures: int = 0
 
     def count(self, category: str, status: str) -> None:
         self.statuses.setdefault(category, Counter())[status] += 1
@@ -213,31 +210,8 @@ class Outcome:
         return sum(counter[status] for counter in self.statuses.values())
 
 
-async def _probe(
-    session: aiohttp.ClientSession,
-    urls: list[str],
-    context: ssl.SSLContext,
-    outcome: Outcome,
-    stop: asyncio.Event,
-) -> None:
-    while not stop.is_set():
-        for url in urls:
-            started = time.perf_counter()
-            try:
-                async with session.get(url, ssl=context, timeout=aiohttp.ClientTimeout(total=10)) as answer:
-                    await answer.read()
-                    if answer.status != 200:
-                        outcome.healthz_failures += 1
-            except (aiohttp.ClientError, TimeoutError):
-                outcome.healthz_failures += 1
-            outcome.healthz.append(time.perf_counter() - started)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 0.2)
-
-
 async def drive(
     webhook_url: str,
-    probe_urls: list[str],
     context: ssl.SSLContext,
     traffic: list[tuple[str, Request]],
     *,
@@ -245,14 +219,12 @@ async def drive(
     concurrency: int = 20,
     give_up: float = 40.0,
 ) -> Outcome:
-    """Send ``traffic`` to ``webhook_url`` + ``/mutate`` with ``concurrency`` in flight, probing
-    ``probe_urls`` (``/healthz``, ``/metrics``) every 0.2 s meanwhile. An answer after ``deadline``
-    seconds is late; a request without answer after ``give_up`` seconds is counted as ``no-answer``."""
+    """Send ``traffic`` to ``webhook_url`` + ``/mutate`` with ``concurrency`` in flight (probe
+    ``/healthz`` meanwhile with :class:`tests.support.probe.Prober`). An answer after ``deadline`` seconds
+    is late; a request without answer after ``give_up`` seconds is counted as ``no-answer``."""
     outcome = Outcome()
-    stop = asyncio.Event()
-    connector = aiohttp.TCPConnector(limit=concurrency + len(probe_urls) + 2)
+    connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
-        probe = asyncio.create_task(_probe(session, probe_urls, context, outcome, stop))
         queue = iter(traffic)
 
         async def worker() -> None:
@@ -279,6 +251,4 @@ async def drive(
                     outcome.late[category] += 1
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        stop.set()
-        await probe
     return outcome

@@ -93,9 +93,11 @@ class LocalReportSource:
 
     @property
     def problems(self) -> dict[str, str]:
-        """File -> why it is skipped, for health output."""
-        problems = {str(path): "directory not found" for path in self._missing}
-        problems.update((str(path), state.error) for path, state in self._files.items() if state.error)
+        """File -> why it is skipped, for health output (read from the status server's thread: the live
+        collections are copied in one step each before being walked)."""
+        problems = {str(path): "directory not found" for path in tuple(self._missing)}
+        files = list(self._files.items())
+        problems.update((str(path), state.error) for path, state in files if state.error)
         return problems
 
     def scan_once(self) -> ScanOutcome:
