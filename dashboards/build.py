@@ -708,6 +708,20 @@ def health() -> dict[str, Any]:
             thresholds=[(None, "red"), (3 * 86400, "orange"), (14 * 86400, "green")],
         ),
         Panel(
+            "timeseries",
+            "Event loop lag (p99)",
+            "How late each replica's main event loop ran a timer due every 0.25 s: admission reviews, watches "
+            "and report writes waited this long. Above 1 s for 10 minutes, TrustwatchEventLoopLagging fires.",
+            [
+                Target(
+                    quantile(0.99, "trustwatch_event_loop_lag_seconds", CLUSTER, by="le, instance"),
+                    "{{instance}}",
+                )
+            ],
+            width=24,
+            unit="s",
+        ),
+        Panel(
             "table",
             "Versions",
             "trustwatch version per replica.",
@@ -719,7 +733,8 @@ def health() -> dict[str, Any]:
     return dashboard(
         "trustwatch-health",
         "trustwatch / Health",
-        "Is trustwatch itself healthy: report watches, reports held, policy loads, serving certificate.",
+        "Is trustwatch itself healthy: report watches, reports held, policy loads, serving certificate, "
+        "event loop.",
         ("cluster",),
         panels,
     )

@@ -164,6 +164,7 @@ def test_each_dashboard_has_its_documented_panels() -> None:
         "Reports held",
         "Policy load errors",
         "Certificate expires in",
+        "Event loop lag (p99)",
     } <= titles["trustwatch-health.json"]
 
 
