@@ -710,8 +710,9 @@ def health() -> dict[str, Any]:
         Panel(
             "timeseries",
             "Event loop lag (p99)",
-            "How late each replica's main event loop ran a timer due every 0.25 s: admission reviews, watches "
-            "and report writes waited this long. Above 1 s for 10 minutes, TrustwatchEventLoopLagging fires.",
+            "How late each replica's main event loop ran a timer due every 0.25 s: admission reviews, "
+            "watches and report writes waited this long. Above 1 s for 10 minutes, "
+            "TrustwatchEventLoopLagging fires.",
             [
                 Target(
                     quantile(0.99, "trustwatch_event_loop_lag_seconds", CLUSTER, by="le, instance"),
