@@ -15,7 +15,7 @@ from exporter.admission.secret_keys import KubernetesSecretKeys
 from exporter.admission.verifier import ImageVerifier, SecretKeyError
 from exporter.metrics import ServiceMetrics
 from exporter.policy.loader import parse_policies
-from exporter.policy.model import SecretRef
+from exporter.policy.model import KyvernoPolicy, SecretRef
 from exporter.registry import RegistryClient, RegistryOptions
 from tests.support.registry import RegistryServer, generate_signing_key, public_pem, registry_available
 
@@ -107,6 +107,7 @@ spec:
 async def test_the_verifier_uses_keys_from_secrets(tmp_path: Path) -> None:
     key = generate_signing_key()
     [policy] = parse_policies(SECRET_POLICY)
+    assert isinstance(policy, KyvernoPolicy)
     rule = policy.rules[0]
     verification = rule.verify_images[0]
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, Literal
 
 import kubernetes.client
 import pytest
 import urllib3
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests.support.fake_kube import CLUSTER_RESOURCES, FakeKubeServer
 
@@ -26,13 +26,20 @@ def polr(name: str, namespace: str = "default", **extra: Any) -> dict[str, Any]:
     }
 
 
+def document(value: object) -> dict[str, Any]:
+    """A custom object as the client returns it (typed ``object``): asserted to be a JSON object."""
+    assert isinstance(value, dict), f"expected a JSON object, got {type(value).__name__}"
+    return value
+
+
 def read_watch(client: kubernetes.client.ApiClient, count: int, **params: Any) -> list[dict[str, Any]]:
     """Read ``count`` raw watch events (blocking; run in a thread)."""
     api = kubernetes.client.CustomObjectsApi(client)
     response = api.list_cluster_custom_object(
         "wgpolicyk8s.io", "v1alpha2", "policyreports", watch=True, _preload_content=False, **params
     )
-    events = []
+    assert isinstance(response, urllib3.HTTPResponse)  # what _preload_content=False returns
+    events: list[dict[str, Any]] = []
     pending = b""
     try:
         for chunk in response.stream(amt=None):
@@ -67,22 +74,27 @@ async def test_crud_with_conflicts_and_merge_patch() -> None:
     async with FakeKubeServer() as server:
         api = kubernetes.client.CustomObjectsApi(server.api_client())
         args = ("wgpolicyk8s.io", "v1alpha2", "dev", "policyreports")
-        created = await asyncio.to_thread(api.create_namespaced_custom_object, *args, polr("a", "dev"))
+        created = document(
+            await asyncio.to_thread(api.create_namespaced_custom_object, *args, polr("a", "dev"))
+        )
         assert created["metadata"]["resourceVersion"] == str(server.resource_version)
         with pytest.raises(ApiException) as exists:
             await asyncio.to_thread(api.create_namespaced_custom_object, *args, polr("a", "dev"))
         assert exists.value.status == 409
+        assert exists.value.body is not None
         assert json.loads(exists.value.body)["reason"] == "AlreadyExists"
 
         stale = dict(created, summary={"pass": 1})
-        updated = await asyncio.to_thread(api.replace_namespaced_custom_object, *args, "a", stale)
+        updated = document(await asyncio.to_thread(api.replace_namespaced_custom_object, *args, "a", stale))
         assert updated["summary"] == {"pass": 1}
         with pytest.raises(ApiException) as conflict:  # same (now stale) resourceVersion again
             await asyncio.to_thread(api.replace_namespaced_custom_object, *args, "a", stale)
         assert conflict.value.status == 409
 
-        patched = await asyncio.to_thread(
-            api.patch_namespaced_custom_object, *args, "a", {"summary": {"fail": 2, "pass": None}}
+        patched = document(
+            await asyncio.to_thread(
+                api.patch_namespaced_custom_object, *args, "a", {"summary": {"fail": 2, "pass": None}}
+            )
         )
         assert patched["summary"] == {"fail": 2}
         fetched = await asyncio.to_thread(api.get_namespaced_custom_object, *args, "a")
@@ -105,23 +117,29 @@ async def test_list_pages_share_one_resource_version() -> None:
         for index in range(5):
             server.put_object(polr(f"r{index}", f"ns{index % 2}"))
         api = kubernetes.client.CustomObjectsApi(server.api_client())
-        first = await asyncio.to_thread(
-            api.list_cluster_custom_object, "wgpolicyk8s.io", "v1alpha2", "policyreports", limit=2
+        first = document(
+            await asyncio.to_thread(
+                api.list_cluster_custom_object, "wgpolicyk8s.io", "v1alpha2", "policyreports", limit=2
+            )
         )
         server.put_object(polr("late"))
-        rest = await asyncio.to_thread(
-            api.list_cluster_custom_object,
-            "wgpolicyk8s.io",
-            "v1alpha2",
-            "policyreports",
-            limit=10,
-            _continue=first["metadata"]["continue"],
+        rest = document(
+            await asyncio.to_thread(
+                api.list_cluster_custom_object,
+                "wgpolicyk8s.io",
+                "v1alpha2",
+                "policyreports",
+                limit=10,
+                _continue=first["metadata"]["continue"],
+            )
         )
         assert len(first["items"]) == 2
         assert rest["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
         assert "continue" not in rest["metadata"]
-        one_ns = await asyncio.to_thread(
-            api.list_namespaced_custom_object, "wgpolicyk8s.io", "v1alpha2", "ns1", "policyreports"
+        one_ns = document(
+            await asyncio.to_thread(
+                api.list_namespaced_custom_object, "wgpolicyk8s.io", "v1alpha2", "ns1", "policyreports"
+            )
         )
         assert [i["metadata"]["name"] for i in one_ns["items"]] == ["r1", "r3"]
 
@@ -151,8 +169,8 @@ async def test_watch_replays_from_resource_version_then_streams_live() -> None:
 
 
 @pytest.mark.parametrize("gone_as", ["event", "status"])
-async def test_expired_resource_version_is_410_gone(gone_as: str) -> None:
-    async with FakeKubeServer(gone_as=gone_as) as server:  # type: ignore[arg-type]
+async def test_expired_resource_version_is_410_gone(gone_as: Literal["event", "status"]) -> None:
+    async with FakeKubeServer(gone_as=gone_as) as server:
         server.put_object(polr("a"))
         old = server.resource_version
         server.put_object(polr("b"))
@@ -176,8 +194,10 @@ async def test_injected_failures_and_cut_watches() -> None:
                 api.list_cluster_custom_object, "wgpolicyk8s.io", "v1alpha2", "policyreports"
             )
         assert failed.value.status == 500
-        listed = await asyncio.to_thread(
-            api.list_cluster_custom_object, "wgpolicyk8s.io", "v1alpha2", "policyreports"
+        listed = document(
+            await asyncio.to_thread(
+                api.list_cluster_custom_object, "wgpolicyk8s.io", "v1alpha2", "policyreports"
+            )
         )
         assert listed["items"] == []
 
@@ -233,14 +253,16 @@ def deployment(name: str, image: str, replicas: int = 2) -> dict[str, Any]:
 async def test_generate_name_uids_and_garbage_collection_of_dependents() -> None:
     async with FakeKubeServer(CLUSTER_RESOURCES, controllers=True) as server:
         core = kubernetes.client.CoreV1Api(server.api_client())
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"generateName": "job-"},
-            "spec": {"containers": [{"name": "c", "image": "x"}]},
-        }
+        pod = kubernetes.client.V1Pod(
+            api_version="v1",
+            kind="Pod",
+            metadata=kubernetes.client.V1ObjectMeta(generate_name="job-"),
+            spec=kubernetes.client.V1PodSpec(containers=[kubernetes.client.V1Container(name="c", image="x")]),
+        )
         created = await asyncio.to_thread(core.create_namespaced_pod, "prod", pod)
-        assert created.metadata.name.startswith("job-") and len(created.metadata.name) == len("job-") + 5
+        assert created.metadata is not None and created.metadata.name is not None
+        created_name = created.metadata.name
+        assert created_name.startswith("job-") and len(created_name) == len("job-") + 5
         assert created.metadata.uid
 
         stored = await server.create(deployment("web", "registry.local/web:1"))
@@ -274,7 +296,7 @@ async def test_generate_name_uids_and_garbage_collection_of_dependents() -> None
         apps = kubernetes.client.AppsV1Api(server.api_client())
         await asyncio.to_thread(apps.delete_namespaced_deployment, "web", "prod")
         assert server.objects("apps/v1", "ReplicaSet") == []
-        assert [p["metadata"]["name"] for p in server.objects("v1", "Pod")] == [created.metadata.name]
+        assert [p["metadata"]["name"] for p in server.objects("v1", "Pod")] == [created_name]
 
 
 async def test_a_job_runs_one_pod_named_by_generate_name() -> None:

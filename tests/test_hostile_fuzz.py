@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from exporter.admission.cache import Lookup
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine, Webhook
 from exporter.admission.review import ReviewError, parse_review
-from exporter.admission.verifier import ImageOutcome
+from exporter.admission.verifier import Decide, ImageOutcome
 from exporter.metrics import ServiceMetrics
 from exporter.policy.loader import PolicyLoadError, parse_policies
 from exporter.policy.model import ImageVerification
@@ -130,11 +130,26 @@ def mutated(draw: st.DrawFn, documents: list[Any]) -> Any:
 
 
 class PassingVerifier:
-    def cached(self, *args: object) -> None:
+    """Every image verifies: the fuzzing is about the request, not about signatures."""
+
+    def cached(self, policy_version: str, rule: str, index: int, image: str) -> ImageOutcome | None:
         return None
 
     async def verify(
         self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
+    ) -> tuple[ImageOutcome, Lookup]:
+        return ImageOutcome("pass", "verified"), "miss"
+
+    async def verify_decided(
+        self,
+        policy_version: str,
+        slot: str,
+        image: str,
+        path: str,
+        decide: Decide,
+        *,
+        signature_repository: str | None = None,
+        tag_prefix: str = "",
     ) -> tuple[ImageOutcome, Lookup]:
         return ImageOutcome("pass", "verified"), "miss"
 

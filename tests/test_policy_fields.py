@@ -26,14 +26,14 @@ from prometheus_client import CollectorRegistry
 from exporter.admission.cache import Lookup
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine
 from exporter.admission.review import parse_review
-from exporter.admission.verifier import ImageOutcome, judge
+from exporter.admission.verifier import Decide, ImageOutcome, judge
 from exporter.cosign.formats.legacy import SIMPLE_SIGNING_MEDIA_TYPE
-from exporter.cosign.found import FoundArtifact
+from exporter.cosign.found import FoundArtifact, FoundArtifacts
 from exporter.metrics import ServiceMetrics
 from exporter.policy import PolicyLoadError, fields
 from exporter.policy.model import ImageVerification
 from exporter.policy.parse import parse_policy
-from exporter.registry.reference import parse_reference
+from exporter.registry.reference import ImageReference, parse_reference
 from exporter.sigstore import TrustedRoot, parse_trusted_root
 from tests.support.admission import review_body, workload
 from tests.support.artifacts import artifact, found, sig_layer
@@ -120,18 +120,39 @@ class JudgingVerifier:
         self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
     ) -> tuple[ImageOutcome, Lookup]:
         self.verify_calls += 1
+        reference, signatures = await self._signatures(image, verification.repository)
+        return judge(signatures, verification, reference.canonical, logs_root()), "miss"
+
+    async def verify_decided(
+        self,
+        policy_version: str,
+        slot: str,
+        image: str,
+        path: str,
+        decide: Decide,
+        *,
+        signature_repository: str | None = None,
+        tag_prefix: str = "",
+    ) -> tuple[ImageOutcome, Lookup]:
+        """The same signatures, judged by ``decide`` (ImageValidatingPolicy attestors). ``tag_prefix`` does
+        not matter: the signatures are made here, not looked up by tag."""
+        self.verify_calls += 1
+        reference, signatures = await self._signatures(image, signature_repository)
+        return decide(signatures, reference.canonical, logs_root()), "miss"
+
+    async def _signatures(self, image: str, repository: str | None) -> tuple[ImageReference, FoundArtifacts]:
+        """The image and what a registry would hold for it, with its signatures in ``repository`` if set."""
         reference = parse_reference(image)
         if "slow" in reference.repository:
             await asyncio.sleep(5)
         digest = reference.digest or "sha256:" + hashlib.sha256(image.encode()).hexdigest()
-        where = parse_reference(verification.repository) if verification.repository else reference
+        where = parse_reference(repository) if repository else reference
         signed = "signed" in where.repository and "unsigned" not in where.repository
-        layers = []
+        layers: list[FoundArtifact] = []
         if signed:
             layers = [sig_layer(KEY_A, digest, reference.repository_path)]
             layers += keyless_layers(digest, reference.repository_path)
-        signatures = found(reference.with_digest(digest), digest, *layers)
-        return judge(signatures, verification, reference.canonical, logs_root()), "miss"
+        return reference, found(reference.with_digest(digest), digest, *layers)
 
 
 def _labelled(obj: Doc, **annotations: str) -> Doc:

@@ -11,7 +11,9 @@ import yaml
 
 from exporter.policy import (
     Attestor,
+    AttestorEntry,
     KeyEntry,
+    KyvernoPolicy,
     PolicyLoadError,
     Rekor,
     SecretRef,
@@ -30,6 +32,12 @@ from tests.test_policy_builders import (
     verification,
     walkthrough_policy,
 )
+
+
+def key_entry(entry: AttestorEntry) -> KeyEntry:
+    """``entry``, asserted to be a keys entry (not a certificates or keyless one)."""
+    assert isinstance(entry, KeyEntry), f"expected a keys entry, got {entry!r}"
+    return entry
 
 
 def test_walkthrough_policy_parses_with_defaults_and_legacy_key_converted() -> None:
@@ -71,6 +79,7 @@ def test_walkthrough_policy_gets_kyverno_autogen_rules() -> None:
 
 def test_current_syntax_every_field() -> None:
     (team,) = parse_policies((POLICY_DIR / "current-syntax.yaml").read_text())
+    assert isinstance(team, KyvernoPolicy)
     assert (team.kind, team.namespace, team.report_name) == ("Policy", "team-a", "pol-team-images")
     assert (team.severity, team.category) == ("high", "Supply Chain")
     assert (team.validation_failure_action, team.failure_policy, team.webhook_timeout_seconds) == (
@@ -85,12 +94,12 @@ def test_current_syntax_every_field() -> None:
     assert check.failure_action == "Audit"
     (attestor,) = check.attestors
     assert attestor.count == 1 and attestor.required_count == 1
-    rekor = attestor.entries[0].rekor
-    assert rekor == Rekor(pubkey=SECOND_KEY, ignore_tlog=True)
+    entries = [key_entry(e) for e in attestor.entries]
+    assert entries[0].rekor == Rekor(pubkey=SECOND_KEY, ignore_tlog=True)
     # Two PEM blocks in one publicKeys expand to two entries (as Kyverno does), then the secret entry.
-    assert [e.public_keys for e in attestor.entries] == [PUBLIC_KEY, SECOND_KEY, None]
-    assert [e.signature_algorithm for e in attestor.entries] == ["sha512", "sha512", "sha256"]
-    assert attestor.entries[2].secret == SecretRef(name="cosign-pub", namespace="team-a")
+    assert [e.public_keys for e in entries] == [PUBLIC_KEY, SECOND_KEY, None]
+    assert [e.signature_algorithm for e in entries] == ["sha512", "sha512", "sha256"]
+    assert entries[2].secret == SecretRef(name="cosign-pub", namespace="team-a")
     assert team.rules[0].match.any[0].operations == ("CREATE", "UPDATE")
     assert [r.name for r in team.rules] == [
         "ghcr-signed",
@@ -112,7 +121,7 @@ def test_legacy_image_with_current_attestors() -> None:
     del mixed["imageReferences"]
     (check,) = load(policy(rule(verifyImages=[mixed]))).rules[0].verify_images
     assert check.image_references == ("ghcr.io/*",)
-    assert check.attestors[0].entries[0].public_keys == PUBLIC_KEY
+    assert key_entry(check.attestors[0].entries[0]).public_keys == PUBLIC_KEY
 
 
 def test_k8s_secret_key_reference_becomes_secret_entry() -> None:
@@ -222,8 +231,10 @@ def test_fields_without_effect_are_accepted_only_with_the_value_trustwatch_match
         ("generateExistingOnPolicyUpdate", True),
         ("mutateExistingOnPolicyUpdate", True),
     ):
+        document = policy()
+        document["spec"][field] = value
         with pytest.raises(PolicyLoadError, match="only affects generate and mutate rules") as caught:
-            load(policy(**{field: value}))
+            load(document)
         assert caught.value.path == f"spec.{field}"
     with pytest.raises(PolicyLoadError, match="background scans of existing resources are not done"):
         load(policy(background=True))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from exporter.policy import ResourceInfo, plan_review
 from tests.test_policy_builders import (
     load,
@@ -14,7 +16,7 @@ from tests.test_policy_builders import (
 )
 
 
-def _info(obj: dict[str, object], namespace_labels: dict[str, str] | None = None) -> ResourceInfo:
+def _info(obj: Mapping[str, object], namespace_labels: dict[str, str] | None = None) -> ResourceInfo:
     return ResourceInfo.from_object(obj, namespace_labels=namespace_labels)
 
 

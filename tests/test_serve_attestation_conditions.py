@@ -18,7 +18,6 @@ from tests.support.reference_verifier import reference_verify
 from tests.support.registry import (
     RegistryServer,
     SignatureLayerSpec,
-    generate_signing_key,
     needs_registry,
     public_pem,
 )
@@ -30,7 +29,7 @@ pytestmark = needs_registry
 SLSA = "https://slsa.dev/provenance/v0.2"
 VULN = "https://cosign.sigstore.dev/attestation/vuln/v1"
 TRUSTED_BUILDER = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.0"
-KEY = generate_signing_key()
+KEY = ec.generate_private_key(ec.SECP256R1())  # an EC key: SigstoreBox signs attestations with it
 
 
 def _attestation(kind: str, attestors: list[dict[str, Any]], *condition: str) -> dict[str, Any]:
@@ -101,12 +100,11 @@ def _push(
     """An image signed with KEY, attested (``cosign attest --key``) by a provenance and a scan."""
     digest = registry.push_image("acme/app", tag, tag.encode())
     registry.sign("acme/app", digest, KEY)
-    signer: ec.EllipticCurvePrivateKey = KEY
     reference = f"{registry.host}/acme/app"
     provenance = box.legacy_attestation(
-        digest, reference, signer, predicate_type=SLSA, predicate={"builder": {"id": builder}}
+        digest, reference, KEY, predicate_type=SLSA, predicate={"builder": {"id": builder}}
     )
-    scan = box.legacy_attestation(digest, reference, signer, predicate_type=VULN, predicate=_scan(scan_age))
+    scan = box.legacy_attestation(digest, reference, KEY, predicate_type=VULN, predicate=_scan(scan_age))
     push_att(registry, "acme/app", digest, [provenance.layer, scan.layer])
     return f"{reference}:{tag}"
 
