@@ -14,16 +14,15 @@ from exporter.admission.cache import Lookup
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine, Decision, Webhook
 from exporter.admission.messages import IMAGE_VERIFIED, verification_failed
 from exporter.admission.review import parse_review
-from exporter.admission.verifier import Decide, ImageOutcome
+from exporter.admission.verifier import ImageOutcome
 from exporter.admission.violations import Violation
 from exporter.metrics import ServiceMetrics
-from exporter.policy.model import ImageVerification, KyvernoPolicy
+from exporter.policy.model import KyvernoPolicy
 from exporter.reports.writer import AuditResult
-from tests.support.admission import review_body, walkthrough_policy, workload
+from tests.support.admission import ByImageVerifier, review_body, walkthrough_policy, workload
 from tests.support.registry import generate_signing_key, public_pem
 
 DIGEST = "sha256:" + "ab" * 32
-PLACEHOLDER = ImageVerification(("*",), (), (), True, True, True, None)
 NO_SIGNATURES = ".attestors[0].entries[0].keys: no matching signatures"
 WALKTHROUGH_DENIAL = """
 
@@ -35,19 +34,14 @@ check-image-signature:
 """
 
 
-class ScriptedVerifier:
-    """Outcomes by image as written; images listed in ``hang`` never finish."""
+class ScriptedVerifier(ByImageVerifier):
+    """Outcomes by image as written, for both policy kinds; images listed in ``hang`` never finish."""
 
     def __init__(self, hang: Iterable[str] = ()) -> None:
         self.calls: list[str] = []
         self.hang = set(hang)
 
-    def cached(self, policy_version: str, rule: str, index: int, image: str) -> ImageOutcome | None:
-        return None
-
-    async def verify(
-        self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
-    ) -> tuple[ImageOutcome, Lookup]:
+    async def answer(self, image: str) -> tuple[ImageOutcome, Lookup]:
         self.calls.append(image)
         if image in self.hang:
             await asyncio.Event().wait()
@@ -61,20 +55,6 @@ class ScriptedVerifier:
                 "error", verification_failed(shown, ".attestors[0].entries[0].keys: 503")
             ), "miss"
         return ImageOutcome("fail", verification_failed(shown, NO_SIGNATURES), DIGEST), "hit"
-
-    async def verify_decided(
-        self,
-        policy_version: str,
-        slot: str,
-        image: str,
-        path: str,
-        decide: Decide,
-        *,
-        signature_repository: str | None = None,
-        tag_prefix: str = "",
-    ) -> tuple[ImageOutcome, Lookup]:
-        """The same script for ImageValidatingPolicy checks (``decide`` needs discovered artifacts)."""
-        return await self.verify(policy_version, slot, 0, PLACEHOLDER, image)
 
 
 class Sink:
@@ -444,7 +424,7 @@ async def test_every_decision_is_one_structured_log_line(
         await run(engine, review_body(workload("Deployment", "unsigned", "dev", "user/test:unsigned")))
         await run(engine, review_body(workload("Deployment", "signed", "dev", "user/test:signed")))
     lines = [record for record in caplog.records if record.getMessage() == "admission decision"]
-    assert [(r.levelname, r.decision, r.namespace) for r in lines] == [  # type: ignore[attr-defined]
+    assert [(r.levelname, vars(r)["decision"], vars(r)["namespace"]) for r in lines] == [
         ("INFO", "denied", "prod"),
         ("INFO", "allowed", "dev"),  # an Audit failure
         ("DEBUG", "allowed", "dev"),

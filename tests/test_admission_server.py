@@ -9,28 +9,30 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from exporter.admission.cache import Lookup
 from exporter.admission.engine import AdmissionEngine
 from exporter.admission.server import build_webhook_app
+from exporter.admission.verifier import ImageOutcome
 from exporter.metrics import ServiceMetrics
-from tests.support.admission import review_body, workload
+from exporter.policy.model import KyvernoPolicy
+from tests.support.admission import ByImageVerifier, review_body, workload
 
 
-class CrashingVerifier:
-    def cached(self, *args: object) -> None:
-        return None
+class CrashingVerifier(ByImageVerifier):
+    """Never asked to verify: reading the policies crashes first."""
 
-    async def verify(self, *args: object) -> object:
+    async def answer(self, image: str) -> tuple[ImageOutcome, Lookup]:
         raise AssertionError("not reached")
 
 
-def crashing_policies() -> list[object]:
+def crashing_policies() -> list[KyvernoPolicy]:
     raise RuntimeError("policy store exploded")
 
 
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[str, ServiceMetrics, list[bool]]]:
     metrics = ServiceMetrics(CollectorRegistry())
-    engine = AdmissionEngine(crashing_policies, CrashingVerifier(), metrics)  # type: ignore[arg-type]
+    engine = AdmissionEngine(crashing_policies, CrashingVerifier(), metrics)
     ready = [False]
     runner = web.AppRunner(build_webhook_app(engine, metrics, ready=lambda: ready[0]))
     await runner.setup()

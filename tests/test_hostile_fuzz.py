@@ -22,16 +22,21 @@ from hypothesis import strategies as st
 from exporter.admission.cache import Lookup
 from exporter.admission.engine import AdmissionConfig, AdmissionEngine, Webhook
 from exporter.admission.review import ReviewError, parse_review
-from exporter.admission.verifier import Decide, ImageOutcome
+from exporter.admission.verifier import ImageOutcome
 from exporter.metrics import ServiceMetrics
 from exporter.policy.loader import PolicyLoadError, parse_policies
-from exporter.policy.model import ImageVerification
 from exporter.policy.wildcard import wildcard_match
 from exporter.reports.model import ReportParseError, parse_report
 from exporter.reports.sources.local import LocalReportSource
 from exporter.reports.store import ReportStore
 from exporter.yamldoc import YamlLimitError, load_yaml_documents
-from tests.support.admission import review_body, walkthrough_policy, walkthrough_policy_text, workload
+from tests.support.admission import (
+    ByImageVerifier,
+    review_body,
+    walkthrough_policy,
+    walkthrough_policy_text,
+    workload,
+)
 from tests.support.registry import generate_signing_key, public_pem
 from tests.support.sigstore_box import shared_box
 
@@ -129,28 +134,10 @@ def mutated(draw: st.DrawFn, documents: list[Any]) -> Any:
     return document
 
 
-class PassingVerifier:
+class PassingVerifier(ByImageVerifier):
     """Every image verifies: the fuzzing is about the request, not about signatures."""
 
-    def cached(self, policy_version: str, rule: str, index: int, image: str) -> ImageOutcome | None:
-        return None
-
-    async def verify(
-        self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
-    ) -> tuple[ImageOutcome, Lookup]:
-        return ImageOutcome("pass", "verified"), "miss"
-
-    async def verify_decided(
-        self,
-        policy_version: str,
-        slot: str,
-        image: str,
-        path: str,
-        decide: Decide,
-        *,
-        signature_repository: str | None = None,
-        tag_prefix: str = "",
-    ) -> tuple[ImageOutcome, Lookup]:
+    async def answer(self, image: str) -> tuple[ImageOutcome, Lookup]:
         return ImageOutcome("pass", "verified"), "miss"
 
 

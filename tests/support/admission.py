@@ -11,11 +11,43 @@ from typing import Any
 
 import yaml
 
+from exporter.admission.cache import Lookup
+from exporter.admission.verifier import Decide, ImageOutcome
 from exporter.policy.loader import parse_policies
-from exporter.policy.model import KyvernoPolicy
+from exporter.policy.model import ImageVerification, KyvernoPolicy
 from tests.support.registry import RegistryServer, generate_signing_key, public_pem
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "admission"
+
+
+class ByImageVerifier:
+    """A test double of the engine's verifier (:class:`exporter.admission.engine.Verifier`) whose outcome
+    depends on the image alone: subclasses write :meth:`answer`, which both policy kinds' checks call.
+    Nothing is cached."""
+
+    def cached(self, policy_version: str, rule: str, index: int, image: str) -> ImageOutcome | None:
+        return None
+
+    async def verify(
+        self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
+    ) -> tuple[ImageOutcome, Lookup]:
+        return await self.answer(image)
+
+    async def verify_decided(
+        self,
+        policy_version: str,
+        slot: str,
+        image: str,
+        path: str,
+        decide: Decide,
+        *,
+        signature_repository: str | None = None,
+        tag_prefix: str = "",
+    ) -> tuple[ImageOutcome, Lookup]:
+        return await self.answer(image)
+
+    async def answer(self, image: str) -> tuple[ImageOutcome, Lookup]:
+        raise NotImplementedError(f"{type(self).__name__} must say what verifying an image gives")
 
 
 def walkthrough_policy_text(public_pem: str, **replacements: str) -> str:
