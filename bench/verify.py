@@ -49,7 +49,7 @@ from exporter.cosign import (
 )
 from exporter.cosign.discovery import discover
 from exporter.cosign.found import FoundArtifacts
-from exporter.registry import RegistryClient, RegistryOptions, parse_reference
+from exporter.registry import ImageReference, RegistryClient, RegistryOptions, parse_reference
 from exporter.sigstore import TrustedRoot, parse_trusted_root
 from exporter.sigstore.verify import clear_verification_caches
 from tests.support.oci_push import attach_referrer, tag_for
@@ -153,8 +153,8 @@ async def sequential(
         for index, image in enumerate(images[1:], start=1):
             reference = parse_reference(image[0])
 
-            async def verify(ref: object = reference) -> None:
-                outcome = await verify_image(client, ref, options)  # type: ignore[arg-type]
+            async def verify(ref: ImageReference = reference) -> None:
+                outcome = await verify_image(client, ref, options)
                 assert isinstance(outcome, Verified), outcome.reason
 
             async def round_trips(img: Image = image) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import types
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
@@ -583,7 +584,9 @@ async def test_an_error_in_one_place_stops_the_requests_still_running_in_the_oth
         return [
             task
             for task in asyncio.all_tasks()
-            if not task.done() and task.get_coro().__qualname__ in {"_legacy_tag", "_referrers"}  # type: ignore[union-attr]
+            if not task.done()
+            and isinstance(coroutine := task.get_coro(), types.CoroutineType)
+            and coroutine.__qualname__ in {"_legacy_tag", "_referrers"}
         ]
 
     async with (

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, Literal
+from typing import Any
 
 import kubernetes.client
 import pytest
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from tests.support.fake_kube import CLUSTER_RESOURCES, FakeKubeServer
+from tests.support.fake_kube import CLUSTER_RESOURCES, FakeKubeServer, GoneAs
 
 POLR = "wgpolicyk8s.io/v1alpha2"
 
@@ -169,7 +169,7 @@ async def test_watch_replays_from_resource_version_then_streams_live() -> None:
 
 
 @pytest.mark.parametrize("gone_as", ["event", "status"])
-async def test_expired_resource_version_is_410_gone(gone_as: Literal["event", "status"]) -> None:
+async def test_expired_resource_version_is_410_gone(gone_as: GoneAs) -> None:
     async with FakeKubeServer(gone_as=gone_as) as server:
         server.put_object(polr("a"))
         old = server.resource_version

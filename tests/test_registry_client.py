@@ -403,7 +403,7 @@ async def test_https_to_a_plain_http_registry_suggests_insecure_registry() -> No
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    host = f"127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    host = f"127.0.0.1:{runner.addresses[0][1]}"
     try:
         async with RegistryClient(RegistryOptions(deadline=5.0)) as client:
             with pytest.raises(RegistryError) as failed:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from exporter.reports.config import ReportsConfig, WatchTuning
 from exporter.reports.filters import GlobFilter
 from exporter.reports.sources.kube import KubeReportSource
 from exporter.reports.store import ReportStore
-from tests.support.fake_kube import FakeKubeServer, report_document, report_result
+from tests.support.fake_kube import FakeKubeServer, GoneAs, report_document, report_result
 
 POLR_API = "wgpolicyk8s.io/v1alpha2"
 POLR = "wgpolicyk8s.io/v1alpha2/PolicyReport"
@@ -36,7 +36,12 @@ class Running:
     def names(self, api: str = POLR) -> set[str]:
         return {key[2] for key in self.store.keys(api)}
 
-    async def until(self, predicate: Any) -> None:
+    def first_status(self, name: str, namespace: str = "dev") -> str | None:
+        """The status of the first result of PolicyReport ``namespace/name``; None while it is not stored."""
+        report = self.store.get((POLR, namespace, name))
+        return None if report is None else report.results[0].status
+
+    async def until(self, predicate: Callable[[], bool]) -> None:
         await self.server.wait_for(predicate)
 
 
@@ -91,7 +96,7 @@ async def test_initial_sync_then_updates_and_deletes() -> None:
             server.delete_object(POLR_API, "PolicyReport", "r1", "dev")
             await run.until(lambda: run.names() == {"r0", "r2", "r3", "r4", "r9"})
             assert transitions == {("dev", "require-signed", "fail"): 1}  # r9 is a new failure
-            await run.until(lambda: run.store.get((POLR, "dev", "r0")).results[0].status == "pass")  # type: ignore[union-attr]
+            await run.until(lambda: run.first_status("r0") == "pass")
             assert (run.value("trustwatch_report_watch_last_event_timestamp_seconds", api=POLR) or 0) > 0
             assert len(server.watch_requests("policyreports")) == 1  # one watch did it all
 
@@ -119,8 +124,8 @@ async def test_cut_connection_resumes_from_last_resource_version_without_relisti
 
 
 @pytest.mark.parametrize("gone_as", ["event", "status"])
-async def test_410_gone_relists_and_drops_reports_deleted_meanwhile(gone_as: str) -> None:
-    async with FakeKubeServer(gone_as=gone_as) as server:  # type: ignore[arg-type]
+async def test_410_gone_relists_and_drops_reports_deleted_meanwhile(gone_as: GoneAs) -> None:
+    async with FakeKubeServer(gone_as=gone_as) as server:
         for name in ("keep", "doomed", "changed"):
             server.put_object(polr(name))
         async with running(server) as run:
@@ -132,7 +137,7 @@ async def test_410_gone_relists_and_drops_reports_deleted_meanwhile(gone_as: str
             server.put_object(polr("new"))
             server.expire_history()
             await run.until(lambda: run.names() == {"keep", "changed", "new"})
-            assert run.store.get((POLR, "dev", "changed")).results[0].status == "pass"  # type: ignore[union-attr]
+            assert run.first_status("changed") == "pass"
             assert run.value("trustwatch_report_watch_restarts_total", api=POLR, reason="gone") == 1
             aggregate = run.store.aggregate_for(ReportsConfig(tuning=FAST))
             assert {key[1]: count for key, count in aggregate.summaries.items()} == {

@@ -103,6 +103,7 @@ _REASONS = {
 }
 # Events kept for watch replay; older resourceVersions get 410 Gone, as after etcd compaction.
 HISTORY_LIMIT = 100_000
+GoneAs = Literal["status", "event"]  # how an expired resourceVersion is answered (see the module docstring)
 
 
 @dataclass(frozen=True)
@@ -205,7 +206,7 @@ class FakeKubeServer:
         self,
         resources: Iterable[FakeResource] = REPORT_RESOURCES,
         *,
-        gone_as: Literal["status", "event"] = "event",
+        gone_as: GoneAs = "event",
         groups_present: Iterable[str] | None = None,
         controllers: bool = False,
     ) -> None:
@@ -256,7 +257,7 @@ class FakeKubeServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = self._runner.addresses[0][1]
         self.url = f"http://127.0.0.1:{port}"
         return self
 
@@ -300,7 +301,7 @@ class FakeKubeServer:
         return len(self._watches)
 
     def put_object(self, obj: dict[str, Any]) -> dict[str, Any]:
-        resource = self._by_type.get((obj.get("apiVersion"), obj.get("kind")))  # type: ignore[arg-type]
+        resource = self._by_type.get((obj.get("apiVersion", ""), obj.get("kind", "")))
         if resource is None:
             raise ValueError(f"the fake server does not serve {obj.get('apiVersion')} {obj.get('kind')}")
         metadata = obj.get("metadata", {})
