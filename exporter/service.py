@@ -212,6 +212,21 @@ async def _listen(
     return listener, f"{scheme}://{display_host}:{bound}"
 
 
+def _log_trusted_root(root: TrustedRoot) -> None:
+    """Name the Sigstore root policy attestors trust and what it lists, so that the rollout of a new one
+    (a private Sigstore, a rotated key) can be checked in the logs."""
+    log.info(
+        "sigstore trusted root loaded",
+        extra={
+            "trusted_root": root.source,
+            "certificate_authorities": [authority.uri for authority in root.certificate_authorities],
+            "transparency_logs": [entry.base_url for entry in root.tlogs],
+            "ct_logs": [entry.base_url for entry in root.ctlogs],
+            "timestamp_authorities": [authority.uri for authority in root.timestamp_authorities],
+        },
+    )
+
+
 @dataclass(frozen=True)
 class WebhookInputs:
     """What the webhook needs that is read from files at start-up (and validated then)."""
@@ -342,6 +357,8 @@ class Service:
         certificate = ServingCertificate.open(tls_config, self.metrics)
         credentials = load_docker_config(config.registry_config) if config.registry_config else None
         trusted_root = load_trusted_root(config.trusted_root) if config.trusted_root else None
+        if trusted_root is not None:
+            _log_trusted_root(trusted_root)
         return WebhookInputs(reloader, certificate, credentials, trusted_root)
 
     async def _start_webhook(self, inputs: WebhookInputs) -> None:

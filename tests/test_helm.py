@@ -24,6 +24,10 @@ import yaml
 from cryptography import x509
 
 from exporter.config import OPTIONS
+from tests.support.admission import review_body, workload
+from tests.support.registry import RegistryServer, needs_registry
+from tests.support.serve import ServeProcess
+from tests.support.sigstore_box import GITHUB_ISSUER, Identity, SigstoreBox
 
 pytestmark = pytest.mark.helm
 
@@ -58,6 +62,7 @@ FULL_VALUES: dict[str, Any] = {
     "registryConfig": {"secretName": "regcred"},
     "insecureRegistries": ["registry.local:5000"],
     "config": {"cache_size": 5000},
+    "trustedRoot": {"existingConfigMap": "sigstore-trusted-root", "key": "root.json"},
     "dashboards": {"namespace": "grafana"},
     "policies": {
         "check-image-signature": yaml.safe_load(
@@ -84,6 +89,10 @@ def _require_helm() -> str:
         )
     return helm
 
+
+# A real trusted_root.json (the one trustwatch ships) for rendering the chart with an inline root.
+PUBLIC_GOOD_ROOT = (ROOT / "exporter" / "sigstore" / "data" / "public-good-trusted_root.json").read_text()
+TRUSTED_ROOT_FLAG = "--trusted-root=/etc/trustwatch/sigstore/trusted_root.json"
 
 # No image is published, so the chart needs one: every render here names a build of the user's own.
 IMAGE = "registry.example.com/trustwatch"
@@ -155,8 +164,9 @@ def test_helm_lint_passes(values: dict[str, Any] | None) -> None:
         FULL_VALUES,
         {"webhook": {"enabled": False}, "rbac": {"create": False}},
         {"tls": {"mode": "secret", "secret": {"name": "my-tls", "caBundle": "QUJD"}}},
+        {"trustedRoot": {"json": PUBLIC_GOOD_ROOT}},
     ],
-    ids=["defaults", "everything-on", "webhook-off", "tls-secret"],
+    ids=["defaults", "everything-on", "webhook-off", "tls-secret", "trusted-root-inline"],
 )
 def test_rendered_objects_validate_against_kubernetes_schemas(values: dict[str, Any] | None) -> None:
     docs = render(values)
@@ -507,10 +517,239 @@ def test_key_secrets_get_one_role_per_namespace_limited_by_name() -> None:
     assert all("secrets" not in rule["resources"] for rule in one(docs, "ClusterRole")["rules"])
 
 
+def pod_volumes(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    volumes: list[dict[str, Any]] = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    return {volume["name"]: volume for volume in volumes}
+
+
+def volume_mounts(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    mounts: list[dict[str, Any]] = container(docs)["volumeMounts"]
+    return {mount["name"]: mount for mount in mounts}
+
+
+def test_no_trusted_root_by_default_keeps_the_shipped_one() -> None:
+    docs = render()
+    assert not [arg for arg in container(docs)["args"] if arg.startswith("--trusted-root")]
+    assert "trusted-root" not in pod_volumes(docs) and "trusted-root" not in volume_mounts(docs)
+    assert not [doc for doc in docs if doc["metadata"]["name"].endswith("-trusted-root")]
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/trusted-root" not in annotations
+
+
+def test_an_inline_trusted_root_becomes_a_configmap_mounted_read_only_and_passed_to_serve() -> None:
+    docs = render({"trustedRoot": {"json": PUBLIC_GOOD_ROOT}})
+    config_map = one(docs, "ConfigMap", f"{FULLNAME}-trusted-root")
+    assert config_map["metadata"]["namespace"] == NAMESPACE
+    assert json.loads(config_map["data"]["trusted_root.json"]) == json.loads(PUBLIC_GOOD_ROOT)
+    assert TRUSTED_ROOT_FLAG in container(docs)["args"]
+    assert volume_mounts(docs)["trusted-root"] == {
+        "name": "trusted-root",
+        "mountPath": "/etc/trustwatch/sigstore",
+        "readOnly": True,
+    }
+    assert pod_volumes(docs)["trusted-root"]["configMap"] == {
+        "name": f"{FULLNAME}-trusted-root",
+        "items": [{"key": "trusted_root.json", "path": "trusted_root.json"}],
+    }
+
+
+def test_an_existing_trusted_root_configmap_is_mounted_by_its_key_and_creates_nothing() -> None:
+    docs = render(FULL_VALUES)
+    assert not [doc for doc in docs if doc["metadata"]["name"].endswith("-trusted-root")]
+    assert TRUSTED_ROOT_FLAG in container(docs)["args"]
+    assert volume_mounts(docs)["trusted-root"]["readOnly"] is True
+    assert pod_volumes(docs)["trusted-root"]["configMap"] == {
+        "name": "sigstore-trusted-root",
+        "items": [{"key": "root.json", "path": "trusted_root.json"}],
+    }
+    default_key = render({"trustedRoot": {"existingConfigMap": "sigstore-trusted-root"}})
+    assert pod_volumes(default_key)["trusted-root"]["configMap"]["items"] == [
+        {"key": "trusted_root.json", "path": "trusted_root.json"}
+    ]
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/trusted-root" not in annotations
+
+
+def test_a_new_inline_trusted_root_rolls_the_pods() -> None:
+    """trustwatch reads the root at start, so the Pod template changes with the root's content."""
+
+    def checksum(root: str) -> str:
+        template = one(render({"trustedRoot": {"json": root}}), "Deployment")["spec"]["template"]
+        value: str = template["metadata"]["annotations"]["checksum/trusted-root"]
+        return value
+
+    rotated = json.loads(PUBLIC_GOOD_ROOT)
+    rotated["tlogs"] = rotated["tlogs"][:1]
+    assert checksum(PUBLIC_GOOD_ROOT) != checksum(json.dumps(rotated))
+    assert checksum(PUBLIC_GOOD_ROOT) == checksum(PUBLIC_GOOD_ROOT + "\n")
+
+
+@pytest.mark.parametrize(
+    ("trusted_root", "complaint"),
+    [
+        (
+            {"existingConfigMap": "sigstore-trusted-root", "json": PUBLIC_GOOD_ROOT},
+            "trustedRoot.json and trustedRoot.existingConfigMap are both set",
+        ),
+        (
+            {"existingConfigMap": "sigstore-trusted-root", "key": ""},
+            "trustedRoot.key is empty: set it to the key of ConfigMap sigstore-trusted-root",
+        ),
+        ({"json": "{not json"}, "trustedRoot.json is not JSON"),
+        (
+            {"json": json.dumps({"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json"})},
+            "trustedRoot.json is not a Sigstore trusted_root.json: its mediaType must be "
+            "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        ),
+    ],
+    ids=["both", "no-key", "not-json", "not-a-trusted-root"],
+)
+def test_an_unusable_trusted_root_setting_fails_rendering_saying_what_to_set(
+    trusted_root: dict[str, str], complaint: str
+) -> None:
+    values = {"trustedRoot": trusted_root}
+    result = _run_helm("template", RELEASE, str(CHART), "--kube-version", "1.29.0", values=values)
+    assert result.returncode != 0, "helm rendered an unusable trusted root"
+    assert complaint in result.stderr, result.stderr
+
+
+# --- the rendered trusted root, end to end --------------------------------------------------------------
+SIGNER = Identity("https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1", GITHUB_ISSUER)
+KEYLESS_POLICY: dict[str, Any] = {
+    "apiVersion": "kyverno.io/v1",
+    "kind": "ClusterPolicy",
+    "metadata": {"name": "private-sigstore"},
+    "spec": {
+        "validationFailureAction": "Enforce",
+        "rules": [
+            {
+                "name": "keyless",
+                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
+                "verifyImages": [
+                    {
+                        "imageReferences": ["*"],
+                        "attestors": [
+                            {
+                                "entries": [
+                                    {
+                                        "keyless": {
+                                            "subject": "https://github.com/acme/app/.github/workflows/*",
+                                            "issuer": GITHUB_ISSUER,
+                                        }
+                                    }
+                                ]
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    },
+}
+
+
+def _lay_out_configmap_mounts(
+    docs: list[dict[str, Any]], extra: list[dict[str, Any]], root: Path
+) -> list[str]:
+    """Write the files of the Deployment's ConfigMap volumes under ``root`` as the kubelet mounts them
+    (``items`` pick and rename keys), from the rendered ConfigMaps plus ``extra`` ones the user created;
+    returns the mount paths."""
+    config_maps = {doc["metadata"]["name"]: doc for doc in [*docs, *extra] if doc["kind"] == "ConfigMap"}
+    volumes = pod_volumes(docs)
+    mounted = []
+    for mount in container(docs)["volumeMounts"]:
+        source = volumes[mount["name"]].get("configMap")
+        if source is None:
+            continue
+        data: dict[str, str] = config_maps[source["name"]].get("data") or {}
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        directory = root / mount["mountPath"].lstrip("/")
+        directory.mkdir(parents=True)
+        for item in items:
+            assert item["key"] in data, (
+                f"ConfigMap {source['name']} has no key {item['key']}: the Pod would not start"
+            )
+            (directory / item["path"]).write_text(data[item["key"]])
+        mounted.append(mount["mountPath"])
+    return mounted
+
+
+def _local_file_args(docs: list[dict[str, Any]], mounted: list[str], root: Path) -> list[str]:
+    """The container's flags that name a file in a ConfigMap mount, pointing into ``root`` instead."""
+    local = []
+    for arg in container(docs)["args"]:
+        flag, _, value = arg.partition("=")
+        if any(value.startswith(path + "/") or value == path for path in mounted):
+            target = root / value.lstrip("/")
+            assert target.exists(), f"{arg}: nothing is mounted there"
+            local.append(f"{flag}={target}")
+    return local
+
+
+@pytest.mark.parametrize(
+    "variant", [pytest.param(name, marks=needs_registry) for name in ("inline", "existing-configmap")]
+)
+def test_the_rendered_trusted_root_makes_serve_trust_a_private_sigstore(
+    tmp_path: Path, sigstore_box: SigstoreBox, variant: str
+) -> None:
+    """The chart's ConfigMap volume, mount and --trusted-root flag, laid out as the kubelet would, make a
+    real ``trustwatch serve`` admit an image signed keyless by our own Sigstore, which the shipped
+    public-good root does not trust. The ConfigMap variant's root also lists the public-good CAs and logs
+    (the arrays of both files merged, as docs/deploy.md shows): one file can trust both Sigstores."""
+    root = sigstore_box.trusted_root()
+    values: dict[str, Any] = {"policies": {"private-sigstore": KEYLESS_POLICY}}
+    created: list[dict[str, Any]] = []
+    if variant == "inline":
+        values["trustedRoot"] = {"json": json.dumps(root, indent=2)}
+    else:  # kubectl create configmap sigstore-trusted-root --from-file=root.json=trusted_root.json
+        public_good = json.loads(PUBLIC_GOOD_ROOT)
+        for part in ("tlogs", "certificateAuthorities", "ctlogs", "timestampAuthorities"):
+            root[part] = root.get(part, []) + public_good.get(part, [])
+        values["trustedRoot"] = {"existingConfigMap": "sigstore-trusted-root", "key": "root.json"}
+        created.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "sigstore-trusted-root", "namespace": NAMESPACE},
+                "data": {"root.json": json.dumps(root, indent=2)},
+            }
+        )
+    docs = render(values)
+    pod_files = tmp_path / "pod"
+    mounted = _lay_out_configmap_mounts(docs, created, pod_files)
+    args = _local_file_args(docs, mounted, pod_files)
+    assert [arg.split("=")[0] for arg in args] == ["--policies", "--trusted-root"]
+    without_root = [arg for arg in args if not arg.startswith("--trusted-root=")]
+
+    with RegistryServer(tmp_path / "registry") as registry:
+        digest = registry.push_image("acme/app", "v1")
+        image = f"{registry.host}/acme/app:v1"
+        signature = sigstore_box.legacy_signature(digest, f"{registry.host}/acme/app", SIGNER)
+        registry.push_signature_layers("acme/app", digest, [signature.layer])
+        review = review_body(workload("Pod", "app", "prod", image))
+        reports = tmp_path / "no-reports"
+        reports.mkdir()
+        common = ("--insecure-registry", registry.host, "--reports-dir", str(reports))
+        with ServeProcess(tmp_path / "with-root", *common, *args) as serve:
+            loaded = serve.wait_for_log(lambda entry: entry.get("message") == "sigstore trusted root loaded")
+            admitted = serve.review(review)["response"]
+        assert loaded["trusted_root"] == str(pod_files / TRUSTED_ROOT_FLAG.split("=/")[1])
+        assert loaded["transparency_logs"] == [log["baseUrl"] for log in root["tlogs"]]
+        assert admitted["allowed"] is True, admitted
+        with ServeProcess(tmp_path / "shipped-root", *common, *without_root) as serve:
+            denied = serve.review(review)["response"]
+        assert denied["allowed"] is False
+        assert ".attestors[0].entries[0].keyless: no matching signatures" in denied["status"]["message"]
+
+
 def test_webhook_off_renders_no_webhook_tls_or_policies() -> None:
     docs = render({"webhook": {"enabled": False}})
     assert not {"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "Secret"} & set(kinds(docs))
     assert "--webhook=off" in container(docs)["args"]
+    # The trusted root serves the webhook's policies only: without the webhook, nothing is mounted.
+    unused = render({"webhook": {"enabled": False}, "trustedRoot": {"json": PUBLIC_GOOD_ROOT}})
+    assert TRUSTED_ROOT_FLAG not in container(unused)["args"]
+    assert not [doc for doc in unused if doc["metadata"]["name"].endswith("-trusted-root")]
     assert [port["name"] for port in one(docs, "Service")["spec"]["ports"]] == ["metrics"]
 
 
@@ -531,6 +770,10 @@ def test_webhook_off_renders_no_webhook_tls_or_policies() -> None:
         ),
         ({"serviceMonitor": {"enabled": "yes"}}, "enabled"),
         ({"replicas": 2}, "replicas"),
+        ({"trustedRoot": {"key": "dir/trusted_root.json"}}, "trustedRoot.key"),
+        ({"trustedRoot": {"existingConfigMap": "Sigstore_Root"}}, "trustedRoot.existingConfigMap"),
+        ({"trustedRoot": {"json": {"mediaType": "x"}}}, "trustedRoot.json"),
+        ({"trustedRoot": {"configMap": "sigstore-root"}}, "configMap"),
     ],
     ids=lambda value: value if isinstance(value, str) else None,
 )

@@ -57,6 +57,31 @@ app.kubernetes.io/part-of: trustwatch
 {{- default (printf "%s-policies" (include "trustwatch.fullname" .)) .Values.existingPoliciesConfigMap }}
 {{- end }}
 
+{{/* The ConfigMap holding the Sigstore trusted_root.json given to --trusted-root ("" when none: trustwatch
+     keeps its shipped public-good root). Wrong combinations fail here, naming the value to set, so that
+     `helm install` refuses them instead of a Pod that cannot start. */}}
+{{- define "trustwatch.trustedRootConfigMap" -}}
+{{- $root := .Values.trustedRoot }}
+{{- if and $root.json $root.existingConfigMap }}
+{{- fail "trustedRoot.json and trustedRoot.existingConfigMap are both set: give the trusted_root.json either inline (trustedRoot.json, e.g. --set-file trustedRoot.json=trusted_root.json) or as the name of a ConfigMap that holds it (trustedRoot.existingConfigMap), not both" }}
+{{- else if $root.existingConfigMap }}
+{{- if not $root.key }}
+{{- fail (printf "trustedRoot.key is empty: set it to the key of ConfigMap %s that holds the trusted_root.json (`kubectl create configmap %s --from-file=trusted_root.json` stores it under trusted_root.json, the default)" $root.existingConfigMap $root.existingConfigMap) }}
+{{- end }}
+{{- $root.existingConfigMap }}
+{{- else if $root.json }}
+{{- $document := fromJson $root.json }}
+{{- if hasKey $document "Error" }}
+{{- fail (printf "trustedRoot.json is not JSON (%s): give the content of a Sigstore trusted_root.json, e.g. --set-file trustedRoot.json=trusted_root.json" (get $document "Error")) }}
+{{- end }}
+{{- $mediaType := "application/vnd.dev.sigstore.trustedroot+json;version=0.1" }}
+{{- if ne (toString (get $document "mediaType")) $mediaType }}
+{{- fail (printf "trustedRoot.json is not a Sigstore trusted_root.json: its mediaType must be %s (a TUF root.json or a bare key does not work: give the trusted_root.json your Sigstore's TUF repository serves)" $mediaType) }}
+{{- end }}
+{{- printf "%s-trusted-root" (include "trustwatch.fullname" .) }}
+{{- end }}
+{{- end }}
+
 {{/* DNS names the API server uses to reach the webhook Service. */}}
 {{- define "trustwatch.serviceDNSNames" -}}
 {{- $svc := include "trustwatch.fullname" . -}}
