@@ -615,37 +615,23 @@ def test_an_unusable_trusted_root_setting_fails_rendering_saying_what_to_set(
 
 # --- the rendered trusted root, end to end --------------------------------------------------------------
 SIGNER = Identity("https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1", GITHUB_ISSUER)
-KEYLESS_POLICY: dict[str, Any] = {
-    "apiVersion": "kyverno.io/v1",
-    "kind": "ClusterPolicy",
-    "metadata": {"name": "private-sigstore"},
-    "spec": {
-        "validationFailureAction": "Enforce",
-        "rules": [
-            {
-                "name": "keyless",
-                "match": {"any": [{"resources": {"kinds": ["Pod"]}}]},
-                "verifyImages": [
-                    {
-                        "imageReferences": ["*"],
-                        "attestors": [
-                            {
-                                "entries": [
-                                    {
-                                        "keyless": {
-                                            "subject": "https://github.com/acme/app/.github/workflows/*",
-                                            "issuer": GITHUB_ISSUER,
-                                        }
-                                    }
-                                ]
-                            }
-                        ],
-                    }
-                ],
-            }
-        ],
-    },
-}
+KEYLESS_POLICY: dict[str, Any] = yaml.safe_load(
+    f"""
+apiVersion: kyverno.io/v1
+kind: ClusterPolicy
+metadata: {{name: private-sigstore}}
+spec:
+  validationFailureAction: Enforce
+  rules:
+  - name: keyless
+    match: {{any: [{{resources: {{kinds: [Pod]}}}}]}}
+    verifyImages:
+    - imageReferences: ['*']
+      attestors:
+      - entries:
+        - keyless: {{subject: 'https://github.com/acme/app/.github/workflows/*', issuer: '{GITHUB_ISSUER}'}}
+"""
+)
 
 
 def _lay_out_configmap_mounts(
