@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -528,11 +528,15 @@ def _with(signed: SignedBundle, document: dict[str, Any]) -> SignedBundle:
     [("0.3", "inclusionProof"), ("0.2", "inclusionProof"), ("0.1", "inclusionPromise")],
 )
 def test_a_log_entry_without_what_its_bundle_version_requires_is_refused(
-    sigstore_box: SigstoreBox, root: TrustedRoot, root_path: Path, version: str, removed: str
+    sigstore_box: SigstoreBox,
+    root: TrustedRoot,
+    root_path: Path,
+    version: Literal["0.1", "0.2", "0.3"],
+    removed: str,
 ) -> None:
     signed = sigstore_box.image_bundle(IMAGE, SIGNER)
     if version != "0.3":
-        signed = signed.as_version(version)  # type: ignore[arg-type]
+        signed = signed.as_version(version)
     assert verify_found(_found(_referrer(signed)), _keyless(root)).__class__ is Verified
     document = copy.deepcopy(signed.document)
     del document["verificationMaterial"]["tlogEntries"][0][removed]

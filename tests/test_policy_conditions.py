@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from exporter.policy.conditions import Condition, ConditionBlock, compare, evaluate, parse_quantity
+from exporter.policy.conditions import Condition, ConditionBlock, Operator, compare, evaluate, parse_quantity
 from exporter.policy.durations import format_duration, parse_duration
 from exporter.policy.expressions import (
     ExpressionError,
@@ -18,11 +18,11 @@ from exporter.policy.expressions import (
 )
 
 
-def cond(key: Any, operator: str, value: Any, message: str = "") -> Condition:
-    return Condition(compile_template(key), operator, compile_template(value), message)  # type: ignore[arg-type]
+def cond(key: Any, operator: Operator, value: Any, message: str = "") -> Condition:
+    return Condition(compile_template(key), operator, compile_template(value), message)
 
 
-PROVENANCE = {
+PROVENANCE: dict[str, Any] = {  # a predicate as decoded from JSON
     "builder": {"id": "https://github.com/acme/builder@v1"},
     "buildType": "https://tekton.dev/chains/v2",
     "materials": [{"uri": "git+https://github.com/acme/app"}, {"uri": "oci://ghcr.io/acme/base"}],
@@ -95,12 +95,12 @@ PROVENANCE = {
         ("soon", "DurationLessThan", "2h", False),
     ],
 )
-def test_operators_follow_kyverno(key: Any, operator: str, value: Any, expected: bool) -> None:
-    assert compare(operator, key, value) is expected  # type: ignore[arg-type]
+def test_operators_follow_kyverno(key: Any, operator: Operator, value: Any, expected: bool) -> None:
+    assert compare(operator, key, value) is expected
 
 
 def test_variables_resolve_over_the_predicate_whole_or_spliced() -> None:
-    assert compile_template("{{ builder.id }}").resolve(PROVENANCE) == PROVENANCE["builder"]["id"]  # type: ignore[index]
+    assert compile_template("{{ builder.id }}").resolve(PROVENANCE) == PROVENANCE["builder"]["id"]
     assert compile_template("{{materials[].uri}}").resolve(PROVENANCE) == [
         "git+https://github.com/acme/app",
         "oci://ghcr.io/acme/base",

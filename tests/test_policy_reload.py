@@ -241,7 +241,9 @@ def test_interval_must_be_positive(policy_dir: Path) -> None:
         PolicyReloader([policy_dir], _metrics(), interval=0)
 
 
-async def test_run_survives_an_unexpected_error(policy_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
+async def test_run_survives_an_unexpected_error(
+    policy_dir: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reloader = PolicyReloader([policy_dir], _metrics(), interval=0.01)
     reloader.load_initial()
     real_check = reloader.check_once
@@ -253,7 +255,7 @@ async def test_run_survives_an_unexpected_error(policy_dir: Path, caplog: pytest
             raise OSError("disk went away")
         return real_check()
 
-    reloader.check_once = flaky_check  # type: ignore[method-assign]
+    monkeypatch.setattr(reloader, "check_once", flaky_check)
     _replace(policy_dir / "policy.yaml", yaml.safe_dump(policy(name="after-error")))
     task = asyncio.create_task(reloader.run())
     try:

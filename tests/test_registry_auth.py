@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,9 +77,9 @@ def test_credentials_never_appear_in_repr() -> None:
         ({"auths": {"r.test": "text"}}, "auths entry 'r.test' is not an object"),
     ],
 )
-def test_bad_docker_configs_say_which_entry_is_wrong(source: object, message: str) -> None:
+def test_bad_docker_configs_say_which_entry_is_wrong(source: str | dict[str, Any], message: str) -> None:
     with pytest.raises(DockerConfigError) as caught:
-        load_docker_config(source)  # type: ignore[arg-type]
+        load_docker_config(source)
     assert message in str(caught.value)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -250,9 +251,9 @@ def test_identity_policies_on_a_keyless_bundle(
 
 @pytest.mark.parametrize("oids", ["v1", "v2", "both"])
 def test_issuer_and_github_extensions_in_old_and_new_encodings(
-    sigstore_box: SigstoreBox, trust: TrustPolicy, root_path: Path, oids: str
+    sigstore_box: SigstoreBox, trust: TrustPolicy, root_path: Path, oids: Literal["v1", "v2", "both"]
 ) -> None:
-    who = dataclasses.replace(SIGNER, issuer_oids=oids)  # type: ignore[arg-type]
+    who = dataclasses.replace(SIGNER, issuer_oids=oids)
     signed = _bundle(sigstore_box, "dsse", who=who)
     wanted = IdentityPolicy(
         subject=WORKFLOW,

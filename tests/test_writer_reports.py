@@ -214,7 +214,7 @@ async def test_kubernetes_backend_creates_then_merges_with_another_replica() -> 
         assert stored["summary"] == {"pass": 6, "fail": 5, "warn": 0, "error": 0, "skip": 0}
 
 
-async def test_kubernetes_backend_rereads_after_a_conflict() -> None:
+async def test_kubernetes_backend_rereads_after_a_conflict(monkeypatch: pytest.MonkeyPatch) -> None:
     async with FakeKubeServer() as server:
         loop = asyncio.get_running_loop()
         metrics = ServiceMetrics(CollectorRegistry())
@@ -244,7 +244,7 @@ async def test_kubernetes_backend_rereads_after_a_conflict() -> None:
 
             original(target, merge_then_interfere)
 
-        backend.update = update_with_interference  # type: ignore[method-assign]
+        monkeypatch.setattr(backend, "update", update_with_interference)
         writer.submit([result("mine2", uid="m2")])
         await writer.flush()
         stored = server.get_object("wgpolicyk8s.io/v1alpha2", "PolicyReport", TARGET.name, "prod")
