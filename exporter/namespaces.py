@@ -77,7 +77,8 @@ class NamespaceLabels:
         loop.call_soon_threadsafe(self.synced.set)
         stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
             api.list_namespace,
-            resource_version=listing.metadata.resource_version,  # type: ignore[union-attr]
+            # the API server always sends list metadata; without it the watch would replay every Namespace
+            resource_version=listing.metadata.resource_version if listing.metadata else None,
             allow_watch_bookmarks=True,
             timeout_seconds=300,
             _request_timeout=330,

@@ -16,13 +16,14 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _deliver(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
-    if future.done():  # the awaiting task was cancelled meanwhile
-        return
-    if error is not None:
+def _set_result(future: asyncio.Future[T], result: T) -> None:
+    if not future.done():  # else the awaiting task was cancelled meanwhile
+        future.set_result(result)
+
+
+def _set_exception(future: asyncio.Future[T], error: BaseException) -> None:
+    if not future.done():  # else the awaiting task was cancelled meanwhile
         future.set_exception(error)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]
 
 
 async def run_in_daemon_thread(
@@ -33,14 +34,14 @@ async def run_in_daemon_thread(
     future: asyncio.Future[T] = loop.create_future()
 
     def target() -> None:
-        result: T | None = None
-        error: BaseException | None = None
         try:
             result = function(*args)
         except BaseException as exc:  # delivered to the awaiting task, not lost in the thread
-            error = exc
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
-            loop.call_soon_threadsafe(_deliver, future, result, error)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+                loop.call_soon_threadsafe(_set_exception, future, exc)
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_set_result, future, result)
 
     threading.Thread(target=target, name=name, daemon=True).start()
     return await future

@@ -42,6 +42,7 @@ from exporter.sigstore import (
 )
 from exporter.sigstore.cache import BoundedCache
 from exporter.sigstore.keys import (
+    HashName,
     TrustedKey,
     digest_signature_is_valid,
     signature_is_valid,
@@ -285,12 +286,12 @@ def _material(
     *,
     public_key: TrustedKey | None = None,
     chain: Iterable[x509.Certificate] = (),
-    hash_name: str = "sha256",
+    hash_name: HashName = "sha256",
 ) -> SigningMaterial:
     signed = candidate.signed
     if isinstance(signed, SignedMessage) and signed.content is not None and hash_name != signed.algorithm:
         digest = hashlib.new(hash_name, signed.content).digest()
-        signed = SignedMessage(digest=digest, content=signed.content, algorithm=hash_name)  # type: ignore[arg-type]
+        signed = SignedMessage(digest=digest, content=signed.content, algorithm=hash_name)
     return SigningMaterial(
         signature=candidate.signature,
         signed=signed,

@@ -329,8 +329,12 @@ def _string_map(value: Any) -> Mapping[str, str]:
 def _summary(value: Any) -> tuple[int, int, int, int, int]:
     if not isinstance(value, Mapping):
         return (0, 0, 0, 0, 0)
-    counts = [value.get(status, 0) for status in STATUSES]
-    return tuple(count if isinstance(count, int) and count >= 0 else 0 for count in counts)  # type: ignore[return-value]
+    passed, failed, warned, errored, skipped = (_count(value.get(status, 0)) for status in STATUSES)
+    return (passed, failed, warned, errored, skipped)
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
 
 
 def _timestamp(value: Any) -> tuple[int, int] | None:

@@ -28,6 +28,7 @@ from exporter.cosign.formats.fields import (
 )
 from exporter.cosign.formats.legacy import MAX_CHAIN_CERTIFICATES
 from exporter.cosign.found import FoundArtifact
+from exporter.sigstore.keys import HashName
 from exporter.sigstore.material import InclusionProof, SignedMessage, TlogEntry
 
 MAX_BUNDLE_BYTES = 4 * 1024 * 1024
@@ -39,7 +40,7 @@ _MEDIA_TYPE = re.compile(
 )
 _SNAKE_WORD = re.compile(r"_([a-z0-9])")
 MAX_NAME_DEPTH = 12
-_DIGEST_ALGORITHMS = {"SHA2_256": "sha256", "SHA2_384": "sha384", "SHA2_512": "sha512"}
+_DIGEST_ALGORITHMS: dict[str, HashName] = {"SHA2_256": "sha256", "SHA2_384": "sha384", "SHA2_512": "sha512"}
 
 
 def _protobuf_json_names(value: Any, depth: int = 0) -> Any:
@@ -191,7 +192,7 @@ def parse_bundle(artifact: FoundArtifact, content: bytes, where: str) -> tuple[C
             Candidate(
                 format="bundle-message-signature",
                 signature=get_b64(message, "signature", "messageSignature"),
-                signed=SignedMessage(digest=value, algorithm=hash_name),  # type: ignore[arg-type]
+                signed=SignedMessage(digest=value, algorithm=hash_name),
                 claim=f"{hash_name}:{value.hex()}",
                 **common,
             ),
