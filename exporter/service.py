@@ -294,6 +294,7 @@ class Service:
         self._start_report_sources(reports)
         if webhook_inputs is not None:
             await self._start_webhook(webhook_inputs)
+        self.readiness.started = True  # every component's readiness check is registered now
 
     def _start_report_sources(self, reports: ReportsConfig) -> None:
         if self.plan.cluster is not None:

@@ -29,22 +29,27 @@ ReadinessCheck = Callable[[], tuple[bool, str]]
 
 @dataclass
 class Readiness:
-    """Named readiness checks; the process is ready when every one of them is.
+    """Named readiness checks; the process is ready once it has started and every check is ready.
 
-    Checks run on the status server's thread: each must only read values that the main loop replaces
-    whole (or copy collections in one C-level step, such as ``dict(d)``), never iterate live ones.
+    The status server answers from its own thread while the service is still starting, before every
+    component has registered its check: until :attr:`started` is set, the process is not ready. Checks run
+    on that thread: each must only read values that the main loop replaces whole (or copy collections in
+    one C-level step, such as ``dict(d)``), never iterate live ones.
     """
 
     checks: dict[str, ReadinessCheck] = field(default_factory=dict)
+    started: bool = False
 
     def add(self, name: str, check: ReadinessCheck) -> None:
         self.checks[name] = check
 
     def evaluate(self) -> tuple[bool, dict[str, str]]:
         """All checks' states, and whether all are ready."""
+        if not self.started:
+            return False, {"startup": "not ready: components are starting"}
         states: dict[str, str] = {}
         ready = True
-        for name, check in self.checks.items():
+        for name, check in list(self.checks.items()):
             ok, detail = check()
             ready = ready and ok
             states[name] = ("ok" if ok else "not ready") + (f": {detail}" if detail else "")

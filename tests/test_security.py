@@ -340,7 +340,10 @@ def test_no_quiet_audit_while_namespace_labels_are_not_loaded(
             "--insecure-registry", registry.host,
             env={"KUBECONFIG": str(api.write_kubeconfig(tmp_path / "kubeconfig"))},
         ) as serve:  # fmt: skip
-            status, body = serve.get("/readyz")
+            # Once started (until then /readyz says so), not ready for want of the Namespace labels.
+            status, body = poll(
+                lambda: "namespace-labels" in (answer := serve.get("/readyz"))[1] and answer
+            )
             assert status == 503
             assert json.loads(body)["checks"]["namespace-labels"].startswith("not ready")
             assert webhook_get(serve, "/readyz")[0] == 503

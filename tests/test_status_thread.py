@@ -70,13 +70,16 @@ def test_healthz_answers_from_its_own_thread_while_the_main_loop_is_held() -> No
         )
         base = f"http://127.0.0.1:{port}"
         # Blocking calls made on the main loop itself: served on the main loop, they could never be answered.
-        answers = [_get(base + "/healthz"), _get(base + "/readyz"), _get(base + "/metrics")]
+        answers = [_get(base + "/readyz")]  # listening before the service registered every check
+        readiness.started = True
+        answers += [_get(base + "/healthz"), _get(base + "/readyz"), _get(base + "/metrics")]
         clock[0] += STALL_LIMIT + 1  # the main loop has not beaten for longer than the stall limit
         answers.append(_get(base + "/healthz"))
         await server.cleanup()
         return answers
 
-    healthy, ready, scraped, stalled = asyncio.run(scenario())
+    starting, healthy, ready, scraped, stalled = asyncio.run(scenario())
+    assert starting[0] == 503 and '"startup": "not ready: components are starting"' in starting[1]
     assert healthy == (200, "ok\n")
     assert ready[0] == 200 and '"policies": "ok: 1 loaded"' in ready[1]
     assert scraped[0] == 200 and "trustwatch_event_loop_lag_seconds_bucket" in scraped[1]
