@@ -35,7 +35,7 @@ from exporter.cluster import ClusterConnection, ClusterUnavailableError, connect
 from exporter.config import ServeConfig, split_address
 from exporter.heartbeat import LoopHeartbeat
 from exporter.listen import start_site
-from exporter.memory import keep_large_allocations_returnable
+from exporter.memory import HeapTrimmer, keep_large_allocations_returnable
 from exporter.metrics import ServiceMetrics
 from exporter.namespaces import NamespaceLabels
 from exporter.policy.loader import PolicyLoadError
@@ -442,7 +442,17 @@ class Service:
 
 async def run(config: ServeConfig) -> int:
     """Run until SIGTERM or SIGINT; returns the exit code."""
-    keep_large_allocations_returnable()  # memory returns to the system after bursts (docs/admission.md)
+    # Memory returns to the system after bursts (docs/admission.md, exporter/memory.py).
+    keep_large_allocations_returnable()
+    trimmer = HeapTrimmer()
+    trimmer.start()
+    try:
+        return await _serve(config)
+    finally:
+        trimmer.stop()
+
+
+async def _serve(config: ServeConfig) -> int:
     metrics = ServiceMetrics()
     metrics.build_info.info({"version": __version__})
     try:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from exporter.jsondoc import JsonLimits, enforce_limits, parse_json_object
+from exporter.jsondoc import JsonLimits, enforce_limits, parse_json_object, refuse_value_floods
 from exporter.policy.images import CONTAINER_FIELDS, POD_SPEC_PATHS
 
 SUPPORTED_VERSIONS = ("admission.k8s.io/v1", "admission.k8s.io/v1beta1")
@@ -154,8 +154,9 @@ def parse_review(body: bytes) -> AdmissionRequest:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ReviewError(f"body is not UTF-8 ({exc.reason} at byte {exc.start})") from None
-    # Typed checks first: they read only known fields (bounded work) and reject most hostile bodies before
-    # the walk over every value (limits) runs.
+    # A flood of values is refused before it is decoded; then typed checks: they read only known fields
+    # (bounded work) and reject most hostile bodies before the walk over every value (limits) runs.
+    refuse_value_floods(text, REVIEW_LIMITS, "body", ReviewError)
     document = parse_json_object(text, "body", ReviewError)
     if document.get("kind") != "AdmissionReview":
         raise ReviewError(f"kind must be AdmissionReview, got {_shown(document.get('kind'))}")
