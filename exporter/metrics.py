@@ -205,6 +205,15 @@ EVENT_LOOP_LAG = _spec(
     "How late the event loop ran a timer due every 0.25 s: time during which no admission review, watch "
     "event or report write could make progress.",
 )
+HTTP_CONNECTIONS_CLOSED = _spec(
+    "http_connections_closed",
+    "counter",
+    "Connections closed to hold a listener's connection limit, by site (webhook|status) and reason: "
+    "evicted_idle (the connection waiting longest without a request in progress was closed to serve a new "
+    "one) or refused_at_cap (every connection had a request in progress, so the new one was closed).",
+    "site",
+    "reason",
+)
 
 # --- report watcher (instrumented) ----------------------------------------------------------------------
 WATCH_UP = _spec(
@@ -357,6 +366,7 @@ class ServiceMetrics:
         self.policy_load_errors = _counter(POLICY_LOAD_ERRORS, reg)
         self.policy_last_load_success = _gauge(POLICY_LAST_LOAD_SUCCESS, reg)
         self.certificate_expiry = _gauge(CERTIFICATE_EXPIRY, reg)
+        self.http_connections_closed = _counter(HTTP_CONNECTIONS_CLOSED, reg)
         self.watch_up = _gauge(WATCH_UP, reg)
         self.watch_restarts = _counter(WATCH_RESTARTS, reg)
         self.watch_last_event = _gauge(WATCH_LAST_EVENT, reg)

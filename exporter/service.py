@@ -34,7 +34,7 @@ from exporter.admission.violations_kube import KubernetesViolationBackend
 from exporter.cluster import ClusterConnection, ClusterUnavailableError, connect
 from exporter.config import ServeConfig, split_address
 from exporter.heartbeat import LoopHeartbeat
-from exporter.listen import start_site
+from exporter.listen import CapClosure, start_site
 from exporter.memory import HeapTrimmer, keep_large_allocations_returnable
 from exporter.metrics import ServiceMetrics
 from exporter.namespaces import NamespaceLabels
@@ -187,18 +187,32 @@ async def _listen(
     ssl_context: ssl.SSLContext | None = None,
     *,
     own_thread: str | None = None,
+    site: str,
+    metrics: ServiceMetrics,
 ) -> tuple[Listener, str]:
     """Serve ``app`` on ``address`` (on a thread so named, with an event loop of its own, if
-    ``own_thread``); returns the listener and the URL actually bound."""
+    ``own_thread``); returns the listener and the URL actually bound. Connections closed to hold the
+    connection cap are counted under ``site`` in trustwatch_http_connections_closed_total."""
     host, port = split_address(address, option)
+
+    def count_cap_closure(reason: CapClosure) -> None:
+        metrics.http_connections_closed.labels(site=site, reason=reason).inc()
+
     listener: Listener
     try:
         if own_thread is not None:
             listener = threaded = ThreadedServer(own_thread)
-            bound = await threaded.start(app, host, port, shutdown_timeout=grace)
+            bound = await threaded.start(
+                app, host, port, shutdown_timeout=grace, on_cap_closure=count_cap_closure
+            )
         else:
             listener, bound = await start_site(
-                app, host, port, ssl_context=ssl_context, shutdown_timeout=grace
+                app,
+                host,
+                port,
+                ssl_context=ssl_context,
+                shutdown_timeout=grace,
+                on_cap_closure=count_cap_closure,
             )
     except OSError as exc:
         busy = exc.errno == errno.EADDRINUSE
@@ -288,6 +302,8 @@ class Service:
             "--metrics-address",
             config.grace_period,
             own_thread="trustwatch-status",
+            site="status",
+            metrics=self.metrics,
         )
         self._listeners.append(listener)
         log.info("status server listening", extra={"url": url})
@@ -415,7 +431,9 @@ class Service:
             config.webhook_address,
             "--webhook-address",
             config.grace_period,
-            certificate.context,
+            site="webhook",
+            metrics=self.metrics,
+            ssl_context=certificate.context,
         )
         self._listeners.insert(0, listener)  # stopped first on shutdown
         log.info(

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 from aiohttp import web
 
-from exporter.listen import start_site
+from exporter.listen import CapClosure, start_site
 
 
 class ThreadedServer:
@@ -30,11 +31,21 @@ class ThreadedServer:
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
         self._runner: web.AppRunner | None = None
 
-    async def start(self, app: web.Application, host: str, port: int, *, shutdown_timeout: float) -> int:
-        """Listen on ``host:port`` (errors such as an address in use are raised here); returns the port."""
+    async def start(
+        self,
+        app: web.Application,
+        host: str,
+        port: int,
+        *,
+        shutdown_timeout: float,
+        on_cap_closure: Callable[[CapClosure], None] | None = None,
+    ) -> int:
+        """Listen on ``host:port`` (errors such as an address in use are raised here); returns the port.
+        ``on_cap_closure`` (see :func:`start_site`) is called on the server's thread."""
         self._thread.start()
         starting = asyncio.run_coroutine_threadsafe(
-            start_site(app, host, port, shutdown_timeout=shutdown_timeout), self._loop
+            start_site(app, host, port, shutdown_timeout=shutdown_timeout, on_cap_closure=on_cap_closure),
+            self._loop,
         )
         try:
             runner, bound = await asyncio.wrap_future(starting)

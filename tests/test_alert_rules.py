@@ -33,6 +33,8 @@ REQUIRED_ALERTS = {
     "TrustwatchReportWatchStale",
     "TrustwatchPolicyLoadFailed",
     "TrustwatchCertificateExpiringSoon",
+    "TrustwatchConnectionsRefused",
+    "TrustwatchConnectionFlood",
     "TrustwatchAbsent",
 }
 
