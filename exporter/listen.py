@@ -60,10 +60,11 @@ def _longest_idle(handlers: Iterable[RequestHandler]) -> RequestHandler | None:
     """The handler that has waited longest without a request in progress, if any; None if every one has
     a request queued, being handled or its response being written (or is closing already).
 
-    One pass, run only at the cap (about 70 us for 512 connections). aiohttp has no public API for this:
-    these are the fields its own idle timeout reads (``RequestHandler._process_keepalive``): a handler
-    waiting on ``_waiter`` has no request in progress, and ``_next_keepalive_close_time`` is when the idle
-    timeout will close it, so the earliest is the one idle longest."""
+    One pass, run only at the cap: about 60 us for 512 connections, a few percent of what a TLS handshake
+    costs the server. aiohttp has no public API for this: these are the fields its own idle timeout reads
+    (``RequestHandler._process_keepalive``). A handler waiting on ``_waiter`` has no request in progress,
+    and ``_next_keepalive_close_time`` is when the idle timeout will close it, so the earliest is the one
+    idle longest."""
     chosen: RequestHandler | None = None
     earliest = math.inf
     for handler in handlers:

@@ -6,6 +6,7 @@ every connection is busy is the new one refused. Both outcomes are counted."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable
@@ -111,9 +112,10 @@ async def until(condition: Callable[[], bool]) -> None:
         await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
-    pair = generate_self_signed(tmp_path, ("localhost",))
+@contextlib.asynccontextmanager
+async def serving(directory: Path, limits: ConnectionLimits) -> AsyncIterator[Listener]:
+    """A TLS site with ``/`` (answers at once) and ``/block`` (answers when the test releases it)."""
+    pair = generate_self_signed(directory, ("localhost",))
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(pair.cert_file, pair.key_file)
     metrics = ServiceMetrics(CollectorRegistry())
@@ -129,12 +131,7 @@ async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
     app.router.add_get("/", ok)
     app.router.add_get("/block", blocker.handle)
     runner, port = await start_site(
-        app,
-        "127.0.0.1",
-        0,
-        ssl_context=server_context,
-        limits=ConnectionLimits(max_connections=CAP),
-        on_cap_closure=count,
+        app, "127.0.0.1", 0, ssl_context=server_context, limits=limits, on_cap_closure=count
     )
     client_context = ssl.create_default_context(cafile=str(pair.ca_file))
     try:
@@ -142,6 +139,12 @@ async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
     finally:
         blocker.release.set()
         await runner.cleanup()
+
+
+@pytest.fixture
+async def listener(tmp_path: Path) -> AsyncIterator[Listener]:
+    async with serving(tmp_path, ConnectionLimits(max_connections=CAP)) as running:
+        yield running
 
 
 async def silent(_client: Client) -> None:
@@ -272,3 +275,15 @@ async def test_trustwatch_serve_counts_cap_closures_per_listener(monkeypatch: py
         for client in clients:
             client.close()
         await listener.cleanup()
+
+
+async def test_a_peer_that_never_answers_the_closing_handshake_is_let_go(tmp_path: Path) -> None:
+    """A connection closed by the server (here by the idle timeout) waits for the peer's TLS close_notify
+    for the handshake timeout only (Python's default is 30 s), so it stops counting against the cap."""
+    async with serving(tmp_path, ConnectionLimits(handshake_timeout=0.5, idle_timeout=0.5)) as running:
+        (client,) = await running.connected(1)
+        transport = client.writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # never reads, so never answers the server's close_notify
+        await until(lambda: running.open_connections() == 0)  # WITHIN = 10 s; it takes 30 s without the bound
+        client.close()
