@@ -18,6 +18,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter.admission import server as server_module
+from exporter.admission.cache import Lookup
 from exporter.admission.engine import (
     MAX_NAMESPACE_LABELS,
     MAX_REGISTRIES_PER_REQUEST,
@@ -29,9 +30,8 @@ from exporter.admission.server import build_webhook_app
 from exporter.admission.verifier import ImageOutcome
 from exporter.listen import ConnectionLimits, start_site
 from exporter.metrics import ServiceMetrics
-from exporter.policy.model import ImageVerification
 from exporter.registry.dns import BoundedResolver
-from tests.support.admission import review_body, walkthrough_policy, workload
+from tests.support.admission import ByImageVerifier, review_body, walkthrough_policy, workload
 from tests.support.registry import generate_signing_key, public_pem
 
 POLICIES = walkthrough_policy(public_pem(generate_signing_key()), **{"docker.io/user/test*": "*"})
@@ -127,19 +127,14 @@ def test_hostile_bodies_are_review_errors(body: bytes, problem: str) -> None:
 # --- the HTTP layer -----------------------------------------------------------------------------------
 
 
-class CountingVerifier:
+class CountingVerifier(ByImageVerifier):
     """Answers every image ``pass`` after ``delay`` seconds, recording the verifications started."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
         self.images: list[str] = []
 
-    def cached(self, *args: object) -> None:
-        return None
-
-    async def verify(
-        self, policy_version: str, rule: str, index: int, verification: ImageVerification, image: str
-    ) -> tuple[ImageOutcome, str]:
+    async def answer(self, image: str) -> tuple[ImageOutcome, Lookup]:
         self.images.append(image)
         await asyncio.sleep(self.delay)
         return ImageOutcome("pass", "verified"), "miss"
@@ -164,7 +159,7 @@ async def serve(
     metrics = ServiceMetrics(CollectorRegistry())
     engine = AdmissionEngine(
         lambda: POLICIES,
-        verifier,  # type: ignore[arg-type]
+        verifier,
         metrics,
         config=AdmissionConfig(timeout=deadline),
     )

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from kubernetes.client import ApiClient
 
 from exporter import service
 from exporter.cluster import ClusterConnection
@@ -61,8 +62,11 @@ def test_your_own_policies_turn_the_example_reports_off(tmp_path: Path) -> None:
 
 
 def test_a_kubeconfig_alone_never_writes_reports_into_the_cluster(tmp_path: Path) -> None:
+    def no_client() -> ApiClient:
+        raise AssertionError("planning must not connect to the cluster")
+
     def cluster(in_cluster: bool) -> ClusterConnection:
-        return ClusterConnection("test", lambda: None, in_cluster=in_cluster)  # type: ignore[arg-type,return-value]
+        return ClusterConnection("test", no_client, in_cluster=in_cluster)
 
     laptop = service.make_plan(ServeConfig(state_dir=tmp_path), cluster(in_cluster=False))
     assert laptop.report_output == "local"
