@@ -108,9 +108,9 @@ async def test_signed_image_verifies_by_tag_and_by_digest(registry: RegistryServ
     )
     assert isinstance(by_digest, Verified)
     assert by_digest.digest == digest
-    # A digest reference needs no tag resolution: .sig, .att, the referrers API (absent) and its fallback
-    # tag are asked once each, then the one payload blob.
-    assert len(requests) == 5
+    # A digest reference needs no tag resolution: .sig, the referrers API (absent) and its fallback tag are
+    # asked once each, then the one payload blob; .att, which holds only attestations, is not read.
+    assert len(requests) == 4
 
 
 async def test_unsigned_and_wrongly_signed_images(registry: RegistryServer) -> None:

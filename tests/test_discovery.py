@@ -328,6 +328,19 @@ async def test_a_separate_signature_repository_is_where_discovery_looks(registry
         assert outcome.cause.startswith("signature repository: invalid image reference")
 
 
+async def test_a_signature_only_discovery_does_not_read_the_att_tag(registry: RegistryServer) -> None:
+    """The ``.att`` tag holds only attestations: a check of signatures alone saves that request."""
+    digest = registry.push_image("disc/signatures-only", "v1")
+    async with ReferrersFront(registry) as front:
+        registry.push_signature_layers("disc/signatures-only", digest, [_sig("signed")])
+        push_att(registry, "disc/signatures-only", digest, [_envelope("attested")])
+        found = await _found(front.host, f"disc/signatures-only@{digest}", attestations=False)
+        paths = [r.path for r in front.requests]
+    assert [artifact.place for artifact in found.artifacts] == ["sig-tag"]
+    assert not [path for path in paths if path.endswith(".att")]
+    assert [path for path in paths if path.endswith(".sig")]
+
+
 async def test_nothing_anywhere_is_an_empty_result_not_an_error(registry: RegistryServer) -> None:
     digest = registry.push_image("disc/unsigned", "v1")
     found = await _found(registry.host, "disc/unsigned:v1")

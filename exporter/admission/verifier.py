@@ -455,7 +455,12 @@ class ImageVerifier:
         self, reference: ImageReference, verification: ImageVerification, display: str
     ) -> ImageOutcome:
         started = time.perf_counter()
-        signatures = await discover(self._client, reference, signature_repository=verification.repository)
+        signatures = await discover(
+            self._client,
+            reference,
+            signature_repository=verification.repository,
+            attestations=bool(verification.attestations),
+        )
         resolved = await self._with_secret_keys(verification)
         if isinstance(resolved, str):
             outcome = ImageOutcome("error", verification_failed(display, resolved), reference.digest)

@@ -50,6 +50,7 @@ async def verify_image(
         reference,
         signature_repository=options.signature_repository,
         tag_prefix=options.signature_tag_prefix,
+        attestations=False,
     )
     if isinstance(found, VerificationError):
         return found
