@@ -604,6 +604,7 @@ def health() -> dict[str, Any]:
     watch_up = f"trustwatch_report_watch_up{{{CLUSTER}}}"
     restarts = f"trustwatch_report_watch_restarts_total{{{CLUSTER}}}"
     expiry = f"trustwatch_serving_certificate_expiry_timestamp_seconds{{{CLUSTER}}}"
+    closed = f"trustwatch_http_connections_closed_total{{{CLUSTER}}}"
     panels = [
         row("Report watch"),
         Panel(
@@ -719,8 +720,22 @@ def health() -> dict[str, Any]:
                     "{{instance}}",
                 )
             ],
-            width=24,
+            width=12,
             unit="s",
+        ),
+        Panel(
+            "timeseries",
+            "Connections closed at the cap",
+            "Connections closed per interval to hold the connection cap, per replica and listener: "
+            "evicted_idle made room for a new connection, refused_at_cap turned one away (0: none).",
+            [
+                Target(
+                    f"sum by (instance, site, reason) (increase({closed}[{RATE}]))"
+                    f" or 0 * max by (instance) (trustwatch_build_info{{{CLUSTER}}})",
+                    "{{instance}} {{site}} {{reason}}",
+                )
+            ],
+            width=12,
         ),
         Panel(
             "table",
@@ -735,7 +750,7 @@ def health() -> dict[str, Any]:
         "trustwatch-health",
         "trustwatch / Health",
         "Is trustwatch itself healthy: report watches, reports held, policy loads, serving certificate, "
-        "event loop.",
+        "event loop, connections.",
         ("cluster",),
         panels,
     )

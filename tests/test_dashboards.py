@@ -165,6 +165,7 @@ def test_each_dashboard_has_its_documented_panels() -> None:
         "Policy load errors",
         "Certificate expires in",
         "Event loop lag (p99)",
+        "Connections closed at the cap",
     } <= titles["trustwatch-health.json"]
 
 
