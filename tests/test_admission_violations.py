@@ -4,9 +4,12 @@ the request's Namespace."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from datetime import datetime, timedelta
+from typing import Any
 
 from exporter.admission.violations import Violation, ViolationRecorder
-from exporter.admission.violations_kube import KubernetesViolationBackend
+from exporter.admission.violations_kube import AGGREGATION_WINDOW, KubernetesViolationBackend
 from tests.support.fake_kube import CLUSTER_RESOURCES, FakeKubeServer
 
 
@@ -52,3 +55,38 @@ async def test_events_are_about_the_policy_object_when_it_exists_else_the_namesp
             "Deployment prod/unsigned: [autogen-verify-image] fail (blocked); "
         )
         assert len(event["message"]) == 1024  # the API server's limit
+
+
+async def test_a_repeated_denial_counts_on_one_event_until_the_window_ends() -> None:
+    """A controller retrying an unsigned Pod is one Event whose count grows, as client-go aggregates; a
+    different denial, an Event deleted meanwhile (expired) and the end of the window each start a new one."""
+    clock = [1000.0]
+    async with FakeKubeServer(CLUSTER_RESOURCES) as server:
+        backend = KubernetesViolationBackend(server.api_client(), clock=lambda: clock[0])
+        recorder = ViolationRecorder(backend)
+
+        async def submit(*violations: Violation) -> list[dict[str, Any]]:
+            for item in violations:
+                recorder.submit(item)
+            await asyncio.wait_for(recorder.flush(), 30)
+            return sorted(server.objects("v1", "Event"), key=lambda event: event["metadata"]["name"])
+
+        retried = violation("only-in-files")
+        later = dataclasses.replace(retried, timestamp=retried.timestamp + 120)
+        (event,) = await submit(retried, retried, later)
+        assert event["count"] == 3
+        stamps = [datetime.fromisoformat(event[field]) for field in ("firstTimestamp", "lastTimestamp")]
+        assert stamps[1] - stamps[0] == timedelta(seconds=120)
+
+        other = dataclasses.replace(retried, rules={"autogen-verify-image": "no signatures found"})
+        events = await submit(other)
+        assert sorted(event["count"] for event in events) == [1, 3]
+
+        server.delete_object("v1", "Event", event["metadata"]["name"], "prod")
+        events = await submit(retried)  # the Event is gone: a new one, counting from 1
+        assert sorted(event["count"] for event in events) == [1, 1]
+
+        clock[0] += AGGREGATION_WINDOW + 1
+        events = await submit(other)  # the window of the first 'other' Event is over
+    assert sorted(event["count"] for event in events) == [1, 1, 1]
+    assert {event["message"] for event in events} == {retried.message(), other.message()}
