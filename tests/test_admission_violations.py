@@ -87,6 +87,13 @@ async def test_a_repeated_denial_counts_on_one_event_until_the_window_ends() -> 
         assert sorted(event["count"] for event in events) == [1, 1]
 
         clock[0] += AGGREGATION_WINDOW + 1
+        before = {event["metadata"]["name"] for event in events}
         events = await submit(other)  # the window of the first 'other' Event is over
-    assert sorted(event["count"] for event in events) == [1, 1, 1]
+        assert sorted(event["count"] for event in events) == [1, 1, 1]
+
+        # Not allowed to patch (RBAC granting only create): a new Event, as before aggregation.
+        (newest,) = [event for event in events if event["metadata"]["name"] not in before]
+        server.fail_next(1, 403, newest["metadata"]["name"])
+        events = await submit(other)
+    assert sorted(event["count"] for event in events) == [1, 1, 1, 1]
     assert {event["message"] for event in events} == {retried.message(), other.message()}

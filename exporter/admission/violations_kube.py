@@ -100,7 +100,8 @@ class KubernetesViolationBackend:
 
     def _count_again(self, recorded: _Recorded, namespace: str, stamp: str) -> bool:
         """Count one more occurrence on the Event already recorded; False when it is gone (the API server
-        keeps Events for an hour by default), so a new one must be created."""
+        keeps Events for an hour by default) or may not be patched (RBAC granting only ``create``, as
+        before aggregation), so a new one must be created."""
         patch = {"count": recorded.count + 1, "lastTimestamp": stamp}
         try:
             self._core.get().patch_namespaced_event(
@@ -111,7 +112,7 @@ class KubernetesViolationBackend:
                 _content_type="application/merge-patch+json",
             )
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status in (403, 404):
                 return False
             raise
         recorded.count += 1
