@@ -253,6 +253,15 @@ def _attestor_problem(
     return _EntryProblem(reason, infrastructure=verified + errored >= attestor.required_count)
 
 
+def _signatures_unreadable(
+    display: str, path: str, error: VerificationError, digest: str | None
+) -> ImageOutcome:
+    """The ``error`` outcome of an image whose signatures could not be read (registry trouble: nothing was
+    learnt about them), logged with the cause; ``path`` is the policy entry the message names."""
+    log.warning("cannot read the image's signatures", extra={"image": display, "error": error.cause})
+    return ImageOutcome("error", verification_failed(display, f"{path}: {SIGNATURES_UNREADABLE}"), digest)
+
+
 def judge(
     found: FoundArtifacts,
     verification: ImageVerification,
@@ -395,11 +404,7 @@ class ImageVerifier:
                 self._client, pinned, signature_repository=signature_repository, tag_prefix=tag_prefix
             )
             if isinstance(found, VerificationError):
-                log.warning(
-                    "cannot read the image's signatures", extra={"image": display, "error": found.cause}
-                )
-                reason = f"{path}: {SIGNATURES_UNREADABLE}"
-                outcome = ImageOutcome("error", verification_failed(display, reason), pinned.digest)
+                outcome = _signatures_unreadable(display, path, found, pinned.digest)
             else:
                 outcome = await asyncio.to_thread(decide, found, display, self._trusted_root)
             self._metrics.image_verification_duration.labels(result=outcome.status).observe(
@@ -465,11 +470,8 @@ class ImageVerifier:
         if isinstance(resolved, str):
             outcome = ImageOutcome("error", verification_failed(display, resolved), reference.digest)
         elif isinstance(signatures, VerificationError):
-            log.warning(
-                "cannot read the image's signatures", extra={"image": display, "error": signatures.cause}
-            )
-            reason = f"{first_entry_path(verification)}: {SIGNATURES_UNREADABLE}"
-            outcome = ImageOutcome("error", verification_failed(display, reason), reference.digest)
+            path = first_entry_path(verification)
+            outcome = _signatures_unreadable(display, path, signatures, reference.digest)
         else:
             # Certificate chains, SCTs and log proofs are CPU work: keep them off the event loop.
             outcome = await asyncio.to_thread(judge, signatures, resolved, display, self._trusted_root)

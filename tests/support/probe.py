@@ -33,9 +33,6 @@ class ProbeResults:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     failures: Counter[str] = field(default_factory=Counter)
 
-    def all_latencies(self) -> list[float]:
-        return sorted(latency for values in self.latencies.values() for latency in values)
-
 
 def _probe_until_stdin_closes(urls: list[str], cafile: str | None) -> ProbeResults:
     context = ssl.create_default_context(cafile=cafile) if cafile else None
